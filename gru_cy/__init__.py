@@ -1,0 +1,13 @@
+"""gru_cy: a fast, exact GRU for NumPy.
+
+Cython kernels over BLAS (through SciPy) behind a PyTorch-shaped API::
+
+    import numpy as np, gru_cy
+    gru = gru_cy.GRU(input_size=8, hidden_size=16, num_layers=2, seed=0)
+    out, h_n = gru(np.random.rand(50, 4, 8).astype(np.float32))
+"""
+
+from gru_cy._version import __version__
+from gru_cy.gru import GRU
+
+__all__ = ["GRU", "__version__"]

@@ -1,0 +1,555 @@
+"""Cell-independent machinery of the recurrent modules.
+
+Everything here is shared by any recurrent cell with PyTorch's parameter
+layout (G gate blocks of H rows each): argument checking with PyTorch's
+wording, conversion of inputs to the module's dtype and a time-major
+C-contiguous layout, variable lengths, stacking of layers and directions,
+inverted dropout between layers, the training tape and the state dict.
+A cell (see gru.py) supplies the number of gate blocks and the two kernel
+calls for one layer and one direction.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+_INT32_MAX = 2**31 - 1
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ---------------------------------------------------------------------------
+# argument checking
+
+
+def check_int(name, value, minimum):
+    """An integer argument >= minimum (bools are not integers here)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be an integer, got {type(value).__name__}: {value!r}")
+    value = operator.index(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from exc
+    if dt not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dt}")
+    return dt
+
+
+def to_numpy(value, name):
+    """Accept NumPy arrays, array-likes and CPU torch tensors."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists, objects NumPy refuses
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}") from exc
+    return arr
+
+
+def as_float_array(value, name, dtype):
+    """Convert to a C-contiguous array of dtype; reject non-numeric kinds.
+
+    Integers and bools are converted (as NumPy would); complex, object,
+    string, bytes and structured arrays raise TypeError. Read-only and
+    non-contiguous inputs are copied, never written to.
+    """
+    arr = to_numpy(value, name)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (float, int or bool), got dtype {arr.dtype}"
+        )
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def shape_str(shape):
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+# ---------------------------------------------------------------------------
+# the training tape
+
+
+class Tape:
+    """What backward needs from one forward_train call.
+
+    Treat it as opaque: its contents depend on the cell and may change
+    between versions. A tape may be passed to backward more than once
+    (gradients add up each time) but only to the module that made it, and
+    only while that module's parameters keep the shapes they had.
+    """
+
+    __slots__ = (
+        "owner", "signature", "layer_inputs", "masks", "saved", "lengths",
+        "full_lengths", "T", "B", "batch_first", "unbatched", "out_shape",
+        "h_shape", "weights",
+    )
+
+    def __repr__(self):
+        return (f"<gru_cy Tape T={self.T} B={self.B} "
+                f"layers={len(self.layer_inputs)} out_shape={self.out_shape}>")
+
+
+# ---------------------------------------------------------------------------
+# the base module
+
+
+class RNNBase:
+    """Layers x directions of one recurrent cell, PyTorch parameter layout.
+
+    Subclasses set ``_gates`` (gate blocks per weight matrix) and
+    ``_mode`` (for messages), and implement ``_kernel_forward`` and
+    ``_kernel_backward`` for one layer and one direction.
+    """
+
+    _gates = 1
+    _mode = "RNN"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype=np.float32, seed=None):
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias should be a bool, got {type(bias).__name__}")
+        if not isinstance(batch_first, (bool, np.bool_)):
+            raise TypeError(f"batch_first should be a bool, got {type(batch_first).__name__}")
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(
+                f"bidirectional should be a bool, got {type(bidirectional).__name__}")
+        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
+                or not 0.0 <= float(dropout) <= 1.0):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability "
+                f"of an element being zeroed, got {dropout!r}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        try:
+            self._rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
+        H = self.hidden_size
+        self.params = {}
+        for name, shape in self._param_shapes():
+            self.params[name] = np.empty(shape, dtype=self.dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.reset_parameters()
+        # 32-bit BLAS integers bound the gate dimension.
+        if self._gates * H > _INT32_MAX:
+            raise ValueError(f"hidden_size={H} is too large for 32-bit BLAS")
+
+    # -- parameters ---------------------------------------------------------
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _directions(self):
+        """Reverse flag of each direction, in output order."""
+        return (False, True) if self.bidirectional else (False,)
+
+    def _param_shapes(self):
+        G, H, D = self._gates, self.hidden_size, self.num_directions
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                yield "weight_ih" + sfx, (G * H, in_k)
+                yield "weight_hh" + sfx, (G * H, H)
+                if self.bias:
+                    yield "bias_ih" + sfx, (G * H,)
+                    yield "bias_hh" + sfx, (G * H,)
+
+    def reset_parameters(self):
+        """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)), like PyTorch."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for p in self.params.values():
+            p[...] = self._rng.uniform(-bound, bound, size=p.shape)
+
+    def zero_grad(self):
+        """Set every gradient to zero (in place: references stay valid)."""
+        for name, shape in self._param_shapes():
+            g = self.grads.get(name)
+            if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
+                    and g.flags.c_contiguous and g.flags.writeable):
+                g[...] = 0
+            else:
+                self.grads[name] = np.zeros(shape, dtype=self.dtype)
+
+    def state_dict(self):
+        """A dict of copies of the parameters, PyTorch names and order."""
+        return {name: np.array(p, copy=True) for name, p in self.params.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy parameters in (NumPy arrays, array-likes or torch tensors).
+
+        strict=True: the keys must match exactly. strict=False: missing and
+        unexpected keys are ignored. Shapes must match either way. Returns
+        (missing_keys, unexpected_keys), like PyTorch. Nothing is changed
+        when an error is raised.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(
+                f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+        expected = dict(self._param_shapes())
+        keys = list(state_dict.keys())
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in keys if k not in expected]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+            if unexpected:
+                parts.append("Unexpected key(s) in state_dict: "
+                             + ", ".join(f'"{k}"' for k in unexpected))
+            raise KeyError_(f"Error(s) in loading state_dict for {self._mode}: " + ". ".join(parts))
+        staged = {}
+        errors = []
+        for name, shape in expected.items():
+            if name not in state_dict:
+                continue
+            arr = as_float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
+            if arr.shape != shape:
+                errors.append(
+                    f"size mismatch for {name}: copying a param with shape {shape_str(arr.shape)}, "
+                    f"the shape in current model is {shape_str(shape)}")
+            staged[name] = arr
+        if errors:
+            raise ValueError(
+                f"Error(s) in loading state_dict for {self._mode}: " + "; ".join(errors))
+        for name, arr in staged.items():
+            p = self.params.get(name)
+            if (isinstance(p, np.ndarray) and p.shape == arr.shape and p.dtype == self.dtype
+                    and p.flags.writeable):
+                p[...] = arr
+            else:
+                self.params[name] = arr.copy()
+        return missing, unexpected
+
+    def _weights(self):
+        """Checked, contiguous (w_ih, w_hh, b_ih, b_hh) per layer and direction.
+
+        gru.params is live and users may assign into it; anything of the
+        wrong shape is an error, anything of another float type or layout
+        is converted for this call.
+        """
+        D = self.num_directions
+        out = []
+        for k in range(self.num_layers):
+            row = []
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                names = ["weight_ih" + sfx, "weight_hh" + sfx]
+                if self.bias:
+                    names += ["bias_ih" + sfx, "bias_hh" + sfx]
+                arrays = []
+                for name in names:
+                    if name not in self.params:
+                        raise KeyError_(f"parameter {name!r} is missing from params")
+                    arrays.append(self._checked_param(name))
+                if not self.bias:
+                    arrays += [None, None]
+                row.append(tuple(arrays))
+            out.append(row)
+        return out
+
+    def _checked_param(self, name):
+        shape = dict(self._param_shapes())[name]
+        p = self.params[name]
+        if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and p.flags.c_contiguous):
+            p = as_float_array(p, f"params[{name!r}]", self.dtype)
+        if p.shape != shape:
+            raise ValueError(
+                f"params[{name!r}] has shape {shape_str(p.shape)}, expected {shape_str(shape)}")
+        return p
+
+    # -- input checking and layout -------------------------------------------
+
+    def _prepare(self, x, h0, lengths):
+        """Check and convert the arguments of a forward call.
+
+        Returns (x_tm, h0_tm, lengths, full, unbatched): x time-major
+        (T, B, I) C-contiguous of the module's dtype, h0 (L*D, B, H), lengths
+        int64 (B,), full = every length equals T.
+        """
+        x = as_float_array(x, "input", self.dtype)
+        if x.ndim not in (2, 3):
+            raise ValueError(
+                f"{self._mode}: Expected input to be 2D or 3D, got {x.ndim}D input instead")
+        unbatched = x.ndim == 2
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {x.shape[-1]}")
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        T, B = x.shape[0], x.shape[1]
+        if T * B > _INT32_MAX or self.input_size > _INT32_MAX:
+            raise ValueError(
+                f"input of shape {shape_str(x.shape)} is too large for 32-bit BLAS "
+                f"(T * B must be < 2**31)")
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if h0 is None:
+            h0 = np.zeros((LD, B, H), dtype=self.dtype)
+        else:
+            h0 = as_float_array(h0, "hx", self.dtype)
+            if unbatched and h0.ndim != 2:
+                raise ValueError(
+                    f"For unbatched 2-D input, hx should also be 2-D but got {h0.ndim}-D tensor")
+            if not unbatched and h0.ndim != 3:
+                raise ValueError(
+                    f"For batched 3-D input, hx should also be 3-D but got {h0.ndim}-D tensor")
+            expected = (LD, H) if unbatched else (LD, B, H)
+            if h0.shape != expected:
+                raise ValueError(
+                    f"Expected hidden size {shape_str(expected)}, got {list(h0.shape)}")
+            h0 = np.array(h0.reshape(LD, B, H), dtype=self.dtype, copy=True)
+        lengths_arr = self._check_lengths(lengths, T, B, unbatched)
+        full = bool(np.all(lengths_arr == T))
+        return x, h0, lengths_arr, full, unbatched
+
+    @staticmethod
+    def _check_lengths(lengths, T, B, unbatched):
+        if lengths is None:
+            return np.full(B, T, dtype=np.int64)
+        arr = to_numpy(lengths, "lengths")
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+        if unbatched and arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1 or arr.shape[0] != B:
+            raise ValueError(
+                f"lengths must be a 1-D array with one entry per batch element: expected shape "
+                f"({B},), got {shape_str(arr.shape)}")
+        if B and (arr.min() < 0 or arr.max() > T):
+            raise ValueError(
+                f"lengths must lie in [0, T] with T={T}, got values from {arr.min()} to {arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _finish(self, out, h_n, unbatched):
+        if unbatched:
+            return out[:, 0, :], h_n[:, 0, :]
+        if self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        return out, h_n
+
+    # -- forward and backward over layers and directions -----------------------
+
+    def __call__(self, x, h0=None, lengths=None):
+        """Inference: (out, h_n). No tape is kept and no dropout applied."""
+        x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
+        weights = self._weights()
+        T, B = x.shape[0], x.shape[1]
+        D, H = self.num_directions, self.hidden_size
+        layer_in = x
+        for k in range(self.num_layers):
+            out = (np.empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
+            for d, reverse in enumerate(self._directions()):
+                self._kernel_forward(out, d * H, h_n[k * D + d], layer_in, weights[k][d],
+                                     lengths, full, reverse, None)
+            layer_in = out
+        return self._finish(layer_in, h_n, unbatched)
+
+    forward = __call__
+
+    def forward_train(self, x, h0=None, lengths=None):
+        """Forward that keeps what backward needs: (out, h_n, tape).
+
+        Dropout (if any) is applied between layers, drawn from the module's
+        random generator.
+        """
+        x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
+        weights = self._weights()
+        T, B = x.shape[0], x.shape[1]
+        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        tape = Tape()
+        tape.owner = self
+        tape.signature = self._signature()
+        tape.layer_inputs, tape.masks, tape.saved = [], [], []
+        layer_in = x
+        for k in range(L):
+            tape.layer_inputs.append(layer_in)
+            out = (np.empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
+            saved_k = []
+            for d, reverse in enumerate(self._directions()):
+                saved = self._alloc_saved(T, B)
+                self._kernel_forward(out, d * H, h_n[k * D + d], layer_in, weights[k][d],
+                                     lengths, full, reverse, saved)
+                saved_k.append(saved)
+            tape.saved.append(saved_k)
+            if k < L - 1 and self.dropout > 0.0:
+                mask = self._dropout_mask(out.shape)
+                out *= mask
+                tape.masks.append(mask)
+            else:
+                tape.masks.append(None)
+            layer_in = out
+        tape.lengths, tape.full_lengths = lengths, full
+        tape.T, tape.B = T, B
+        tape.batch_first, tape.unbatched = self.batch_first, unbatched
+        # Backward must see the parameters this forward used, even if an
+        # optimiser updates gru.params in place before backward runs.
+        tape.weights = [[tuple(None if a is None else a.copy() for a in arrays)
+                         for arrays in row] for row in weights]
+        out, h_n_user = self._finish(layer_in, h_n, unbatched)
+        tape.out_shape, tape.h_shape = out.shape, h_n_user.shape
+        return out, h_n_user, tape
+
+    def _dropout_mask(self, shape):
+        p = self.dropout
+        if p >= 1.0:
+            return np.zeros(shape, dtype=self.dtype)
+        keep = self._rng.random(shape) >= p
+        return keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - p))
+
+    def _signature(self):
+        return (self._mode, self.input_size, self.hidden_size, self.num_layers, self.bias,
+                self.bidirectional, self.dtype, tuple(self._param_shapes()))
+
+    def backward(self, tape, dout=None, dh_n=None):
+        """Backpropagate through a forward_train call: (dx, dh0).
+
+        dout has the shape of that call's out, dh_n of its h_n; None means
+        zeros. Parameter gradients are added into self.grads (call
+        zero_grad() to start afresh). Uses the parameters recorded when the
+        tape was made.
+        """
+        if not isinstance(tape, Tape):
+            raise TypeError(
+                f"tape must be the third result of forward_train, got {type(tape).__name__}")
+        if tape.owner is not self:
+            raise ValueError("tape was recorded by a different module; pass it to that module's "
+                             "backward")
+        if tape.signature != self._signature():
+            raise ValueError(
+                "tape was recorded with parameters of different shapes or dtype than the "
+                "module has now; run forward_train again")
+        T, B = tape.T, tape.B
+        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        dout = self._grad_arg(dout, "dout", tape.out_shape)
+        dh_n = self._grad_arg(dh_n, "dh_n", tape.h_shape)
+        if tape.unbatched:
+            dout = dout[:, None, :]
+            dh = dh_n.reshape(L * D, 1, H).copy()
+        else:
+            if tape.batch_first:
+                dout = dout.transpose(1, 0, 2)
+            dh = dh_n.copy()
+        dout = np.ascontiguousarray(dout)
+        grads = self._grad_buffers()
+        for k in range(L - 1, -1, -1):
+            layer_in = tape.layer_inputs[k]
+            dx = np.zeros(layer_in.shape, dtype=self.dtype)
+            for d, reverse in enumerate(self._directions()):
+                self._kernel_backward(dx, dh[k * D + d], grads[k][d], dout, d * H,
+                                      tape.saved[k][d], layer_in, tape.weights[k][d],
+                                      tape.lengths, tape.full_lengths, reverse)
+            if k > 0:
+                mask = tape.masks[k - 1]
+                if mask is not None:
+                    dx *= mask
+            dout = dx
+        dx = dout
+        if tape.unbatched:
+            return dx[:, 0, :], dh[:, 0, :]
+        if tape.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return dx, dh
+
+    def _grad_arg(self, g, name, shape):
+        if g is None:
+            return np.zeros(shape, dtype=self.dtype)
+        g = as_float_array(g, name, self.dtype)
+        if g.shape != tuple(shape):
+            raise ValueError(f"{name} must have shape {shape_str(shape)} (as returned by "
+                             f"forward_train), got {shape_str(g.shape)}")
+        return g
+
+    def _grad_buffers(self):
+        """self.grads arrays per layer/direction, checked to be writable targets."""
+        self._ensure_grads()
+        D = self.num_directions
+        out = []
+        for k in range(self.num_layers):
+            row = []
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                names = ["weight_ih" + sfx, "weight_hh" + sfx]
+                if self.bias:
+                    names += ["bias_ih" + sfx, "bias_hh" + sfx]
+                arrays = [self.grads[n] for n in names]
+                if not self.bias:
+                    arrays += [None, None]
+                row.append(tuple(arrays))
+            out.append(row)
+        return out
+
+    def _ensure_grads(self):
+        for name, shape in self._param_shapes():
+            g = self.grads.get(name)
+            if g is None:
+                self.grads[name] = np.zeros(shape, dtype=self.dtype)
+                continue
+            if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
+                    and g.flags.c_contiguous and g.flags.writeable):
+                raise ValueError(
+                    f"grads[{name!r}] must be a writable C-contiguous {self.dtype} array of shape "
+                    f"{shape_str(shape)}; call zero_grad() to recreate it")
+
+    # -- kernels (cell-specific) ---------------------------------------------
+
+    def _alloc_saved(self, T, B):
+        raise NotImplementedError
+
+    def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
+        raise NotImplementedError
+
+    def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
+                         reverse):
+        raise NotImplementedError
+
+    # -- presentation ----------------------------------------------------------
+
+    def _extra_repr_items(self):
+        items = [str(self.input_size), str(self.hidden_size)]
+        if self.num_layers != 1:
+            items.append(f"num_layers={self.num_layers}")
+        if not self.bias:
+            items.append("bias=False")
+        if self.batch_first:
+            items.append("batch_first=True")
+        if self.dropout != 0.0:
+            items.append(f"dropout={self.dropout}")
+        if self.bidirectional:
+            items.append("bidirectional=True")
+        return items
+
+    def __repr__(self):
+        items = self._extra_repr_items()
+        if self.dtype != np.float32:
+            items.append(f"dtype={self.dtype.name}")
+        return f"{type(self).__name__}({', '.join(items)})"
+
+
+class KeyError_(ValueError, KeyError):
+    """A missing or unexpected state-dict key: a ValueError (as the error
+    contract says) that ``except KeyError`` also catches."""
+
+    def __str__(self):  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

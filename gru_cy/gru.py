@@ -1,0 +1,110 @@
+"""The GRU module: PyTorch's nn.GRU semantics on NumPy arrays.
+
+Per layer and direction, with gate order r, z, n (DESIGN.md §1)::
+
+    r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+    z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+    n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))      reset_after=True
+    n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)      reset_after=False
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gru_cy import _gru
+from gru_cy._base import RNNBase
+
+# Rows of the input projection computed per GEMM at inference: the
+# workspace stays near 4 MiB (float32) whatever T is, and each GEMM still
+# has hundreds of rows.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+class GRU(RNNBase):
+    """Multi-layer gated recurrent unit over NumPy arrays.
+
+    Parameters follow ``torch.nn.GRU`` (names, shapes, gate order r, z, n,
+    initialisation U(-1/sqrt(H), 1/sqrt(H))). ``reset_after=False`` selects
+    the original formulation (reset gate applied before the recurrent
+    product), as in Keras ``reset_after=False`` and ONNX's default;
+    ``seed`` seeds initialisation and dropout.
+
+    ``gru(x, h0=None, lengths=None) -> (out, h_n)`` runs inference;
+    ``forward_train`` also returns a tape for ``backward``.
+    """
+
+    _gates = 3
+    _mode = "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
+                 seed=None):
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise TypeError(f"reset_after should be a bool, got {type(reset_after).__name__}")
+        self.reset_after = bool(reset_after)
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         dtype=dtype, seed=seed)
+
+    def _signature(self):
+        return super()._signature() + (self.reset_after,)
+
+    def _extra_repr_items(self):
+        items = super()._extra_repr_items()
+        if not self.reset_after:
+            items.append("reset_after=False")
+        return items
+
+    # -- kernels ----------------------------------------------------------
+
+    def _bias4(self, b_ih, b_hh):
+        """[b_ir + b_hr, b_iz + b_hz, b_in, b_hn], the kernels' bias layout."""
+        H = self.hidden_size
+        if b_ih is None:
+            return np.zeros(4 * H, dtype=self.dtype)
+        return np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:], b_hh[2 * H:]])
+
+    def _alloc_saved(self, T, B):
+        H, dt = self.hidden_size, self.dtype
+        return (np.empty((T, B, 3 * H), dt), np.empty((T, B, H), dt), np.empty((T, B, H), dt))
+
+    def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
+        T, B, _ = x.shape
+        H, dt = self.hidden_size, self.dtype
+        w_ih, w_hh, b_ih, b_hh = weights
+        if saved is None:
+            gates = np.empty((1, B, 3 * H), dt)
+            aux = np.empty((1, B, H), dt)
+            hprev = np.empty((1, B, H), dt)
+            train = False
+        else:
+            gates, aux, hprev = saved
+            train = True
+        if reverse and not full:
+            chunk = T
+        else:
+            chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * 3 * H)))
+        gi = np.empty((max(chunk, 1), B, 3 * H), dt)
+        gh = np.empty((B, 3 * H), dt)
+        _gru.gru_forward(out, col, h, gates, aux, hprev, gi, gh, x, w_ih, w_hh,
+                         self._bias4(b_ih, b_hh), lengths, reverse, self.reset_after, train)
+
+    def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
+                         reverse):
+        T, B, _ = x.shape
+        H, dt = self.hidden_size, self.dtype
+        w_ih, w_hh, _, _ = weights
+        dw_ih, dw_hh, db_ih, db_hh = grads
+        has_bias = db_ih is not None
+        if not has_bias:
+            db_ih = db_hh = np.empty(3 * H, dt)
+        alloc = np.empty if full else np.zeros
+        dgi = alloc((T, B, 3 * H), dt)
+        dgh = alloc((T, B, 3 * H), dt)
+        drh = np.empty((B, H), dt)
+        gates, aux, hprev = saved
+        _gru.gru_backward(dx, dh, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, drh, dout, col,
+                          gates, aux, hprev, x, w_ih, w_hh, lengths, reverse,
+                          self.reset_after, has_bias)

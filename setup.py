@@ -1,0 +1,58 @@
+"""Declares the compiled extensions; all metadata lives in pyproject.toml.
+
+GRU_CY_DEBUG=1 at build time turns Cython's bounds, wraparound and
+initialisation checks back on and compiles the C helpers without
+optimisation, for the debug test run.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("GRU_CY_DEBUG", "0") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+if os.name == "nt":
+    compile_args = ["/O2"]
+else:
+    # No -ffast-math: NaN and Inf must propagate. No -march=native: wheels
+    # run on any x86-64; AVX2 comes from target_clones in _gru_gates.c.
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+    compile_args += ["-fno-math-errno", "-Wno-unused-function"]
+    if DEBUG:
+        compile_args += ["-DGRU_CY_DEBUG=1"]
+
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+
+
+def ext(name, sources):
+    return Extension(
+        name,
+        sources,
+        include_dirs=[np.get_include(), "gru_cy"],
+        define_macros=macros,
+        extra_compile_args=compile_args,
+    )
+
+
+extensions = [
+    ext("gru_cy._blas", ["gru_cy/_blas.pyx"]),
+    ext("gru_cy._gru", ["gru_cy/_gru.pyx", "gru_cy/_gru_gates.c"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        force=DEBUG,
+    ),
+)
