@@ -115,7 +115,7 @@ class RNNBase:
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, go_backwards=False):
         self.input_size = check_int("input_size", input_size, 1)
         self.hidden_size = check_int("hidden_size", hidden_size, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
@@ -131,6 +131,12 @@ class RNNBase:
             raise ValueError(
                 "dropout should be a number in range [0, 1] representing the probability "
                 f"of an element being zeroed, got {dropout!r}")
+        if not isinstance(go_backwards, (bool, np.bool_)):
+            raise TypeError(f"go_backwards should be a bool, got {type(go_backwards).__name__}")
+        if go_backwards and bidirectional:
+            raise ValueError("go_backwards=True makes a reverse-only module; it cannot be combined "
+                             "with bidirectional=True")
+        self.go_backwards = bool(go_backwards)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -160,7 +166,9 @@ class RNNBase:
 
     def _directions(self):
         """Reverse flag of each direction, in output order."""
-        return (False, True) if self.bidirectional else (False,)
+        if self.bidirectional:
+            return (False, True)
+        return (self.go_backwards,)
 
     def _param_shapes(self):
         G, H, D = self._gates, self.hidden_size, self.num_directions
@@ -411,6 +419,50 @@ class RNNBase:
         tape.out_shape, tape.h_shape = out.shape, h_n_user.shape
         return out, h_n_user, tape
 
+    def step(self, x_t, h=None):
+        """Advance every layer by one time step: (y_t, h).
+
+        x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
+        zeros. y_t (B, H) is the top layer's output, h the new state of every
+        layer. Feeding a sequence one step at a time gives what the whole
+        sequence gives (see the README for when this is bit for bit).
+        Inference only: no dropout, no tape. Not for bidirectional modules,
+        whose reverse direction needs the whole sequence.
+        """
+        if self.bidirectional:
+            raise ValueError("step() needs a unidirectional module: the reverse direction of a "
+                             "bidirectional GRU depends on the whole sequence")
+        x_t = as_float_array(x_t, "x_t", self.dtype)
+        if x_t.ndim not in (1, 2):
+            raise ValueError(f"step: Expected x_t to be 1D or 2D, got {x_t.ndim}D input instead")
+        unbatched = x_t.ndim == 1
+        if x_t.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x_t.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {x_t.shape[-1]}")
+        x = x_t.reshape(1, 1 if unbatched else x_t.shape[0], self.input_size)
+        B, L, H = x.shape[1], self.num_layers, self.hidden_size
+        expected = (L, H) if unbatched else (L, B, H)
+        if h is None:
+            h_new = np.zeros((L, B, H), dtype=self.dtype)
+        else:
+            h = as_float_array(h, "h", self.dtype)
+            if h.shape != expected:
+                raise ValueError(f"Expected hidden size {shape_str(expected)}, got {list(h.shape)}")
+            h_new = h.reshape(L, B, H).copy()
+        weights = self._weights()
+        lengths = np.ones(B, dtype=np.int64)
+        reverse = self._directions()[0]
+        layer_in = x
+        for k in range(L):
+            out = np.empty((1, B, H), dtype=self.dtype)
+            self._kernel_forward(out, 0, h_new[k], layer_in, weights[k][0], lengths, True,
+                                 reverse, None)
+            layer_in = out
+        if unbatched:
+            return layer_in[0, 0], h_new[:, 0]
+        return layer_in[0], h_new
+
     def _dropout_mask(self, shape):
         p = self.dropout
         if p >= 1.0:
@@ -420,7 +472,7 @@ class RNNBase:
 
     def _signature(self):
         return (self._mode, self.input_size, self.hidden_size, self.num_layers, self.bias,
-                self.bidirectional, self.dtype, tuple(self._param_shapes()))
+                self.bidirectional, self.go_backwards, self.dtype, tuple(self._param_shapes()))
 
     def backward(self, tape, dout=None, dh_n=None):
         """Backpropagate through a forward_train call: (dx, dh0).
@@ -538,6 +590,8 @@ class RNNBase:
             items.append(f"dropout={self.dropout}")
         if self.bidirectional:
             items.append("bidirectional=True")
+        if self.go_backwards:
+            items.append("go_backwards=True")
         return items
 
     def __repr__(self):

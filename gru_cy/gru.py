@@ -29,7 +29,10 @@ class GRU(RNNBase):
     initialisation U(-1/sqrt(H), 1/sqrt(H))). ``reset_after=False`` selects
     the original formulation (reset gate applied before the recurrent
     product), as in Keras ``reset_after=False`` and ONNX's default;
-    ``seed`` seeds initialisation and dropout.
+    ``seed`` seeds initialisation and dropout. ``go_backwards=True`` makes a
+    reverse-only module (Keras ``go_backwards``, ONNX ``direction="reverse"``):
+    its one direction reads each sequence from its last valid step back to
+    the first, and ``out[t]`` stays aligned with ``x[t]``.
 
     ``gru(x, h0=None, lengths=None) -> (out, h_n)`` runs inference;
     ``forward_train`` also returns a tape for ``backward``.
@@ -40,13 +43,13 @@ class GRU(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
-                 seed=None):
+                 seed=None, go_backwards=False):
         if not isinstance(reset_after, (bool, np.bool_)):
             raise TypeError(f"reset_after should be a bool, got {type(reset_after).__name__}")
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         dtype=dtype, seed=seed)
+                         dtype=dtype, seed=seed, go_backwards=go_backwards)
 
     def _signature(self):
         return super()._signature() + (self.reset_after,)

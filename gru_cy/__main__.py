@@ -1,0 +1,121 @@
+"""Command line: ``python -m gru_cy [info | bench | convert]``.
+
+With no arguments (or ``info``): the version, the BLAS in use and its
+thread count, a forward + backward self-check against a NumPy GRU, and
+the time per step of a small model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def _blas_info():
+    """(description, threads) of the BLAS SciPy's cython_blas calls."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so it is listed)
+
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        scipy_infos = [i for i in infos if "scipy" in i.get("filepath", "")] or infos
+        if scipy_infos:
+            i = scipy_infos[0]
+            desc = f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+            return desc, i.get("num_threads")
+    import scipy
+
+    cfg = scipy.show_config(mode="dicts") if hasattr(scipy, "show_config") else None
+    try:
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}", None
+    except (TypeError, KeyError):
+        return "unknown (install threadpoolctl for details)", None
+
+
+def _time_per_step(T=100, B=8, I=64, H=128, repeats=5):
+    from gru_cy import GRU
+
+    rng = np.random.default_rng(0)
+    gru = GRU(I, H, seed=0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    gru(x)  # warm up
+    best_f = best_t = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gru(x)
+        best_f = min(best_f, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _, _, tape = gru.forward_train(x)
+        gru.backward(tape, np.ones((T, B, H), np.float32))
+        best_t = min(best_t, time.perf_counter() - t0)
+    return best_f / T, best_t / T
+
+
+def info(out=sys.stdout):
+    import scipy
+
+    import gru_cy
+    from gru_cy._selfcheck import self_check
+
+    blas, threads = _blas_info()
+    print(f"gru_cy {gru_cy.__version__}", file=out)
+    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"{platform.machine()}", file=out)
+    print(f"BLAS: {blas}; threads: {threads if threads is not None else 'unknown'}", file=out)
+    ok = True
+    for reset_after in (True, False):
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+            err = self_check(reset_after=reset_after, dtype=dtype)
+            good = err <= tol
+            ok &= good
+            print(f"self-check reset_after={reset_after!s:5} {np.dtype(dtype).name}: "
+                  f"max rel. difference vs NumPy {err:.1e} (tolerance {tol:.0e}) "
+                  f"{'ok' if good else 'FAILED'}", file=out)
+    fwd, train = _time_per_step()
+    print(f"time per step (T=100, B=8, I=64, H=128, float32): forward {fwd * 1e6:.1f} us, "
+          f"forward_train + backward {train * 1e6:.1f} us", file=out)
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gru_cy", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("info", help="version, BLAS, self-check and timing (the default)")
+    bench = sub.add_parser("bench", help="benchmark against the installed peers")
+    bench.add_argument("--quick", action="store_true", help="a small grid, under a minute")
+    bench.add_argument("--threads", type=int, nargs="*", default=None)
+    bench.add_argument("--out", default=None, help="write results as JSON here")
+    convert = sub.add_parser("convert", help="convert weights between formats")
+    convert.add_argument("src")
+    convert.add_argument("dst")
+    args, rest = parser.parse_known_args(argv)
+    if args.command in (None, "info"):
+        return info()
+    if args.command == "bench":
+        try:
+            from gru_cy._bench import run_cli
+        except ImportError as exc:
+            print(f"benchmark unavailable: {exc}", file=sys.stderr)
+            return 2
+        return run_cli(args, rest)
+    if args.command == "convert":
+        try:
+            from gru_cy.interop import convert_cli
+        except ImportError as exc:
+            print(f"convert unavailable: {exc}", file=sys.stderr)
+            return 2
+        return convert_cli(args.src, args.dst)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
