@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 
 import numpy as np
 
 _INT32_MAX = 2**31 - 1
+
+# GRU_CY_POISON=1 fills every workspace and tape buffer with NaN when it is
+# allocated, so that a result depending on memory the kernels did not write
+# shows up as NaN (the debug test run sets it).
+_POISON = os.environ.get("GRU_CY_POISON", "0") not in ("", "0")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -68,6 +74,13 @@ def as_float_array(value, name, dtype):
             f"{name} must hold real numbers (float, int or bool), got dtype {arr.dtype}"
         )
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def empty(shape, dtype):
+    """np.empty for workspaces and tapes (NaN-filled under GRU_CY_POISON=1)."""
+    if _POISON:
+        return np.full(shape, np.nan, dtype=dtype)
+    return np.empty(shape, dtype=dtype)
 
 
 def shape_str(shape):
@@ -367,7 +380,7 @@ class RNNBase:
         D, H = self.num_directions, self.hidden_size
         layer_in = x
         for k in range(self.num_layers):
-            out = (np.empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
+            out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
             for d, reverse in enumerate(self._directions()):
                 self._kernel_forward(out, d * H, h_n[k * D + d], layer_in, weights[k][d],
                                      lengths, full, reverse, None)
@@ -393,7 +406,7 @@ class RNNBase:
         layer_in = x
         for k in range(L):
             tape.layer_inputs.append(layer_in)
-            out = (np.empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
+            out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
             saved_k = []
             for d, reverse in enumerate(self._directions()):
                 saved = self._alloc_saved(T, B)
@@ -455,7 +468,7 @@ class RNNBase:
         reverse = self._directions()[0]
         layer_in = x
         for k in range(L):
-            out = np.empty((1, B, H), dtype=self.dtype)
+            out = empty((1, B, H), dtype=self.dtype)
             self._kernel_forward(out, 0, h_new[k], layer_in, weights[k][0], lengths, True,
                                  reverse, None)
             layer_in = out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from gru_cy import _gru
-from gru_cy._base import RNNBase
+from gru_cy._base import RNNBase, empty
 
 # Rows of the input projection computed per GEMM at inference: the
 # workspace stays near 4 MiB (float32) whatever T is, and each GEMM still
@@ -60,6 +60,46 @@ class GRU(RNNBase):
             items.append("reset_after=False")
         return items
 
+    # -- interop (gru_cy.interop; optional packages are imported there) ----
+
+    @classmethod
+    def from_torch(cls, module, *args, **kwargs):
+        """A GRU with the configuration and weights of a ``torch.nn.GRU``."""
+        from gru_cy import interop
+
+        return interop.from_torch(module, *args, cls=cls, **kwargs)
+
+    def to_torch(self, *args, **kwargs):
+        """An equivalent ``torch.nn.GRU`` (reset_after=True only)."""
+        from gru_cy import interop
+
+        return interop.to_torch(self, *args, **kwargs)
+
+    @classmethod
+    def from_keras(cls, layer, *args, **kwargs):
+        """A GRU from a Keras 3 ``GRU`` layer or ``Bidirectional(GRU)``."""
+        from gru_cy import interop
+
+        return interop.from_keras(layer, *args, cls=cls, **kwargs)
+
+    def to_keras(self, *args, **kwargs):
+        """An equivalent Keras 3 layer."""
+        from gru_cy import interop
+
+        return interop.to_keras(self, *args, **kwargs)
+
+    def to_onnx(self, path, *args, **kwargs):
+        """Write an ONNX model that ONNX Runtime runs with the same results."""
+        from gru_cy import interop
+
+        return interop.to_onnx(self, path, *args, **kwargs)
+
+    def save(self, path):
+        """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
+        from gru_cy import interop
+
+        return interop.save(self, path)
+
     # -- kernels ----------------------------------------------------------
 
     def _bias4(self, b_ih, b_hh):
@@ -71,16 +111,16 @@ class GRU(RNNBase):
 
     def _alloc_saved(self, T, B):
         H, dt = self.hidden_size, self.dtype
-        return (np.empty((T, B, 3 * H), dt), np.empty((T, B, H), dt), np.empty((T, B, H), dt))
+        return (empty((T, B, 3 * H), dt), empty((T, B, H), dt), empty((T, B, H), dt))
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         H, dt = self.hidden_size, self.dtype
         w_ih, w_hh, b_ih, b_hh = weights
         if saved is None:
-            gates = np.empty((1, B, 3 * H), dt)
-            aux = np.empty((1, B, H), dt)
-            hprev = np.empty((1, B, H), dt)
+            gates = empty((1, B, 3 * H), dt)
+            aux = empty((1, B, H), dt)
+            hprev = empty((1, B, H), dt)
             train = False
         else:
             gates, aux, hprev = saved
@@ -89,8 +129,8 @@ class GRU(RNNBase):
             chunk = T
         else:
             chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * 3 * H)))
-        gi = np.empty((max(chunk, 1), B, 3 * H), dt)
-        gh = np.empty((B, 3 * H), dt)
+        gi = empty((max(chunk, 1), B, 3 * H), dt)
+        gh = empty((B, 3 * H), dt)
         _gru.gru_forward(out, col, h, gates, aux, hprev, gi, gh, x, w_ih, w_hh,
                          self._bias4(b_ih, b_hh), lengths, reverse, self.reset_after, train)
 
@@ -102,11 +142,11 @@ class GRU(RNNBase):
         dw_ih, dw_hh, db_ih, db_hh = grads
         has_bias = db_ih is not None
         if not has_bias:
-            db_ih = db_hh = np.empty(3 * H, dt)
-        alloc = np.empty if full else np.zeros
+            db_ih = db_hh = empty(3 * H, dt)
+        alloc = empty if full else np.zeros
         dgi = alloc((T, B, 3 * H), dt)
         dgh = alloc((T, B, 3 * H), dt)
-        drh = np.empty((B, H), dt)
+        drh = empty((B, H), dt)
         gates, aux, hprev = saved
         _gru.gru_backward(dx, dh, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, drh, dout, col,
                           gates, aux, hprev, x, w_ih, w_hh, lengths, reverse,
