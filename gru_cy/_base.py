@@ -84,7 +84,8 @@ def empty(shape, dtype):
 
 
 def shape_str(shape):
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+    """(3, 4) -> "(3, 4)", (3,) -> "(3,)", as Python prints a tuple."""
+    return str(tuple(int(s) for s in shape))
 
 
 # ---------------------------------------------------------------------------
@@ -505,6 +506,13 @@ class RNNBase:
             raise ValueError(
                 "tape was recorded with parameters of different shapes or dtype than the "
                 "module has now; run forward_train again")
+        for name, shape in self._param_shapes():
+            p = self.params.get(name)
+            if getattr(p, "shape", None) != shape:
+                raise ValueError(
+                    f"tape was recorded with params[{name!r}] of shape {shape_str(shape)}, but it "
+                    f"is now {shape_str(p.shape) if hasattr(p, 'shape') else 'missing'}; run "
+                    "forward_train again")
         T, B = tape.T, tape.B
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         dout = self._grad_arg(dout, "dout", tape.out_shape)
