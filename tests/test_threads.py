@@ -1,0 +1,195 @@
+"""Python threads: sharing one module for inference, training separate modules,
+and the GIL being released by the kernels.
+
+Results are compared bit for bit with serial runs of the same calls. Whether
+two threads actually finish a fixed amount of work sooner than one is a
+timing question, measured by benchmarks/threads_gil.py, not asserted here;
+this file checks the structural fact behind it: while a kernel runs, other
+Python threads run.
+"""
+
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gru_cy
+
+N_THREADS = 8
+
+
+def _run_in_threads(n, target):
+    """Run target(i) in n threads started together; re-raise the first error."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+    errors = []
+
+    def body(i):
+        try:
+            barrier.wait(timeout=60)
+            results[i] = target(i)
+        except BaseException as exc:  # noqa: BLE001  (reported to the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _jobs(gru, n_jobs, seed):
+    """Inference calls of several shapes: (x, h0, lengths)."""
+    rng = np.random.default_rng(seed)
+    L = gru.num_layers * gru.num_directions
+    jobs = []
+    for j in range(n_jobs):
+        T, B = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+        x = rng.standard_normal((T, B, gru.input_size)).astype(gru.dtype)
+        h0 = rng.standard_normal((L, B, gru.hidden_size)).astype(gru.dtype) if j % 2 else None
+        lengths = rng.integers(0, T + 1, size=B) if j % 3 == 0 else None
+        jobs.append((x, h0, lengths))
+    return jobs
+
+
+MODULES = [
+    dict(input_size=16, hidden_size=32),
+    dict(input_size=8, hidden_size=24, num_layers=2, bidirectional=True, dtype=np.float64),
+    dict(input_size=12, hidden_size=16, num_layers=3, reset_after=False, bias=False),
+]
+
+
+@pytest.mark.parametrize("config", MODULES, ids=["uni", "bi2-f64", "l3-reset_before"])
+def test_one_module_shared_by_8_threads_for_inference(config):
+    gru = gru_cy.GRU(seed=0, **config)
+    jobs_per_thread = [_jobs(gru, 6, seed=i) for i in range(N_THREADS)]
+    serial = [[gru(x, h0, lengths) for x, h0, lengths in jobs] for jobs in jobs_per_thread]
+
+    def work(i):
+        results = []
+        for _ in range(3):                              # repeat to overlap more calls
+            results = [gru(x, h0, lengths) for x, h0, lengths in jobs_per_thread[i]]
+        return results
+
+    threaded = _run_in_threads(N_THREADS, work)
+    for i in range(N_THREADS):
+        for (out_s, h_s), (out_t, h_t) in zip(serial[i], threaded[i]):
+            assert out_s.tobytes() == out_t.tobytes()
+            assert h_s.tobytes() == h_t.tobytes()
+
+
+def test_one_module_shared_by_8_threads_for_streaming():
+    gru = gru_cy.GRU(6, 20, num_layers=2, seed=1)
+    rng = np.random.default_rng(1)
+    streams = [rng.standard_normal((30, 3, 6)).astype(np.float32) for _ in range(N_THREADS)]
+
+    def run(x):
+        h, ys = None, []
+        for t in range(x.shape[0]):
+            y, h = gru.step(x[t], h)
+            ys.append(y)
+        return np.stack(ys), h
+
+    serial = [run(x) for x in streams]
+    threaded = _run_in_threads(N_THREADS, lambda i: run(streams[i]))
+    for (y_s, h_s), (y_t, h_t) in zip(serial, threaded):
+        assert y_s.tobytes() == y_t.tobytes() and h_s.tobytes() == h_t.tobytes()
+
+
+def _train(seed, steps=15):
+    """A few SGD steps of one module on its own data: every result as bytes."""
+    gru = gru_cy.GRU(5, 12, num_layers=2, bidirectional=seed % 2 == 1, dropout=0.25,
+                     seed=seed)
+    rng = np.random.default_rng(100 + seed)
+    x = rng.standard_normal((20, 4, 5)).astype(np.float32)
+    target = rng.standard_normal((20, 4, gru.num_directions * 12)).astype(np.float32)
+    record = []
+    for _ in range(steps):
+        gru.zero_grad()
+        out, h_n, tape = gru.forward_train(x, lengths=[20, 13, 7, 1])
+        dx, dh0 = gru.backward(tape, out - target)
+        for name, p in gru.params.items():
+            p -= 0.05 * gru.grads[name]
+        record += [out.tobytes(), dx.tobytes(), dh0.tobytes()]
+    record += [gru.params[k].tobytes() for k in sorted(gru.params)]
+    return record
+
+
+def test_training_separate_modules_in_separate_threads():
+    serial = [_train(seed) for seed in range(N_THREADS)]
+    threaded = _run_in_threads(N_THREADS, _train)
+    for seed in range(N_THREADS):
+        assert serial[seed] == threaded[seed], f"module {seed} trained differently in a thread"
+
+
+# -- the GIL ----------------------------------------------------------------------------------
+
+def _progress_of_other_thread_during(call):
+    """How many times another Python thread ran while call() was executing.
+
+    The switch interval is raised so far that the interpreter never takes the
+    GIL away from this thread by itself: the other thread can run only when
+    this one releases the GIL (in C code, around a blocking call or a kernel).
+    The other thread releases it on every pass of its loop.
+    """
+    counter = [0]
+    stop = threading.Event()
+
+    def other():
+        while not stop.is_set():
+            counter[0] += 1
+            time.sleep(0)
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    thread = threading.Thread(target=other, daemon=True)
+    try:
+        thread.start()
+        while counter[0] == 0:        # the other thread is up and looping
+            time.sleep(0.001)
+        before = counter[0]
+        call()
+        progress = counter[0] - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(old_interval)
+        thread.join(timeout=60)
+    return progress
+
+
+def _long_calls(T):
+    """Calls whose time is all in the kernels' time loops.
+
+    B and H are tiny and x is already a contiguous array of the module's dtype,
+    so the Python layer does no NumPy work large enough to release the GIL
+    itself: any progress of the other thread happens inside a kernel.
+    """
+    gru = gru_cy.GRU(4, 8, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, 1, 4))
+    _, _, tape = gru.forward_train(x)
+    return {
+        "forward": lambda: gru(x),
+        "forward_train": lambda: gru.forward_train(x),
+        "backward": lambda: gru.backward(tape),
+    }
+
+
+def test_harness_sees_a_call_that_holds_the_gil():
+    # sum() over a range is a C loop that keeps the GIL: the other thread must not move.
+    assert _progress_of_other_thread_during(lambda: sum(range(3_000_000))) == 0
+
+
+@pytest.mark.parametrize("name", ["forward", "forward_train", "backward"])
+def test_kernels_release_the_gil(name):
+    # Generous: make the call longer until the other thread gets a chance to run
+    # (it needs only to be scheduled once while the kernel runs).
+    for T in (20_000, 80_000, 320_000):
+        if _progress_of_other_thread_during(_long_calls(T)[name]) > 0:
+            return
+    pytest.fail(f"no other Python thread ran during {name}: the GIL seems held by the kernel")
