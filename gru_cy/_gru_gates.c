@@ -5,12 +5,20 @@
  * wheel built for any x86-64 still runs its gate loops 8 floats wide on
  * machines that have AVX2.
  */
+/* The clamps in _activations.h are conditional selects; under GCC's default
+ * -ftrapping-math it will not if-convert them (an ordered compare may raise
+ * an FP exception), and no gate loop vectorises. Exception flags are never
+ * inspected here and no result changes: NaN and Inf still propagate. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "_activations.h"
 #include "_gru_gates.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__) && !defined(GRU_CY_DEBUG)
-#define GRU_DISPATCH __attribute__((target_clones("arch=haswell", "default")))
+#define GRU_DISPATCH __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define GRU_DISPATCH
 #endif
