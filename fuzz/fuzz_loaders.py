@@ -1,0 +1,215 @@
+"""Fuzz target for gru_cy's file loaders: gru_cy.load (.npz) and gru_cy.load_onnx.
+
+    pip install atheris                      # the coverage-guided fuzzer (libFuzzer)
+    python fuzz/fuzz_loaders.py -max_total_time=60 [-jobs=N] [CORPUS_DIR ...]
+
+or, with no atheris, a plain random-mutation loop over the same seeds:
+
+    python fuzz/fuzz_loaders.py --plain --seconds 60
+
+fuzz/run.sh wraps both with a time limit. Each input is one byte choosing the
+loader (even: .npz, odd: .onnx) followed by the file's bytes, which are
+written to a file and handed to the loader by path, as a user would. The
+seed corpus is made at start-up from modules saved by gru_cy itself (and the
+ONNX files in tests/golden/, when present), so mutations start from valid
+files and reach deep into the parsers.
+
+The contract checked (DESIGN.md §5): whatever the bytes, a loader either
+returns a GRU that runs, or raises ValueError (NotImplementedError for an
+ONNX feature gru_cy cannot honour). Any other exception is a finding, and so
+is a crash or a hang, which libFuzzer reports with the input that caused it.
+The process caps its own address space (GRU_CY_FUZZ_MEMORY_MB, default 4096)
+so that a file asking for an absurd size gives MemoryError, which is counted
+but allowed, instead of exhausting the machine. A loader gru_cy does not
+have yet is skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import random
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(os.path.dirname(HERE), "tests", "golden")
+
+try:
+    import atheris
+except ImportError:
+    atheris = None
+
+
+def _import_gru_cy():
+    if atheris is not None:
+        # Coverage feedback from gru_cy's own Python (the parsers live there).
+        with atheris.instrument_imports(include=["gru_cy"]):
+            import gru_cy
+            try:
+                import gru_cy.interop  # noqa: F401
+            except ImportError:
+                pass
+    else:
+        import gru_cy
+    return gru_cy
+
+
+gru_cy = _import_gru_cy()
+LOADERS = {}
+if callable(getattr(gru_cy, "load", None)):
+    LOADERS["npz"] = gru_cy.load
+if callable(getattr(gru_cy, "load_onnx", None)):
+    LOADERS["onnx"] = gru_cy.load_onnx
+ALLOWED = {"npz": (ValueError,), "onnx": (ValueError, NotImplementedError)}
+
+_WORKDIR = tempfile.mkdtemp(prefix="gru_cy_fuzz_")
+stats = {"inputs": 0, "loaded": 0, "rejected": 0, "memory": 0}
+
+
+def _cap_memory():
+    try:
+        import resource
+    except ImportError:
+        return
+    limit_mb = int(os.environ.get("GRU_CY_FUZZ_MEMORY_MB", "4096"))
+    try:
+        with open("/proc/self/status") as f:
+            used = [int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize")][0]
+    except (OSError, IndexError):
+        used = 0
+    resource.setrlimit(resource.RLIMIT_AS, (used + (limit_mb << 20), resource.RLIM_INFINITY))
+
+
+def check_one(data: bytes):
+    """Run one input through its loader and enforce the contract."""
+    stats["inputs"] += 1
+    if not data or not LOADERS:
+        return
+    kind = "npz" if data[0] % 2 == 0 else "onnx"
+    if kind not in LOADERS:
+        kind = next(iter(LOADERS))
+    path = os.path.join(_WORKDIR, "input." + kind)
+    with open(path, "wb") as f:
+        f.write(data[1:])
+    try:
+        gru = LOADERS[kind](path)
+    except ALLOWED[kind]:
+        stats["rejected"] += 1
+        return
+    except MemoryError:
+        stats["memory"] += 1
+        return
+    stats["loaded"] += 1
+    if not isinstance(gru, gru_cy.GRU):
+        raise AssertionError(f"{kind} loader returned {type(gru).__name__}, not a GRU")
+    # A loaded module must run (its values may be anything, NaN included).
+    if gru.input_size * gru.hidden_size <= 1 << 20:
+        with np.errstate(all="ignore"):
+            out, h_n = gru(np.ones((2, 1, gru.input_size), gru.dtype))
+        assert out.shape[0] == 2 and h_n.shape[0] == gru.num_layers * gru.num_directions
+
+
+def seeds():
+    """Valid files to start from, as fuzzer inputs (selector byte + file bytes)."""
+    made = []
+    configs = [dict(input_size=3, hidden_size=4),
+               dict(input_size=2, hidden_size=3, num_layers=2, bidirectional=True),
+               dict(input_size=3, hidden_size=2, bias=False, reset_after=False,
+                    dtype=np.float64)]
+    for i, cfg in enumerate(configs):
+        gru = gru_cy.GRU(seed=i, **cfg)
+        for kind, write in (("npz", getattr(gru, "save", None)),
+                            ("onnx", getattr(gru, "to_onnx", None))):
+            if kind not in LOADERS or write is None:
+                continue
+            path = os.path.join(_WORKDIR, f"seed{i}.{kind}")
+            try:
+                write(path)
+            except Exception:  # noqa: BLE001  (a writer that cannot express this config)
+                continue
+            with open(path, "rb") as f:
+                made.append(bytes([0 if kind == "npz" else 1]) + f.read())
+    if "onnx" in LOADERS:
+        for path in sorted(glob.glob(os.path.join(GOLDEN, "*.onnx"))):
+            with open(path, "rb") as f:
+                made.append(b"\x01" + f.read())
+    return made
+
+
+def _write_corpus(directory):
+    os.makedirs(directory, exist_ok=True)
+    for i, data in enumerate(seeds()):
+        with open(os.path.join(directory, f"seed-{i:03d}"), "wb") as f:
+            f.write(data)
+
+
+def _mutate(data, rng):
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        op = rng.randrange(5)
+        pos = rng.randrange(len(data)) if data else 0
+        if op == 0 and data:                         # flip bits
+            data[pos] ^= 1 << rng.randrange(8)
+        elif op == 1 and data:                       # interesting byte
+            data[pos] = rng.choice([0, 1, 0x7F, 0x80, 0xFF])
+        elif op == 2:                                # truncate
+            del data[pos:]
+        elif op == 3:                                # insert random bytes
+            data[pos:pos] = os.urandom(rng.randint(1, 16))
+        elif data:                                   # duplicate a chunk
+            end = min(len(data), pos + rng.randint(1, 64))
+            data[pos:pos] = data[pos:end]
+    return bytes(data)
+
+
+def plain_fuzz(seconds, seed=0):
+    """No atheris: random mutations of the seeds for a bounded time."""
+    rng = random.Random(seed)
+    corpus = seeds() or [b"\x00", b"\x01"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        data = _mutate(rng.choice(corpus), rng)
+        try:
+            check_one(data)
+        except Exception:
+            path = os.path.join(os.getcwd(), f"crash-{stats['inputs']:08d}")
+            with open(path, "wb") as f:
+                f.write(data)
+            print(f"finding saved to {path}", file=sys.stderr)
+            raise
+
+
+def main(argv):
+    print(f"gru_cy {gru_cy.__version__}: fuzzing loaders {sorted(LOADERS) or 'none'} "
+          f"({'atheris' if atheris and '--plain' not in argv else 'plain mutation'})",
+          file=sys.stderr)
+    if not LOADERS:
+        print("gru_cy has neither load nor load_onnx yet: nothing to fuzz", file=sys.stderr)
+        return 0
+    _cap_memory()
+    atexit.register(lambda: print(f"gru_cy loaders: {stats}", file=sys.stderr))
+    if atheris is None or "--plain" in argv:
+        seconds = 60.0
+        if "--seconds" in argv:
+            seconds = float(argv[argv.index("--seconds") + 1])
+        plain_fuzz(seconds)
+        return 0
+    # libFuzzer takes corpus folders as positional arguments; seed the first one
+    # (or a fresh one) with valid files.
+    folders = [a for a in argv[1:] if not a.startswith("-")]
+    if not folders:
+        folders = [os.path.join(_WORKDIR, "corpus")]
+        argv = argv + folders
+    _write_corpus(folders[0])
+    atheris.Setup(argv, check_one)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,40 @@
+"""Type stubs for gru_cy._blas, the BLAS shim (row-major, over SciPy's BLAS).
+
+The cdef functions gemm / gemv / axpy are C-level only; these are the
+Python-visible test helpers, which write into their last array in place.
+"""
+
+import enum
+
+import numpy as np
+import numpy.typing as npt
+
+_Float = np.float32 | np.float64
+
+class BLAS_Trans(enum.IntEnum):
+    NoTrans = 110
+    Trans = 116
+
+def _gemm(
+    ta: str,
+    tb: str,
+    alpha: float,
+    A: npt.NDArray[_Float],
+    B: npt.NDArray[_Float],
+    beta: float,
+    C: npt.NDArray[_Float],
+) -> None:
+    """C := alpha * op(A) @ op(B) + beta * C, in place; op is .T when its flag is "t"."""
+
+def _gemv(
+    ta: str,
+    alpha: float,
+    A: npt.NDArray[_Float],
+    x: npt.NDArray[_Float],
+    beta: float,
+    y: npt.NDArray[_Float],
+) -> None:
+    """y := alpha * op(A) @ x + beta * y, in place."""
+
+def _axpy(alpha: float, x: npt.NDArray[_Float], y: npt.NDArray[_Float]) -> None:
+    """y := alpha * x + y, in place."""
