@@ -671,16 +671,52 @@ _ONNX_FROM_NUMPY = {np.dtype(np.float32): _ONNX_FLOAT, np.dtype(np.float64): _ON
 _MAX_ELEMENTS = 1 << 31
 
 
-def _onnx_tensor(msg, what):
+def _external_data(msg, name, base_dir, nbytes):
+    """The bytes of a tensor stored in a file next to the model (ONNX external data).
+
+    Only files inside the model's folder are read: an absolute location, a
+    ``..`` or a symbolic link leading elsewhere is refused.
+    """
+    if base_dir is None:
+        raise NotImplementedError(
+            f"tensor {name!r} keeps its data in an external file; load the model from its path "
+            f"so that the file next to it can be read")
+    entries = {e.string(1): e.string(2) for e in msg.messages(13)}
+    location = entries.get("location", "")
+    parts = re.split(r"[\\/]", location)
+    if not location or os.path.isabs(location) or ".." in parts or ":" in location:
+        raise ValueError(f"tensor {name!r}: external data location {location!r} is not a file "
+                         f"in the model's folder; refused")
+    root = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"tensor {name!r}: external data {location!r} leads out of the model's "
+                         f"folder; refused")
+    try:
+        offset = int(entries.get("offset", "0"))
+        length = int(entries.get("length", str(nbytes)))
+    except ValueError as exc:
+        raise _Corrupt(f"tensor {name!r}: bad external data offset or length") from exc
+    if offset < 0 or length != nbytes:
+        raise _Corrupt(f"tensor {name!r}: external data of {length} bytes at offset {offset}, "
+                       f"expected {nbytes} bytes")
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(nbytes)
+    except OSError as exc:
+        raise ValueError(f"tensor {name!r}: cannot read its external data file {location!r} "
+                         f"({exc.strerror or exc})") from exc
+    if len(data) != nbytes:
+        raise _Corrupt(f"tensor {name!r}: external data file {location!r} is too short")
+    return data
+
+
+def _onnx_tensor(msg, what, base_dir=None):
     """A TensorProto as a NumPy array (native byte order, its own memory)."""
     dims = msg.ints(1)
     dtype_code = msg.int(2)
     name = msg.string(8) or what
-    if msg.int(14) == 1:
-        raise NotImplementedError(
-            f"tensor {name!r} keeps its data in an external file; gru_cy reads self-contained "
-            f".onnx files (re-save with onnx.save_model(model, path, "
-            f"save_as_external_data=False))")
     if dtype_code not in _ONNX_NUMPY:
         raise ValueError(f"tensor {name!r} has ONNX data type {dtype_code}, which gru_cy does not "
                          f"read (it reads float, double, float16, bfloat16 and integer tensors)")
@@ -691,6 +727,8 @@ def _onnx_tensor(msg, what):
         raise _Corrupt(f"tensor {name!r} claims {size} elements")
     np_type = np.dtype(_ONNX_NUMPY[dtype_code])
     raw = msg.bytes(9)
+    if msg.int(14) == 1:
+        raw = _external_data(msg, name, base_dir, size * np_type.itemsize)
     if raw is not None:
         if len(raw) != size * np_type.itemsize:
             raise _Corrupt(f"tensor {name!r}: {len(raw)} bytes of data for shape {dims} of "
@@ -713,7 +751,7 @@ def _onnx_tensor(msg, what):
     return arr.astype(arr.dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
-def _attr_value(msg):
+def _attr_value(msg, base_dir=None):
     """The value of an AttributeProto (by its type field, or by the field present)."""
     kind = msg.int(20, 0)
     if kind == 0:  # old writers leave the type out: use whichever field is set
@@ -728,7 +766,7 @@ def _attr_value(msg):
     if kind == 3:
         return bytes(msg.bytes(4, b"")).decode("utf-8")
     if kind == 4:
-        return _onnx_tensor(msg.message(5), msg.string(1))
+        return _onnx_tensor(msg.message(5), msg.string(1), base_dir)
     if kind == 6:
         return [float(v) for v in msg.floats(7)]
     if kind == 7:
@@ -759,9 +797,9 @@ class _Node:
         self.domain = msg.string(7)
         self.attrs = {a.string(1): a for a in msg.messages(5)}
 
-    def attr(self, name, default=None):
+    def attr(self, name, default=None, base_dir=None):
         a = self.attrs.get(name)
-        return default if a is None else _attr_value(a)
+        return default if a is None else _attr_value(a, base_dir)
 
     def label(self):
         return f"{self.op_type} node {self.name!r}" if self.name else f"{self.op_type} node"
@@ -782,7 +820,8 @@ class _OnnxGraph:
 
     _MAX_FOLD_ELEMENTS = 1 << 28
 
-    def __init__(self, model):
+    def __init__(self, model, base_dir=None):
+        self.base_dir = base_dir
         graph = model.message(7)
         if graph is None:
             raise _Corrupt("the model has no graph")
@@ -816,7 +855,7 @@ class _OnnxGraph:
         if depth > 200:
             raise _NotConstant
         if name in self.initializers:
-            value = _onnx_tensor(self.initializers[name], name)
+            value = _onnx_tensor(self.initializers[name], name, self.base_dir)
         elif name in self.producer:
             node, index = self.producer[name]
             args = [None if not n else self._fold(n, depth + 1) for n in node.inputs]
@@ -835,7 +874,7 @@ class _OnnxGraph:
         if op == "Constant":
             for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
                 if key in node.attrs:
-                    v = node.attr(key)
+                    v = node.attr(key, base_dir=self.base_dir)
                     if isinstance(v, _Unreadable):
                         raise _NotConstant
                     if isinstance(v, np.ndarray):
@@ -943,13 +982,17 @@ class _OnnxGraph:
         return False
 
 
-def _read_source(path_or_bytes):
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        return bytes(path_or_bytes), "<bytes>"
-    if hasattr(path_or_bytes, "read"):
-        return path_or_bytes.read(), getattr(path_or_bytes, "name", "<file>")
-    with open(path_or_bytes, "rb") as f:
-        return f.read(), os.fspath(path_or_bytes)
+def _read_source(source):
+    """(bytes, name for messages, folder of external data or None) of a path, file or bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>", None
+    if hasattr(source, "read"):
+        name = getattr(source, "name", None)
+        folder = os.path.dirname(os.path.abspath(name)) if isinstance(name, str) else None
+        return source.read(), name or "<file>", folder
+    path = os.fspath(source)
+    with open(path, "rb") as f:
+        return f.read(), path, os.path.dirname(os.path.abspath(path))
 
 
 _ONNX_ACTIVATIONS = ["sigmoid", "tanh"]
@@ -1052,9 +1095,9 @@ def load_onnx(path, *, cls=None, dtype=None, batch_first=None):
     layers. One difference: for a sequence of length 0, ONNX Runtime returns
     Y_h = 0 where gru_cy (like PyTorch) returns h0.
     """
-    data, source = _read_source(path)
+    data, source, base_dir = _read_source(path)
     try:
-        graph = _OnnxGraph(_Msg(data))
+        graph = _OnnxGraph(_Msg(data), base_dir)
         nodes = [n for n in graph.nodes if n.op_type == "GRU" and n.domain in ("", "ai.onnx")]
         if not nodes:
             kinds = sorted({n.op_type for n in graph.nodes})
@@ -1367,14 +1410,23 @@ def load(path, *, cls=None):
     malformed config, a newer format version, missing or unexpected arrays,
     shapes or dtypes that disagree with the config, object arrays.
     """
-    source = getattr(path, "name", "<file>") if hasattr(path, "read") else os.fspath(path)
+    if hasattr(path, "read"):
+        return _load_npz(path, getattr(path, "name", "<file>"), cls)
+    source = os.fspath(path)
+    with open(source, "rb") as f:  # a missing file stays FileNotFoundError
+        return _load_npz(f, source, cls)
+
+
+def _load_npz(f, source, cls):
+    # Whatever zipfile, zlib and numpy raise on bad bytes (zipfile alone raises
+    # BadZipFile, NotImplementedError, EOFError, OSError, ValueError, ...).
     corrupt = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-               NotImplementedError, UnicodeDecodeError, struct.error)
+               NotImplementedError, UnicodeDecodeError, struct.error, OverflowError)
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        zf = zipfile.ZipFile(f)
+    except corrupt as exc:
         raise ValueError(f"{source} is not a gru_cy .npz file (not a zip archive, or truncated): "
-                         f"{exc}") from exc
+                         f"{type(exc).__name__}: {exc}") from exc
     with zf:
         try:
             names = zf.namelist()

@@ -115,6 +115,24 @@ def test_corruption_raises_or_loads_the_same_weights(saved, tmp_path):
     assert failures > 60
 
 
+def test_zip_features_python_cannot_read(saved, tmp_path):
+    """zipfile raises NotImplementedError for a newer zip version or compression method: still
+    a ValueError from gru_cy.load."""
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    version = bytearray(data)
+    version[central + 6] = 0x7F                       # "version needed to extract": 12.7
+    (tmp_path / "version.npz").write_bytes(bytes(version))
+    method = bytearray(data)
+    method[central + 10] = 99                         # compression method 99 (AES)
+    method[data.index(b"PK\x03\x04") + 8] = 99
+    (tmp_path / "method.npz").write_bytes(bytes(method))
+    for name in ("version.npz", "method.npz"):
+        with pytest.raises(ValueError):
+            gru_cy.load(tmp_path / name)
+
+
 def _write_npz(path, **arrays):
     np.savez(path, **arrays)
     return path
