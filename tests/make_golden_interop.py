@@ -5,7 +5,8 @@ Needs onnx, onnxruntime, torch and keras; the tests that read the files
 (tests/test_interop_onnx.py, tests/test_interop_keras.py) need none of them.
 
 ONNX: onnx_<case>.onnx is a small model (H <= 5) built with onnx.helper or written by
-torch.onnx.export; onnx_<case>.npz holds (all plain arrays, allow_pickle=False):
+torch.onnx.export (the dynamo exporter, when onnxscript is installed, also writes
+onnx_<case>.onnx.data: external data); onnx_<case>.npz holds (plain arrays, allow_pickle=False):
   meta      0-d str: JSON {"kind": "node" | "torch", "layout", "inputs": [...], "ort_version", ...}
   X, initial_h, sequence_lens   the inputs fed to ONNX Runtime (those the model takes)
   Y, Y_h    ONNX Runtime's outputs (for "torch" cases: the exported module's out and h_n)
@@ -38,8 +39,8 @@ from gru_cy.interop import _keras_specs  # noqa: E402
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 
-def _run_ort(model_bytes, feeds):
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+def _run_ort(model, feeds):
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
 
 
@@ -151,6 +152,14 @@ TORCH_EXPORT_CASES = {
 }
 
 
+# The default exporter (dynamo=True, needs onnxscript) moves tensors over 256 bytes into
+# "<model>.onnx.data" next to the model: ONNX external data.
+DYNAMO_EXPORT_CASES = {
+    "torch_dynamo_bi2_external_data": dict(I=3, H=4, L=2, bidirectional=True, batch_first=True,
+                                           bias=True, h0=True, dynamo=True, T=5, B=2),
+}
+
+
 def make_torch_export_case(name, case, seed):
     torch.manual_seed(seed)
     module = torch.nn.GRU(case["I"], case["H"], num_layers=case["L"], bias=case["bias"],
@@ -164,12 +173,15 @@ def make_torch_export_case(name, case, seed):
     path = os.path.join(GOLDEN_DIR, f"onnx_{name}.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, path, dynamo=False, do_constant_folding=case["fold"],
-                          opset_version=case["opset"], input_names=names,
-                          output_names=["Y", "Y_h"])
+        if case.get("dynamo"):
+            torch.onnx.export(module, args, path, dynamo=True, input_names=names,
+                              output_names=["Y", "Y_h"], verbose=False)
+        else:
+            torch.onnx.export(module, args, path, dynamo=False, do_constant_folding=case["fold"],
+                              opset_version=case["opset"], input_names=names,
+                              output_names=["Y", "Y_h"])
     feeds = {n: a.numpy() for n, a in zip(names, args)}
-    with open(path, "rb") as f:
-        Y, Y_h = _run_ort(f.read(), feeds)
+    Y, Y_h = _run_ort(path, feeds)
     out, h_n = module(*args)
     assert np.abs(out.detach().numpy() - Y).max() < 1e-5
     meta = dict(kind="torch", layout=0, inputs=sorted(feeds), ort_version=ort.__version__,
@@ -252,6 +264,13 @@ def main():
         make_onnx_node_case(name, case, 100 + seed)
     for seed, (name, case) in enumerate(TORCH_EXPORT_CASES.items()):
         make_torch_export_case(name, case, 200 + seed)
+    try:
+        import onnxscript  # noqa: F401  (torch.onnx.export(dynamo=True) needs it)
+    except ImportError:
+        print("onnxscript is not installed: kept the existing dynamo export golden files")
+    else:
+        for seed, (name, case) in enumerate(DYNAMO_EXPORT_CASES.items()):
+            make_torch_export_case(name, case, 250 + seed)
     for seed, (name, extra) in enumerate(ONNX_UNSUPPORTED.items()):
         make_unsupported(name, extra, 300 + seed)
     for seed, (name, case) in enumerate(KERAS_CASES.items()):

@@ -58,7 +58,7 @@ def _same_modules(a, b):
 
 
 def test_golden_files_exist():
-    assert len(NODE_CASES) >= 7 and len(TORCH_CASES) >= 2
+    assert len(NODE_CASES) >= 7 and len(TORCH_CASES) >= 3
 
 
 @pytest.mark.parametrize("name", NODE_CASES)
@@ -83,7 +83,8 @@ def test_golden_single_node(name):
 @pytest.mark.parametrize("name", TORCH_CASES)
 def test_golden_torch_export(name):
     """Graphs torch.onnx.export wrote for nn.GRU (layers, directions, batch_first, with and
-    without constant folding): the module's (out, h_n) are the graph's outputs."""
+    without constant folding, and the dynamo exporter's external data): the module's
+    (out, h_n) are the graph's outputs."""
     meta, arrays = _golden(name)
     case = meta["case"]
     gru = gru_cy.load_onnx(os.path.join(GOLDEN_DIR, f"onnx_{name}.onnx"))
@@ -158,11 +159,15 @@ def _field(num, value):
     return _varint(num << 3 | 2) + _varint(len(value)) + value
 
 
-def _tensor(name, arr, external=False):
+def _tensor(name, arr, external=None):
+    """A float32 TensorProto; external=(location, offset) stores it as external data."""
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     out = b"".join(_field(1, d) for d in arr.shape) + _field(2, 1) + _field(8, name)
     if external:
-        return out + _field(13, _field(1, "location") + _field(2, "../../etc/passwd")) \
+        location, offset = external
+        entries = [("location", location), ("offset", str(offset)),
+                   ("length", str(arr.nbytes))]
+        return out + b"".join(_field(13, _field(1, k) + _field(2, v)) for k, v in entries) \
             + _field(14, 1)
     return out + _field(9, arr.tobytes())
 
@@ -253,10 +258,83 @@ def test_graphs_gru_cy_cannot_represent():
         gru_cy.load_onnx(_model([_node("GRU", ["X", "W", "B"], ["Y"])], inits))
     with pytest.raises(ValueError, match="hidden_size=3"):
         gru_cy.load_onnx(_model([_node("GRU", ["X", "W", "R"], ["Y"], hidden_size=3)], inits))
-    # weights kept in an external file are refused, whatever path they name
-    with pytest.raises(NotImplementedError, match="external"):
+    # external data needs the model's folder: not available when loading from bytes
+    with pytest.raises(NotImplementedError, match="external file"):
         gru_cy.load_onnx(_model([_node("GRU", ["X", "W", "R"], ["Y"])],
-                                [_tensor("W", W, external=True), _tensor("R", R)]))
+                                [_tensor("W", W, external=("w.bin", 0)), _tensor("R", R)]))
+
+
+def _external_model(tmp_path, location, offset=0, data=None):
+    """A model whose W lives in an external file; returns (path, W)."""
+    W, R, B = _weights()
+    blob = np.ascontiguousarray(W, np.float32).tobytes()
+    if data is not None:
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / "w.bin").write_bytes(data(blob))
+    model = _model([_node("GRU", ["X", "W", "R", "B"], ["Y"], hidden_size=2)],
+                   [_tensor("W", W, external=(location, offset)), _tensor("R", R),
+                    _tensor("B", B)])
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model)
+    return path, W
+
+
+def test_external_data_next_to_the_model(tmp_path):
+    path, W = _external_model(tmp_path, "data/w.bin", 5, data=lambda blob: b"xxxxx" + blob)
+    gru = gru_cy.load_onnx(path)
+    H = 2
+    np.testing.assert_array_equal(gru.params["weight_ih_l0"],
+                                  W[0][np.r_[H:2 * H, 0:H, 2 * H:3 * H]].astype(np.float32))
+    with open(path, "rb") as f:  # a file object with a name finds the folder too
+        gru_cy.load_onnx(f)
+
+
+@pytest.mark.parametrize("location", ["../w.bin", "data/../../w.bin", "/etc/passwd",
+                                      "C:\\w.bin", "..\\w.bin", ""])
+def test_external_data_outside_the_folder_is_refused(tmp_path, location):
+    sub = tmp_path / "models"
+    sub.mkdir()
+    (tmp_path / "w.bin").write_bytes(b"\0" * 4096)
+    path, _ = _external_model(sub, location)
+    with pytest.raises(ValueError, match="refused"):
+        gru_cy.load_onnx(path)
+
+
+def test_external_data_through_a_symlink_is_refused(tmp_path):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 4096)
+    sub = tmp_path / "models"
+    sub.mkdir()
+    try:
+        os.symlink(outside, sub / "w.bin")
+    except (OSError, NotImplementedError):
+        pytest.skip("no symbolic links here")
+    path, _ = _external_model(sub, "w.bin")
+    with pytest.raises(ValueError, match="refused"):
+        gru_cy.load_onnx(path)
+
+
+def test_external_data_missing_or_short(tmp_path):
+    path, _ = _external_model(tmp_path, "data/w.bin")
+    with pytest.raises(ValueError, match="cannot read"):
+        gru_cy.load_onnx(path)
+    path, _ = _external_model(tmp_path, "data/w.bin", data=lambda blob: blob[:-1])
+    with pytest.raises(ValueError, match="too short"):
+        gru_cy.load_onnx(path)
+    path, _ = _external_model(tmp_path, "data/w.bin", offset=-3, data=lambda blob: blob)
+    with pytest.raises(ValueError, match="offset"):
+        gru_cy.load_onnx(path)
+
+
+def test_golden_external_data_needs_its_data_file(tmp_path):
+    name = "onnx_torch_dynamo_bi2_external_data.onnx"
+    with open(os.path.join(GOLDEN_DIR, name), "rb") as f:
+        data = f.read()
+    with pytest.raises(NotImplementedError, match="external"):
+        gru_cy.load_onnx(data)
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match="cannot read"):
+        gru_cy.load_onnx(tmp_path / name)
 
 
 @pytest.mark.parametrize("data", [
@@ -434,6 +512,32 @@ TORCH_EXPORTS = [
     dict(num_layers=3, bias=False, fold=True, opset=13, h0=True),
     dict(num_layers=1, fold=False, opset=9, h0=False),
 ]
+
+
+@pytest.mark.parametrize("config", [dict(num_layers=2, bidirectional=True, batch_first=True),
+                                    dict(num_layers=3, bias=False)], ids=range(2))
+def test_load_torch_dynamo_export_live(ort, tmp_path, config):
+    """The default exporter (dynamo=True): GRU nodes, weights as external data."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(1)
+    module = torch.nn.GRU(3, 4, **config)
+    x = torch.randn((2, 6, 3) if module.batch_first else (6, 2, 3))
+    path = tmp_path / "dynamo.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), dynamo=True, verbose=False)
+    gru = gru_cy.load_onnx(path)
+    _same_modules(gru_cy.GRU.from_torch(module), gru)
+    out, h_n = _run(ort, path, {_input_names(ort, path)[0]: x.numpy()})
+    ref_out, ref_h = gru(x.numpy())
+    np.testing.assert_allclose(ref_out, out, **TOL)
+    np.testing.assert_allclose(ref_h, h_n, **TOL)
+
+
+def _input_names(ort, path):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [i.name for i in session.get_inputs()]
 
 
 @pytest.mark.parametrize("case", TORCH_EXPORTS, ids=range(len(TORCH_EXPORTS)))
