@@ -1084,7 +1084,8 @@ def load_onnx(path, *, cls=None, dtype=None, batch_first=None):
     batch_first=True) or a stack of them as torch.onnx.export writes for an
     nn.GRU with several layers and directions (weights as initializers or
     computed from them by Slice/Concat/Unsqueeze, layers joined by
-    Transpose/Reshape/Squeeze). Attributes it cannot honour (activations
+    Transpose/Reshape/Squeeze). Weights stored as external data are read
+    from files in the model's folder (pass a path, not bytes). Attributes it cannot honour (activations
     other than Sigmoid/Tanh, clip, activation_alpha/beta) raise
     NotImplementedError naming them; anything that is not such a graph
     raises ValueError. No onnx package is needed.
