@@ -13,6 +13,9 @@ _Float = np.float32 | np.float64
 _Array = npt.NDArray[_Float]
 _Lengths = npt.NDArray[np.int64]
 
+def use_columns(B: int, H: int, full: bool) -> bool:
+    """True when the kernels run (B, H) in the columns (transposed) layout."""
+
 def gru_forward(
     out: _Array,
     col: int,
@@ -21,15 +24,20 @@ def gru_forward(
     aux: _Array,
     hprev: _Array,
     gi: _Array,
+    chunk: int,
     gh: _Array,
+    w_t: _Array,
     x: _Array,
     w_ih: _Array,
     w_hh: _Array,
-    bias: _Array,
+    b_ih: _Array,
+    b_hh: _Array,
     lengths: _Lengths,
+    full: bool,
     reverse: bool,
     reset_after: bool,
     train: bool,
+    columns: bool,
 ) -> None:
     """Run one GRU layer in one direction over x, writing out[..., col:col + H] and h."""
 
@@ -42,7 +50,8 @@ def gru_backward(
     db_hh: _Array,
     dgi: _Array,
     dgh: _Array,
-    drh: _Array,
+    work: _Array,
+    x_masked: _Array,
     dout: _Array,
     col: int,
     gates: _Array,
@@ -52,8 +61,10 @@ def gru_backward(
     w_ih: _Array,
     w_hh: _Array,
     lengths: _Lengths,
+    full: bool,
     reverse: bool,
     reset_after: bool,
     has_bias: bool,
+    columns: bool,
 ) -> None:
     """Backward of gru_forward(train=True); adds into dx, dw_ih, dw_hh, db_ih, db_hh."""

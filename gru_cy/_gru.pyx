@@ -2,367 +2,685 @@
 
 Shapes (see DESIGN.md §1): T steps, B batch, I inputs, H hidden units.
 Gate order r, z, n. Arrays are C-contiguous; the caller (gru_cy.gru)
-validates, allocates every output and workspace, and zero-fills the ones
-documented as such. The kernels trust their arguments, release the GIL for
-the whole time loop, never allocate and never call into Python.
+validates and allocates every output, tape and workspace (sizes below).
+The kernels trust their arguments, release the GIL for the whole time loop,
+never allocate and never call into Python.
 
 Step s of the loop handles, for each sequence b with s < len_b, time index
 t = s (forward) or t = len_b - 1 - s (reverse): each sequence is reversed
-within its own length. Saved activations (gates, aux, hprev) are indexed by
-step s; per-time quantities (x, out, dgi, dx) by t.
+within its own length. Saved activations are indexed by step s; per-time
+quantities (x, out, dgi, dx) by t.
+
+Two layouts (see _gru_gates.h), chosen by ``use_columns``:
+
+rows     the state h is (B, H); per step gh = h @ W_hh^T (a GEMV when
+         B = 1, else a GEMM on a transposed copy of W_hh, which OpenBLAS
+         runs up to 3x faster for small B than the transposed operand).
+         Any lengths. Tape: gates (T, B, 3H), aux (T, B, H), hprev (T, B, H).
+columns  every per-step array is transposed, the state is h^T (H, B) and
+         the recurrent product is gh^T = W_hh @ h^T. Full lengths only.
+         Tape: gates (3H, T*B), aux (H, T*B), and the states h^T
+         (H, (T+1)*B) with h0 in block 0 and the state after step s in
+         block s + 1 (so hprev of step s is block s).
 """
 
 from cython cimport floating
 from libc.string cimport memset, memcpy
 
-from gru_cy._blas cimport gemm, NoTrans, Trans
+from gru_cy._blas cimport gemm, gemv, NoTrans, Trans
 
 cdef extern from "_gru_gates.h" nogil:
-    void gru_fwd_after_f32(int H, const float *gi, const float *gh, const float *bias,
-                           float *h, float *out)
-    void gru_fwd_after_f64(int H, const double *gi, const double *gh, const double *bias,
-                           double *h, double *out)
-    void gru_fwd_after_train_f32(int H, const float *gi, const float *gh, const float *bias,
-                                 float *h, float *out, float *gates, float *aux, float *hprev)
-    void gru_fwd_after_train_f64(int H, const double *gi, const double *gh, const double *bias,
-                                 double *h, double *out, double *gates, double *aux,
-                                 double *hprev)
-    void gru_fwd_before_rz_f32(int H, const float *gi, const float *gh, const float *bias,
-                               const float *h, float *gates, float *rh)
-    void gru_fwd_before_rz_f64(int H, const double *gi, const double *gh, const double *bias,
-                               const double *h, double *gates, double *rh)
-    void gru_fwd_before_n_f32(int H, const float *gi, const float *ghn, const float *bias,
-                              float *gates, float *h, float *out, float *hprev)
-    void gru_fwd_before_n_f64(int H, const double *gi, const double *ghn, const double *bias,
-                              double *gates, double *h, double *out, double *hprev)
-    void gru_bwd_after_f32(int H, const float *gates, const float *aux, const float *hprev,
-                           const float *dout, float *dh, float *dgi, float *dgh)
-    void gru_bwd_after_f64(int H, const double *gates, const double *aux, const double *hprev,
-                           const double *dout, double *dh, double *dgi, double *dgh)
-    void gru_bwd_before_n_f32(int H, const float *gates, const float *hprev,
-                              const float *dout, float *dh, float *dgi, float *dgh)
-    void gru_bwd_before_n_f64(int H, const double *gates, const double *hprev,
-                              const double *dout, double *dh, double *dgi, double *dgh)
-    void gru_bwd_before_rz_f32(int H, const float *gates, const float *hprev,
-                               const float *drh, float *dh, float *dgi, float *dgh)
-    void gru_bwd_before_rz_f64(int H, const double *gates, const double *hprev,
-                               const double *drh, double *dh, double *dgi, double *dgh)
+    ctypedef struct gru_steps_t:
+        int B, H, s, T, t0, reverse
+        const long long *lengths
+
+    void gru_row_fwd_after_f32(const gru_steps_t *st, const float *gi, const float *gh,
+                               const float *b_ih, const float *b_hh, float *h, float *out,
+                               Py_ssize_t out_ld, float *gates, float *aux, float *hprev)
+    void gru_row_fwd_after_f64(const gru_steps_t *st, const double *gi, const double *gh,
+                               const double *b_ih, const double *b_hh, double *h, double *out,
+                               Py_ssize_t out_ld, double *gates, double *aux, double *hprev)
+    void gru_row_fwd_before_rz_f32(const gru_steps_t *st, const float *gi, const float *gh,
+                                   const float *b_ih, const float *b_hh, const float *h,
+                                   float *gates, float *rh, int train)
+    void gru_row_fwd_before_rz_f64(const gru_steps_t *st, const double *gi, const double *gh,
+                                   const double *b_ih, const double *b_hh, const double *h,
+                                   double *gates, double *rh, int train)
+    void gru_row_fwd_before_n_f32(const gru_steps_t *st, const float *gi, const float *gh,
+                                  const float *b_ih, const float *b_hh, float *gates, float *h,
+                                  float *out, Py_ssize_t out_ld, float *hprev)
+    void gru_row_fwd_before_n_f64(const gru_steps_t *st, const double *gi, const double *gh,
+                                  const double *b_ih, const double *b_hh, double *gates,
+                                  double *h, double *out, Py_ssize_t out_ld, double *hprev)
+    void gru_row_bwd_after_f32(const gru_steps_t *st, const float *gates, const float *aux,
+                               const float *hprev, const float *dout, Py_ssize_t dout_ld,
+                               float *dh, float *dgi, float *dgh)
+    void gru_row_bwd_after_f64(const gru_steps_t *st, const double *gates, const double *aux,
+                               const double *hprev, const double *dout, Py_ssize_t dout_ld,
+                               double *dh, double *dgi, double *dgh)
+    void gru_row_bwd_before_n_f32(const gru_steps_t *st, const float *gates, const float *hprev,
+                                  const float *dout, Py_ssize_t dout_ld, float *dh, float *dgi,
+                                  float *dgh)
+    void gru_row_bwd_before_n_f64(const gru_steps_t *st, const double *gates,
+                                  const double *hprev, const double *dout, Py_ssize_t dout_ld,
+                                  double *dh, double *dgi, double *dgh)
+    void gru_row_bwd_before_rz_f32(const gru_steps_t *st, const float *gates,
+                                   const float *hprev, const float *drh, float *dh, float *dgi,
+                                   float *dgh)
+    void gru_row_bwd_before_rz_f64(const gru_steps_t *st, const double *gates,
+                                   const double *hprev, const double *drh, double *dh,
+                                   double *dgi, double *dgh)
+    void gru_col_fwd_after_f32(int B, int H, const float *gi, Py_ssize_t gi_ld,
+                               const float *gh, const float *b_ih, const float *b_hh,
+                               const float *h, Py_ssize_t h_ld, float *h_new,
+                               Py_ssize_t hn_ld, float *gates, float *aux, Py_ssize_t sv_ld)
+    void gru_col_fwd_after_f64(int B, int H, const double *gi, Py_ssize_t gi_ld,
+                               const double *gh, const double *b_ih, const double *b_hh,
+                               const double *h, Py_ssize_t h_ld, double *h_new,
+                               Py_ssize_t hn_ld, double *gates, double *aux, Py_ssize_t sv_ld)
+    void gru_col_fwd_before_rz_f32(int B, int H, const float *gi, Py_ssize_t gi_ld,
+                                   const float *gh, const float *b_ih, const float *b_hh,
+                                   const float *h, Py_ssize_t h_ld, float *gates, float *rh,
+                                   Py_ssize_t sv_ld)
+    void gru_col_fwd_before_rz_f64(int B, int H, const double *gi, Py_ssize_t gi_ld,
+                                   const double *gh, const double *b_ih, const double *b_hh,
+                                   const double *h, Py_ssize_t h_ld, double *gates, double *rh,
+                                   Py_ssize_t sv_ld)
+    void gru_col_fwd_before_n_f32(int B, int H, const float *gi, Py_ssize_t gi_ld,
+                                  const float *ghn, const float *b_ih, const float *b_hh,
+                                  float *gates, Py_ssize_t sv_ld, const float *h,
+                                  Py_ssize_t h_ld, float *h_new, Py_ssize_t hn_ld)
+    void gru_col_fwd_before_n_f64(int B, int H, const double *gi, Py_ssize_t gi_ld,
+                                  const double *ghn, const double *b_ih, const double *b_hh,
+                                  double *gates, Py_ssize_t sv_ld, const double *h,
+                                  Py_ssize_t h_ld, double *h_new, Py_ssize_t hn_ld)
+    void gru_col_bwd_after_f32(int B, int H, const float *gates, const float *aux,
+                               Py_ssize_t sv_ld, const float *hprev, Py_ssize_t hp_ld,
+                               const float *dout, float *dh, float *dgi, float *dgh,
+                               Py_ssize_t dg_ld)
+    void gru_col_bwd_after_f64(int B, int H, const double *gates, const double *aux,
+                               Py_ssize_t sv_ld, const double *hprev, Py_ssize_t hp_ld,
+                               const double *dout, double *dh, double *dgi, double *dgh,
+                               Py_ssize_t dg_ld)
+    void gru_col_bwd_before_n_f32(int B, int H, const float *gates, Py_ssize_t sv_ld,
+                                  const float *hprev, Py_ssize_t hp_ld, const float *dout,
+                                  float *dh, float *dgi, float *dgh, Py_ssize_t dg_ld)
+    void gru_col_bwd_before_n_f64(int B, int H, const double *gates, Py_ssize_t sv_ld,
+                                  const double *hprev, Py_ssize_t hp_ld, const double *dout,
+                                  double *dh, double *dgi, double *dgh, Py_ssize_t dg_ld)
+    void gru_col_bwd_before_rz_f32(int B, int H, const float *gates, Py_ssize_t sv_ld,
+                                   const float *hprev, Py_ssize_t hp_ld, const float *drh,
+                                   float *dh, float *dgi, float *dgh, Py_ssize_t dg_ld)
+    void gru_col_bwd_before_rz_f64(int B, int H, const double *gates, Py_ssize_t sv_ld,
+                                   const double *hprev, Py_ssize_t hp_ld, const double *drh,
+                                   double *dh, double *dgi, double *dgh, Py_ssize_t dg_ld)
+    void gru_transpose_f32(int rows, int cols, const float *src, Py_ssize_t src_ld,
+                           float *dst, Py_ssize_t dst_ld)
+    void gru_transpose_f64(int rows, int cols, const double *src, Py_ssize_t src_ld,
+                           double *dst, Py_ssize_t dst_ld)
+    void gru_sum_rows_f32(int rows, int n, const float *x, Py_ssize_t ld, float *acc)
+    void gru_sum_rows_f64(int rows, int n, const double *x, Py_ssize_t ld, double *acc)
+    void gru_sum_cols_f32(int n, int cols, const float *x, Py_ssize_t ld, float *acc)
+    void gru_sum_cols_f64(int n, int cols, const double *x, Py_ssize_t ld, double *acc)
 
 
-# ---- thin fused dispatchers over the C gate rows -------------------------
+# ---- fused dispatchers over the C step functions -------------------------
 
-cdef inline void fwd_after(int H, const floating *gi, const floating *gh,
-                           const floating *bias, floating *h,
-                           floating *out) noexcept nogil:
+cdef inline void row_fwd_after(const gru_steps_t *st, const floating *gi,
+                               const floating *gh, const floating *b_ih,
+                               const floating *b_hh, floating *h, floating *out,
+                               Py_ssize_t out_ld, floating *gates, floating *aux,
+                               floating *hprev) noexcept nogil:
     if floating is float:
-        gru_fwd_after_f32(H, gi, gh, bias, h, out)
+        gru_row_fwd_after_f32(st, gi, gh, b_ih, b_hh, h, out, out_ld, gates, aux, hprev)
     else:
-        gru_fwd_after_f64(H, gi, gh, bias, h, out)
+        gru_row_fwd_after_f64(st, gi, gh, b_ih, b_hh, h, out, out_ld, gates, aux, hprev)
 
-cdef inline void fwd_after_train(int H, const floating *gi, const floating *gh,
-                                 const floating *bias, floating *h, floating *out,
-                                 floating *gates, floating *aux,
-                                 floating *hprev) noexcept nogil:
+cdef inline void row_fwd_before_rz(const gru_steps_t *st, const floating *gi,
+                                   const floating *gh, const floating *b_ih,
+                                   const floating *b_hh, const floating *h,
+                                   floating *gates, floating *rh, int train) noexcept nogil:
     if floating is float:
-        gru_fwd_after_train_f32(H, gi, gh, bias, h, out, gates, aux, hprev)
+        gru_row_fwd_before_rz_f32(st, gi, gh, b_ih, b_hh, h, gates, rh, train)
     else:
-        gru_fwd_after_train_f64(H, gi, gh, bias, h, out, gates, aux, hprev)
+        gru_row_fwd_before_rz_f64(st, gi, gh, b_ih, b_hh, h, gates, rh, train)
 
-cdef inline void fwd_before_rz(int H, const floating *gi, const floating *gh,
-                               const floating *bias, const floating *h,
-                               floating *gates, floating *rh) noexcept nogil:
+cdef inline void row_fwd_before_n(const gru_steps_t *st, const floating *gi,
+                                  const floating *gh, const floating *b_ih,
+                                  const floating *b_hh, floating *gates, floating *h,
+                                  floating *out, Py_ssize_t out_ld,
+                                  floating *hprev) noexcept nogil:
     if floating is float:
-        gru_fwd_before_rz_f32(H, gi, gh, bias, h, gates, rh)
+        gru_row_fwd_before_n_f32(st, gi, gh, b_ih, b_hh, gates, h, out, out_ld, hprev)
     else:
-        gru_fwd_before_rz_f64(H, gi, gh, bias, h, gates, rh)
+        gru_row_fwd_before_n_f64(st, gi, gh, b_ih, b_hh, gates, h, out, out_ld, hprev)
 
-cdef inline void fwd_before_n(int H, const floating *gi, const floating *ghn,
-                              const floating *bias, floating *gates, floating *h,
-                              floating *out, floating *hprev) noexcept nogil:
+cdef inline void row_bwd_after(const gru_steps_t *st, const floating *gates,
+                               const floating *aux, const floating *hprev,
+                               const floating *dout, Py_ssize_t dout_ld, floating *dh,
+                               floating *dgi, floating *dgh) noexcept nogil:
     if floating is float:
-        gru_fwd_before_n_f32(H, gi, ghn, bias, gates, h, out, hprev)
+        gru_row_bwd_after_f32(st, gates, aux, hprev, dout, dout_ld, dh, dgi, dgh)
     else:
-        gru_fwd_before_n_f64(H, gi, ghn, bias, gates, h, out, hprev)
+        gru_row_bwd_after_f64(st, gates, aux, hprev, dout, dout_ld, dh, dgi, dgh)
 
-cdef inline void bwd_after(int H, const floating *gates, const floating *aux,
-                           const floating *hprev, const floating *dout,
-                           floating *dh, floating *dgi, floating *dgh) noexcept nogil:
+cdef inline void row_bwd_before_n(const gru_steps_t *st, const floating *gates,
+                                  const floating *hprev, const floating *dout,
+                                  Py_ssize_t dout_ld, floating *dh, floating *dgi,
+                                  floating *dgh) noexcept nogil:
     if floating is float:
-        gru_bwd_after_f32(H, gates, aux, hprev, dout, dh, dgi, dgh)
+        gru_row_bwd_before_n_f32(st, gates, hprev, dout, dout_ld, dh, dgi, dgh)
     else:
-        gru_bwd_after_f64(H, gates, aux, hprev, dout, dh, dgi, dgh)
+        gru_row_bwd_before_n_f64(st, gates, hprev, dout, dout_ld, dh, dgi, dgh)
 
-cdef inline void bwd_before_n(int H, const floating *gates, const floating *hprev,
-                              const floating *dout, floating *dh, floating *dgi,
-                              floating *dgh) noexcept nogil:
+cdef inline void row_bwd_before_rz(const gru_steps_t *st, const floating *gates,
+                                   const floating *hprev, const floating *drh,
+                                   floating *dh, floating *dgi,
+                                   floating *dgh) noexcept nogil:
     if floating is float:
-        gru_bwd_before_n_f32(H, gates, hprev, dout, dh, dgi, dgh)
+        gru_row_bwd_before_rz_f32(st, gates, hprev, drh, dh, dgi, dgh)
     else:
-        gru_bwd_before_n_f64(H, gates, hprev, dout, dh, dgi, dgh)
+        gru_row_bwd_before_rz_f64(st, gates, hprev, drh, dh, dgi, dgh)
 
-cdef inline void bwd_before_rz(int H, const floating *gates, const floating *hprev,
-                               const floating *drh, floating *dh, floating *dgi,
-                               floating *dgh) noexcept nogil:
+cdef inline void col_fwd_after(int B, int H, const floating *gi, Py_ssize_t gi_ld,
+                               const floating *gh, const floating *b_ih,
+                               const floating *b_hh, const floating *h, Py_ssize_t h_ld,
+                               floating *h_new, Py_ssize_t hn_ld, floating *gates,
+                               floating *aux, Py_ssize_t sv_ld) noexcept nogil:
     if floating is float:
-        gru_bwd_before_rz_f32(H, gates, hprev, drh, dh, dgi, dgh)
+        gru_col_fwd_after_f32(B, H, gi, gi_ld, gh, b_ih, b_hh, h, h_ld, h_new, hn_ld,
+                              gates, aux, sv_ld)
     else:
-        gru_bwd_before_rz_f64(H, gates, hprev, drh, dh, dgi, dgh)
+        gru_col_fwd_after_f64(B, H, gi, gi_ld, gh, b_ih, b_hh, h, h_ld, h_new, hn_ld,
+                              gates, aux, sv_ld)
+
+cdef inline void col_fwd_before_rz(int B, int H, const floating *gi, Py_ssize_t gi_ld,
+                                   const floating *gh, const floating *b_ih,
+                                   const floating *b_hh, const floating *h,
+                                   Py_ssize_t h_ld, floating *gates, floating *rh,
+                                   Py_ssize_t sv_ld) noexcept nogil:
+    if floating is float:
+        gru_col_fwd_before_rz_f32(B, H, gi, gi_ld, gh, b_ih, b_hh, h, h_ld, gates, rh, sv_ld)
+    else:
+        gru_col_fwd_before_rz_f64(B, H, gi, gi_ld, gh, b_ih, b_hh, h, h_ld, gates, rh, sv_ld)
+
+cdef inline void col_fwd_before_n(int B, int H, const floating *gi, Py_ssize_t gi_ld,
+                                  const floating *ghn, const floating *b_ih,
+                                  const floating *b_hh, floating *gates, Py_ssize_t sv_ld,
+                                  const floating *h, Py_ssize_t h_ld, floating *h_new,
+                                  Py_ssize_t hn_ld) noexcept nogil:
+    if floating is float:
+        gru_col_fwd_before_n_f32(B, H, gi, gi_ld, ghn, b_ih, b_hh, gates, sv_ld, h, h_ld,
+                                 h_new, hn_ld)
+    else:
+        gru_col_fwd_before_n_f64(B, H, gi, gi_ld, ghn, b_ih, b_hh, gates, sv_ld, h, h_ld,
+                                 h_new, hn_ld)
+
+cdef inline void col_bwd_after(int B, int H, const floating *gates, const floating *aux,
+                               Py_ssize_t sv_ld, const floating *hprev, Py_ssize_t hp_ld,
+                               const floating *dout, floating *dh, floating *dgi,
+                               floating *dgh, Py_ssize_t dg_ld) noexcept nogil:
+    if floating is float:
+        gru_col_bwd_after_f32(B, H, gates, aux, sv_ld, hprev, hp_ld, dout, dh, dgi, dgh,
+                              dg_ld)
+    else:
+        gru_col_bwd_after_f64(B, H, gates, aux, sv_ld, hprev, hp_ld, dout, dh, dgi, dgh,
+                              dg_ld)
+
+cdef inline void col_bwd_before_n(int B, int H, const floating *gates, Py_ssize_t sv_ld,
+                                  const floating *hprev, Py_ssize_t hp_ld,
+                                  const floating *dout, floating *dh, floating *dgi,
+                                  floating *dgh, Py_ssize_t dg_ld) noexcept nogil:
+    if floating is float:
+        gru_col_bwd_before_n_f32(B, H, gates, sv_ld, hprev, hp_ld, dout, dh, dgi, dgh, dg_ld)
+    else:
+        gru_col_bwd_before_n_f64(B, H, gates, sv_ld, hprev, hp_ld, dout, dh, dgi, dgh, dg_ld)
+
+cdef inline void col_bwd_before_rz(int B, int H, const floating *gates, Py_ssize_t sv_ld,
+                                   const floating *hprev, Py_ssize_t hp_ld,
+                                   const floating *drh, floating *dh, floating *dgi,
+                                   floating *dgh, Py_ssize_t dg_ld) noexcept nogil:
+    if floating is float:
+        gru_col_bwd_before_rz_f32(B, H, gates, sv_ld, hprev, hp_ld, drh, dh, dgi, dgh, dg_ld)
+    else:
+        gru_col_bwd_before_rz_f64(B, H, gates, sv_ld, hprev, hp_ld, drh, dh, dgi, dgh, dg_ld)
+
+cdef inline void transpose(int rows, int cols, const floating *src, Py_ssize_t src_ld,
+                           floating *dst, Py_ssize_t dst_ld) noexcept nogil:
+    """dst[j, i] = src[i, j] for i < rows, j < cols."""
+    if floating is float:
+        gru_transpose_f32(rows, cols, src, src_ld, dst, dst_ld)
+    else:
+        gru_transpose_f64(rows, cols, src, src_ld, dst, dst_ld)
+
+cdef inline void sum_rows(int rows, int n, const floating *x, Py_ssize_t ld,
+                          floating *acc) noexcept nogil:
+    """acc += x[:rows, :n].sum(0)"""
+    if floating is float:
+        gru_sum_rows_f32(rows, n, x, ld, acc)
+    else:
+        gru_sum_rows_f64(rows, n, x, ld, acc)
+
+cdef inline void sum_cols(int n, int cols, const floating *x, Py_ssize_t ld,
+                          floating *acc) noexcept nogil:
+    """acc += x[:n, :cols].sum(1)"""
+    if floating is float:
+        gru_sum_cols_f32(n, cols, x, ld, acc)
+    else:
+        gru_sum_cols_f64(n, cols, x, ld, acc)
+
+
+# ---- layout choice ---------------------------------------------------------
+
+cdef inline bint _columns(int B, int H, bint full) noexcept nogil:
+    # Measured with OpenBLAS (SkylakeX kernels): while 3H * H * B is at most
+    # 3 * 2^18 OpenBLAS runs the rows-layout GEMM h @ W_hh^T (on a transposed
+    # copy of W_hh) in its small-matrix kernel, which is the fastest; above,
+    # W_hh @ h^T is 1.1-1.8x faster (more with two threads).
+    return full and B >= 2 and <double>3 * H * H * B > 786432.0
+
+
+def use_columns(int B, int H, bint full):
+    """True when the kernels run (B, H) in the columns layout (see module doc)."""
+    return _columns(B, H, full)
+
+
+cdef inline void _project(bint columns, int count, int B, int I, int H3,
+                          const floating *x, const floating *w_ih,
+                          floating *gi) noexcept nogil:
+    if columns:
+        # gi^T = w_ih @ x[t0:t0 + count].T      (3H, count * B)
+        gemm(NoTrans, Trans, H3, count * B, I, <floating>1.0, w_ih, I, x, I,
+             <floating>0.0, gi, count * B)
+    else:
+        # gi = x[t0:t0 + count] @ w_ih.T        (count * B, 3H)
+        gemm(NoTrans, Trans, count * B, H3, I, <floating>1.0, x, I, w_ih, I,
+             <floating>0.0, gi, H3)
+
+
+cdef inline void _rows_recurrent(int B, int n, int H, const floating *h,
+                                 const floating *w, const floating *w_t,
+                                 floating *gh) noexcept nogil:
+    """gh[:, :n] = h @ w.T with w the n rows of W_hh starting at the gate
+    wanted and w_t the same rows' columns of W_hh^T (row stride 3H)."""
+    if B == 1:
+        # gh = w @ h
+        gemv(NoTrans, n, H, <floating>1.0, w, H, h, 1, <floating>0.0, gh, 1)
+    else:
+        # gh = h @ w_t
+        gemm(NoTrans, NoTrans, B, n, H, <floating>1.0, h, H, w_t, 3 * H,
+             <floating>0.0, gh, 3 * H)
 
 
 # ---- forward --------------------------------------------------------------
 
 cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
                    floating *gates, floating *aux, floating *hprev,
-                   floating *gi, Py_ssize_t chunk, floating *gh,
+                   floating *gi, int chunk, floating *gh, floating *w_t,
                    const floating *x, const floating *w_ih, const floating *w_hh,
-                   const floating *bias, const long long *lengths,
+                   const floating *b_ih, const floating *b_hh,
+                   const long long *lengths, bint full,
                    int T, int B, int I, int H, bint reverse, bint reset_after,
-                   bint train) noexcept nogil:
-    cdef Py_ssize_t H3 = 3 * H
+                   bint train, bint columns) noexcept nogil:
+    cdef int H3 = 3 * H
+    cdef Py_ssize_t HB = <Py_ssize_t>H * B
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef Py_ssize_t h_ld = B, hn_ld = B, sv_ld = B
     cdef int s, b, t, t0 = 0, count = 0, max_len = 0, need
-    cdef floating *g_row
-    cdef floating *a_row
-    cdef floating *p_row
-    # Inference keeps one step of gates / aux / hprev; training keeps all.
-    cdef Py_ssize_t step_stride = <Py_ssize_t>B * H if train else 0
-    for b in range(B):
-        if lengths[b] > max_len:
-            max_len = <int>lengths[b]
-    if not reverse:
-        t0 = 0
-        count = 0
+    cdef gru_steps_t st
+    cdef floating *g_s
+    cdef floating *a_s
+    cdef floating *p_s
+    cdef floating *h_cur
+    cdef floating *h_new
+    cdef floating *swap
+
+    if full:
+        max_len = T
     else:
-        t0 = T
-        count = 0
+        for b in range(B):
+            if lengths[b] > max_len:
+                max_len = <int>lengths[b]
+    st.B = B
+    st.H = H
+    st.T = T
+    st.reverse = reverse
+    st.lengths = NULL if full else lengths
+
+    if columns:
+        # State h^T: the tape's state blocks in training, two buffers
+        # (in hprev) otherwise.
+        if train:
+            h_cur = hprev
+            h_ld = hn_ld = TB + B
+            sv_ld = TB
+        else:
+            h_cur = hprev
+            h_new = hprev + HB
+        transpose(B, H, h, H, h_cur, h_ld)
+    elif B > 1:
+        # w_t = w_hh.T   (H, 3H)
+        transpose(H3, H, w_hh, H, w_t, H3)
+
     for s in range(max_len):
         # Refill the input projection when step s needs times outside the
-        # chunk: gi[t - t0] = x[t] @ w_ih.T for t in [t0, t0 + count).
-        # (With uneven lengths in reverse the caller passes chunk = T.)
+        # chunk: gi holds times [t0, t0 + count). (With uneven lengths in
+        # reverse the caller passes chunk = T.)
         need = s if not reverse else T - 1 - s
         if chunk >= T:
             if count == 0:
                 t0 = 0
                 count = T
-                gemm(NoTrans, Trans, T * B, <int>H3, I, <floating>1.0, x, I,
-                     w_ih, I, <floating>0.0, gi, <int>H3)
+                _project(columns, T, B, I, H3, x, w_ih, gi)
         elif need < t0 or need >= t0 + count:
             if not reverse:
                 t0 = s
-                count = <int>min(chunk, T - s)
+                count = min(chunk, T - s)
             else:
-                t0 = <int>max(0, need - chunk + 1)
+                t0 = max(0, need - chunk + 1)
                 count = need - t0 + 1
-            gemm(NoTrans, Trans, count * B, <int>H3, I, <floating>1.0,
-                 x + <Py_ssize_t>t0 * B * I, I, w_ih, I, <floating>0.0, gi, <int>H3)
+            _project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
 
-        if reset_after:
-            # gh = h @ w_hh.T   (B, 3H)
-            gemm(NoTrans, Trans, B, <int>H3, H, <floating>1.0, h, H, w_hh, H,
-                 <floating>0.0, gh, <int>H3)
-            for b in range(B):
-                g_row = gates + s * step_stride * 3 + b * H3
-                a_row = aux + s * step_stride + <Py_ssize_t>b * H
-                p_row = hprev + s * step_stride + <Py_ssize_t>b * H
-                if s >= lengths[b]:
-                    if train:
-                        memset(g_row, 0, H3 * sizeof(floating))
-                        memset(a_row, 0, H * sizeof(floating))
-                        memcpy(p_row, h + <Py_ssize_t>b * H, H * sizeof(floating))
-                    continue
-                t = s if not reverse else <int>lengths[b] - 1 - s
-                if train:
-                    fwd_after_train(H, gi + (<Py_ssize_t>(t - t0) * B + b) * H3,
-                                    gh + b * H3, bias, h + <Py_ssize_t>b * H,
-                                    out + (<Py_ssize_t>t * B + b) * out_ld,
-                                    g_row, a_row, p_row)
-                else:
-                    fwd_after(H, gi + (<Py_ssize_t>(t - t0) * B + b) * H3,
-                              gh + b * H3, bias, h + <Py_ssize_t>b * H,
-                              out + (<Py_ssize_t>t * B + b) * out_ld)
+        if columns:
+            t = need
+            if train:
+                h_cur = hprev + s * B
+                h_new = h_cur + B
+                g_s = gates + s * B
+                a_s = aux + s * B
+            else:
+                g_s = gates
+                a_s = aux
+            if reset_after:
+                # gh^T = w_hh @ h^T      (3H, B)
+                gemm(NoTrans, NoTrans, H3, B, H, <floating>1.0, w_hh, H, h_cur, <int>h_ld,
+                     <floating>0.0, gh, B)
+                col_fwd_after(B, H, gi + <Py_ssize_t>(t - t0) * B, <Py_ssize_t>count * B, gh,
+                              b_ih, b_hh, h_cur, h_ld, h_new, hn_ld,
+                              g_s if train else NULL, a_s, sv_ld)
+            else:
+                # gh^T[:2H] = w_hh[:2H] @ h^T
+                gemm(NoTrans, NoTrans, 2 * H, B, H, <floating>1.0, w_hh, H, h_cur, <int>h_ld,
+                     <floating>0.0, gh, B)
+                col_fwd_before_rz(B, H, gi + <Py_ssize_t>(t - t0) * B, <Py_ssize_t>count * B,
+                                  gh, b_ih, b_hh, h_cur, h_ld, g_s, a_s, sv_ld)
+                # gh^T[2H:] = w_hh[2H:] @ (r * h)^T
+                gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
+                     a_s, <int>sv_ld, <floating>0.0, gh + 2 * HB, B)
+                col_fwd_before_n(B, H, gi + <Py_ssize_t>(t - t0) * B, <Py_ssize_t>count * B,
+                                 gh + 2 * HB, b_ih, b_hh, g_s, sv_ld, h_cur, h_ld,
+                                 h_new, hn_ld)
+            # out[t] = h_new.T
+            transpose(H, B, h_new, hn_ld, out + <Py_ssize_t>t * B * out_ld, out_ld)
+            if not train:
+                swap = h_cur
+                h_cur = h_new
+                h_new = swap
         else:
-            # gh[:, :2H] = h @ w_hh[:2H].T
-            gemm(NoTrans, Trans, B, 2 * H, H, <floating>1.0, h, H, w_hh, H,
-                 <floating>0.0, gh, <int>H3)
-            for b in range(B):
-                g_row = gates + s * step_stride * 3 + b * H3
-                a_row = aux + s * step_stride + <Py_ssize_t>b * H
-                if s >= lengths[b]:
-                    memset(g_row, 0, H3 * sizeof(floating))
-                    memset(a_row, 0, H * sizeof(floating))
-                    continue
-                t = s if not reverse else <int>lengths[b] - 1 - s
-                fwd_before_rz(H, gi + (<Py_ssize_t>(t - t0) * B + b) * H3,
-                              gh + b * H3, bias, h + <Py_ssize_t>b * H, g_row, a_row)
-            # gh[:, 2H:] = (r * h) @ w_hh[2H:].T
-            gemm(NoTrans, Trans, B, H, H, <floating>1.0, aux + s * step_stride, H,
-                 w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, gh + 2 * H, <int>H3)
-            for b in range(B):
-                g_row = gates + s * step_stride * 3 + b * H3
-                p_row = hprev + s * step_stride + <Py_ssize_t>b * H
-                if s >= lengths[b]:
-                    memcpy(p_row, h + <Py_ssize_t>b * H, H * sizeof(floating))
-                    continue
-                t = s if not reverse else <int>lengths[b] - 1 - s
-                fwd_before_n(H, gi + (<Py_ssize_t>(t - t0) * B + b) * H3,
-                             gh + b * H3 + 2 * H, bias, g_row, h + <Py_ssize_t>b * H,
-                             out + (<Py_ssize_t>t * B + b) * out_ld, p_row)
-    # Steps past the longest sequence change nothing; the tape rows for them
-    # must still hold finite values, since backward multiplies them by zero.
-    if train and max_len < T:
-        memset(gates + max_len * step_stride * 3, 0,
-               (T - max_len) * step_stride * 3 * sizeof(floating))
-        memset(aux + max_len * step_stride, 0,
-               (T - max_len) * step_stride * sizeof(floating))
-        for s in range(max_len, T):
-            memcpy(hprev + s * step_stride, h, step_stride * sizeof(floating))
+            st.s = s
+            st.t0 = t0
+            g_s = gates + <Py_ssize_t>s * B * H3 if train else gates
+            a_s = aux + s * HB if train else aux
+            p_s = hprev + s * HB if train else NULL
+            if reset_after:
+                _rows_recurrent(B, H3, H, h, w_hh, w_t, gh)
+                row_fwd_after(&st, gi, gh, b_ih, b_hh, h, out, out_ld,
+                              g_s if train else NULL, a_s, p_s)
+            else:
+                _rows_recurrent(B, 2 * H, H, h, w_hh, w_t, gh)
+                row_fwd_before_rz(&st, gi, gh, b_ih, b_hh, h, g_s, a_s, train)
+                _rows_recurrent(B, H, H, a_s, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H,
+                                gh + 2 * H)
+                row_fwd_before_n(&st, gi, gh, b_ih, b_hh, g_s, h, out, out_ld, p_s)
+
+    if columns:
+        # h_n = the last state, back to (B, H)
+        if train:
+            h_cur = hprev + TB
+        transpose(H, B, h_cur, h_ld, h, H)
+    elif train and max_len < T:
+        # Steps past the longest sequence change nothing; their tape rows
+        # must hold finite values, since backward multiplies them by zero.
+        memset(gates + <Py_ssize_t>max_len * B * H3, 0,
+               <Py_ssize_t>(T - max_len) * B * H3 * sizeof(floating))
+        memset(aux + max_len * HB, 0, (T - max_len) * HB * sizeof(floating))
+        memset(hprev + max_len * HB, 0, (T - max_len) * HB * sizeof(floating))
 
 
 def gru_forward(floating[:, :, ::1] out, int col, floating[:, ::1] h,
-                floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-                floating[:, :, ::1] hprev,
-                floating[:, :, ::1] gi, floating[:, ::1] gh,
+                floating[::1] gates, floating[::1] aux, floating[::1] hprev,
+                floating[::1] gi, int chunk, floating[::1] gh, floating[::1] w_t,
                 const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
-                const floating[:, ::1] w_hh, const floating[::1] bias,
-                const long long[::1] lengths, bint reverse, bint reset_after,
-                bint train):
+                const floating[:, ::1] w_hh, const floating[::1] b_ih,
+                const floating[::1] b_hh, const long long[::1] lengths, bint full,
+                bint reverse, bint reset_after, bint train, bint columns):
     """Run one GRU layer in one direction over x.
 
     out    (T, B, OH)  receives h_t in columns [col, col + H); rows of
                        padded steps (t >= len_b) are left untouched
     h      (B, H)      h0 on entry, h_n on return (last valid step)
-    gates  (S, B, 3H)  r, z, n        S = T when train, else S = 1
-    aux    (S, B, H)   W_hn h + b_hn (reset_after) or r * h (reset_before)
-    hprev  (S, B, H)   h_{t-1}
-    gi     (Tc, B, 3H) workspace for the input projection, Tc >= 1 steps
-                       at a time; Tc = T when reverse with uneven lengths
-    gh     (B, 3H)     workspace for h @ w_hh.T
-    x      (T, B, I),  w_ih (3H, I), w_hh (3H, H)
-    bias   (4H,)       [b_ir + b_hr, b_iz + b_hz, b_in, b_hn]
-    lengths (B,)       int64, 0 <= len_b <= T
+    gates, aux, hprev  the tape (see the module doc) when train, with
+                       sizes 3H*T*B, H*T*B, H*(T+1)*B; else workspaces of
+                       3H*B, H*B, 2*H*B
+    gi     (chunk*B*3H) workspace for the input projection of chunk steps
+                       at a time; chunk = T when reverse with uneven lengths
+    gh     (3H*B)      workspace for the recurrent product
+    w_t    (3H*H)      workspace (rows layout with B > 1), else any size
+    x      (T, B, I),  w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,)
+    lengths (B,)       int64, 0 <= len_b <= T; full: every len_b == T
+    columns            the layout, as use_columns(B, H, full) says
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h.shape[1]
     if T == 0 or B == 0:
         return
     with nogil:
-        _forward(&out[0, 0, col], out.shape[2], &h[0, 0],
-                 &gates[0, 0, 0], &aux[0, 0, 0], &hprev[0, 0, 0],
-                 &gi[0, 0, 0], gi.shape[0], &gh[0, 0],
-                 &x[0, 0, 0], &w_ih[0, 0], &w_hh[0, 0], &bias[0], &lengths[0],
-                 T, B, I, H, reverse, reset_after, train)
+        _forward(&out[0, 0, col], out.shape[2], &h[0, 0], &gates[0], &aux[0], &hprev[0],
+                 &gi[0], chunk, &gh[0], &w_t[0], &x[0, 0, 0], &w_ih[0, 0], &w_hh[0, 0],
+                 &b_ih[0], &b_hh[0], &lengths[0], full, T, B, I, H, reverse, reset_after,
+                 train, columns)
 
 
 # ---- backward -------------------------------------------------------------
 
-cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
-                    floating *db_ih, floating *db_hh,
-                    floating *dgi, floating *dgh, floating *drh,
-                    const floating *dout, Py_ssize_t dout_ld,
-                    const floating *gates, const floating *aux, const floating *hprev,
-                    const floating *x, const floating *w_ih, const floating *w_hh,
-                    const long long *lengths,
-                    int T, int B, int I, int H, bint reverse, bint reset_after,
-                    bint has_bias) noexcept nogil:
-    cdef Py_ssize_t H3 = 3 * H
-    cdef Py_ssize_t rows = <Py_ssize_t>T * B
-    cdef Py_ssize_t stepB = <Py_ssize_t>B * H
-    cdef int s, b, t, max_len = 0
-    cdef Py_ssize_t row, j
+cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *drh,
+                         const floating *dout, Py_ssize_t dout_ld,
+                         const floating *gates, const floating *aux, const floating *hprev,
+                         const floating *w_hh, const long long *lengths, bint full,
+                         int max_len, int T, int B, int H, bint reverse,
+                         bint reset_after) noexcept nogil:
+    cdef int H3 = 3 * H
+    cdef Py_ssize_t HB = <Py_ssize_t>H * B
+    cdef int s, b, t
+    cdef gru_steps_t st
     cdef floating *dgh_s
-    for b in range(B):
-        if lengths[b] > max_len:
-            max_len = <int>lengths[b]
+    st.B = B
+    st.H = H
+    st.T = T
+    st.t0 = 0
+    st.reverse = reverse
+    st.lengths = NULL if full else lengths
+    if not full:
+        # Times no step visits keep zero input-gate gradients, and steps
+        # past the longest sequence zero recurrent ones.
+        for b in range(B):
+            for t in range(<int>lengths[b], T):
+                memset(dgi + (<Py_ssize_t>t * B + b) * H3, 0, H3 * sizeof(floating))
+        memset(dgh + <Py_ssize_t>max_len * B * H3, 0,
+               <Py_ssize_t>(T - max_len) * B * H3 * sizeof(floating))
     for s in range(max_len - 1, -1, -1):
-        dgh_s = dgh + s * stepB * 3
+        st.s = s
+        dgh_s = dgh + <Py_ssize_t>s * B * H3
         if reset_after:
-            for b in range(B):
-                if s >= lengths[b]:
-                    continue
-                t = s if not reverse else <int>lengths[b] - 1 - s
-                bwd_after(H, gates + s * stepB * 3 + b * H3, aux + s * stepB + b * H,
-                          hprev + s * stepB + b * H,
-                          dout + (<Py_ssize_t>t * B + b) * dout_ld,
-                          dh + <Py_ssize_t>b * H, dgi + (<Py_ssize_t>t * B + b) * H3,
-                          dgh_s + b * H3)
-            # dh += dgh_s @ w_hh
-            gemm(NoTrans, NoTrans, B, H, <int>H3, <floating>1.0, dgh_s, <int>H3,
-                 w_hh, H, <floating>1.0, dh, H)
+            row_bwd_after(&st, gates + <Py_ssize_t>s * B * H3, aux + s * HB, hprev + s * HB,
+                          dout, dout_ld, dh, dgi, dgh_s)
+            if B == 1:
+                # dh += w_hh.T @ dgh_s
+                gemv(Trans, H3, H, <floating>1.0, w_hh, H, dgh_s, 1, <floating>1.0, dh, 1)
+            else:
+                # dh += dgh_s @ w_hh
+                gemm(NoTrans, NoTrans, B, H, H3, <floating>1.0, dgh_s, H3, w_hh, H,
+                     <floating>1.0, dh, H)
         else:
-            for b in range(B):
-                if s >= lengths[b]:
-                    continue
-                t = s if not reverse else <int>lengths[b] - 1 - s
-                bwd_before_n(H, gates + s * stepB * 3 + b * H3, hprev + s * stepB + b * H,
-                             dout + (<Py_ssize_t>t * B + b) * dout_ld,
-                             dh + <Py_ssize_t>b * H, dgi + (<Py_ssize_t>t * B + b) * H3,
-                             dgh_s + b * H3)
-            # drh = dgh_s[:, 2H:] @ w_hh[2H:]
-            gemm(NoTrans, NoTrans, B, H, H, <floating>1.0, dgh_s + 2 * H, <int>H3,
-                 w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, drh, H)
-            for b in range(B):
-                if s >= lengths[b]:
-                    continue
-                t = s if not reverse else <int>lengths[b] - 1 - s
-                bwd_before_rz(H, gates + s * stepB * 3 + b * H3, hprev + s * stepB + b * H,
-                              drh + <Py_ssize_t>b * H, dh + <Py_ssize_t>b * H,
-                              dgi + (<Py_ssize_t>t * B + b) * H3, dgh_s + b * H3)
-            # dh += dgh_s[:, :2H] @ w_hh[:2H]
-            gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh_s, <int>H3,
-                 w_hh, H, <floating>1.0, dh, H)
+            row_bwd_before_n(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, dout,
+                             dout_ld, dh, dgi, dgh_s)
+            if B == 1:
+                # drh = w_hh[2H:].T @ dgh_s[2H:]
+                gemv(Trans, H, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
+                     dgh_s + 2 * H, 1, <floating>0.0, drh, 1)
+            else:
+                # drh = dgh_s[:, 2H:] @ w_hh[2H:]
+                gemm(NoTrans, NoTrans, B, H, H, <floating>1.0, dgh_s + 2 * H, H3,
+                     w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, drh, H)
+            row_bwd_before_rz(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, drh, dh,
+                              dgi, dgh_s)
+            if B == 1:
+                # dh += w_hh[:2H].T @ dgh_s[:2H]
+                gemv(Trans, 2 * H, H, <floating>1.0, w_hh, H, dgh_s, 1, <floating>1.0, dh, 1)
+            else:
+                # dh += dgh_s[:, :2H] @ w_hh[:2H]
+                gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh_s, H3, w_hh, H,
+                     <floating>1.0, dh, H)
 
-    # Weight gradients: one GEMM each over all T * B rows, after the loop.
-    # dw_ih += dgi.T @ x
-    gemm(Trans, NoTrans, <int>H3, I, <int>rows, <floating>1.0, dgi, <int>H3, x, I,
-         <floating>1.0, dw_ih, I)
-    # dx += dgi @ w_ih
-    gemm(NoTrans, NoTrans, <int>rows, I, <int>H3, <floating>1.0, dgi, <int>H3, w_ih, I,
-         <floating>1.0, dx, I)
-    if reset_after:
-        # dw_hh += dgh.T @ hprev
-        gemm(Trans, NoTrans, <int>H3, H, <int>rows, <floating>1.0, dgh, <int>H3, hprev, H,
-             <floating>1.0, dw_hh, H)
-    else:
-        # dw_hh[:2H] += dgh[:, :2H].T @ hprev ; dw_hh[2H:] += dgh[:, 2H:].T @ (r * hprev)
-        gemm(Trans, NoTrans, 2 * H, H, <int>rows, <floating>1.0, dgh, <int>H3, hprev, H,
-             <floating>1.0, dw_hh, H)
-        gemm(Trans, NoTrans, H, H, <int>rows, <floating>1.0, dgh + 2 * H, <int>H3, aux, H,
-             <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
-    if has_bias:
-        # db_ih += dgi.sum(0) ; db_hh += dgh.sum(0)
-        for row in range(rows):
-            for j in range(H3):
-                db_ih[j] += dgi[row * H3 + j]
-                db_hh[j] += dgh[row * H3 + j]
+
+cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating *work,
+                            const floating *dout, Py_ssize_t dout_ld,
+                            const floating *gates, const floating *aux, const floating *hs,
+                            const floating *w_hh, int T, int B, int H, bint reverse,
+                            bint reset_after) noexcept nogil:
+    cdef int H3 = 3 * H
+    cdef Py_ssize_t HB = <Py_ssize_t>H * B
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef int s, t
+    # work: w_t (H, 3H), then dh^T, dout_t^T and drh^T, each (H, B)
+    cdef floating *w_t = work
+    cdef floating *dh_t = work + <Py_ssize_t>H3 * H
+    cdef floating *dout_t = dh_t + HB
+    cdef floating *drh_t = dout_t + HB
+    cdef floating *dgh_s
+    transpose(H3, H, w_hh, H, w_t, H3)
+    transpose(B, H, dh, H, dh_t, B)
+    for s in range(T - 1, -1, -1):
+        t = s if not reverse else T - 1 - s
+        dgh_s = dgh + s * B
+        transpose(B, H, dout + <Py_ssize_t>t * B * dout_ld, dout_ld, dout_t, B)
+        if reset_after:
+            col_bwd_after(B, H, gates + s * B, aux + s * B, TB, hs + s * B, TB + B, dout_t,
+                          dh_t, dgi + <Py_ssize_t>t * B, dgh_s, TB)
+            # dh^T += w_hh.T @ dgh_s^T
+            gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh_s, <int>TB,
+                 <floating>1.0, dh_t, B)
+        else:
+            col_bwd_before_n(B, H, gates + s * B, TB, hs + s * B, TB + B, dout_t, dh_t,
+                             dgi + <Py_ssize_t>t * B, dgh_s, TB)
+            # drh^T = w_hh[2H:].T @ dgh_s^T[2H:]
+            gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_t + 2 * H, H3,
+                 dgh_s + 2 * H * TB, <int>TB, <floating>0.0, drh_t, B)
+            col_bwd_before_rz(B, H, gates + s * B, TB, hs + s * B, TB + B, drh_t, dh_t,
+                              dgi + <Py_ssize_t>t * B, dgh_s, TB)
+            # dh^T += w_hh[:2H].T @ dgh_s^T[:2H]
+            gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh_s, <int>TB,
+                 <floating>1.0, dh_t, B)
+    transpose(H, B, dh_t, B, dh, H)
 
 
 def gru_backward(floating[:, :, ::1] dx, floating[:, ::1] dh,
                  floating[:, ::1] dw_ih, floating[:, ::1] dw_hh,
                  floating[::1] db_ih, floating[::1] db_hh,
-                 floating[:, :, ::1] dgi, floating[:, :, ::1] dgh, floating[:, ::1] drh,
+                 floating[::1] dgi, floating[::1] dgh, floating[::1] work,
+                 floating[:, :, ::1] x_masked,
                  const floating[:, :, ::1] dout, int col,
-                 const floating[:, :, ::1] gates, const floating[:, :, ::1] aux,
-                 const floating[:, :, ::1] hprev,
+                 const floating[::1] gates, const floating[::1] aux,
+                 const floating[::1] hprev,
                  const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
-                 const floating[:, ::1] w_hh, const long long[::1] lengths,
-                 bint reverse, bint reset_after, bint has_bias):
+                 const floating[:, ::1] w_hh, const long long[::1] lengths, bint full,
+                 bint reverse, bint reset_after, bint has_bias, bint columns):
     """Backward of gru_forward(train=True); adds into dx, dw_*, db_*.
 
     dx     (T, B, I)   += dL/dx (both directions of a layer add here)
     dh     (B, H)      dL/dh_n on entry, dL/dh0 on return
     dw_ih  (3H, I), dw_hh (3H, H), db_ih (3H,), db_hh (3H,)   accumulated
-    dgi    (T, B, 3H)  zero-filled workspace, indexed by time
-    dgh    (T, B, 3H)  zero-filled workspace, indexed by step
-    drh    (B, H)      workspace (reset_before only)
+    dgi, dgh (T*B*3H)  workspaces (need no zero fill)
+    work               workspace: B*H (rows), 3H*H + 3*H*B (columns)
+    x_masked (T, B, I) workspace when lengths are uneven: x with padded
+                       rows zeroed, so that NaN or Inf there cannot reach
+                       dw_ih through a zero gradient; else any shape
     dout   (T, B, OH)  dL/dout, columns [col, col + H)
     gates, aux, hprev  the tape written by gru_forward(train=True)
-    x, w_ih, w_hh, lengths, reverse, reset_after: as given to gru_forward
+    x, w_ih, w_hh, lengths, full, reverse, reset_after, columns: as given
+                       to gru_forward
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh.shape[1]
+    cdef int H3 = 3 * H
+    cdef int rows = T * B
+    cdef int b, t, max_len = 0
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef const floating *x_used
     if T == 0 or B == 0:
         return
+    x_used = &x[0, 0, 0]
     with nogil:
-        _backward(&dx[0, 0, 0], &dh[0, 0], &dw_ih[0, 0], &dw_hh[0, 0],
-                  &db_ih[0], &db_hh[0], &dgi[0, 0, 0], &dgh[0, 0, 0], &drh[0, 0],
-                  &dout[0, 0, col], dout.shape[2],
-                  &gates[0, 0, 0], &aux[0, 0, 0], &hprev[0, 0, 0],
-                  &x[0, 0, 0], &w_ih[0, 0], &w_hh[0, 0], &lengths[0],
-                  T, B, I, H, reverse, reset_after, has_bias)
+        if full:
+            max_len = T
+        else:
+            for b in range(B):
+                if lengths[b] > max_len:
+                    max_len = <int>lengths[b]
+        if columns:
+            _backward_columns(&dh[0, 0], &dgi[0], &dgh[0], &work[0], &dout[0, 0, col],
+                              dout.shape[2], &gates[0], &aux[0], &hprev[0], &w_hh[0, 0],
+                              T, B, H, reverse, reset_after)
+            # Weight gradients: one GEMM each over all T * B columns.
+            # dw_ih += dgi^T @ x
+            gemm(NoTrans, NoTrans, H3, I, rows, <floating>1.0, &dgi[0], rows, x_used, I,
+                 <floating>1.0, &dw_ih[0, 0], I)
+            # dx += (dgi^T).T @ w_ih
+            gemm(Trans, NoTrans, rows, I, H3, <floating>1.0, &dgi[0], rows, &w_ih[0, 0], I,
+                 <floating>1.0, &dx[0, 0, 0], I)
+            if reset_after:
+                # dw_hh += dgh^T @ hprev     (hprev^T = the first T state blocks)
+                gemm(NoTrans, Trans, H3, H, rows, <floating>1.0, &dgh[0], rows, &hprev[0],
+                     rows + B, <floating>1.0, &dw_hh[0, 0], H)
+            else:
+                # dw_hh[:2H] += dgh^T[:2H] @ hprev ; dw_hh[2H:] += dgh^T[2H:] @ (r * hprev)
+                gemm(NoTrans, Trans, 2 * H, H, rows, <floating>1.0, &dgh[0], rows, &hprev[0],
+                     rows + B, <floating>1.0, &dw_hh[0, 0], H)
+                gemm(NoTrans, Trans, H, H, rows, <floating>1.0, &dgh[2 * H * TB], rows,
+                     &aux[0], rows, <floating>1.0, &dw_hh[2 * H, 0], H)
+            if has_bias:
+                # db_ih += dgi^T.sum(1) ; db_hh += dgh^T.sum(1)
+                sum_cols(H3, rows, &dgi[0], TB, &db_ih[0])
+                sum_cols(H3, rows, &dgh[0], TB, &db_hh[0])
+        else:
+            _backward_rows(&dh[0, 0], &dgi[0], &dgh[0], &work[0], &dout[0, 0, col],
+                           dout.shape[2], &gates[0], &aux[0], &hprev[0], &w_hh[0, 0],
+                           &lengths[0], full, max_len, T, B, H, reverse, reset_after)
+            if not full:
+                # x_masked = x with the rows of padded times zeroed
+                for t in range(T):
+                    for b in range(B):
+                        if t < lengths[b]:
+                            memcpy(&x_masked[t, b, 0], &x[t, b, 0], I * sizeof(floating))
+                        else:
+                            memset(&x_masked[t, b, 0], 0, I * sizeof(floating))
+                x_used = &x_masked[0, 0, 0]
+            # Weight gradients: one GEMM each over all T * B rows.
+            # dw_ih += dgi.T @ x
+            gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, &dgi[0], H3, x_used, I,
+                 <floating>1.0, &dw_ih[0, 0], I)
+            # dx += dgi @ w_ih
+            gemm(NoTrans, NoTrans, rows, I, H3, <floating>1.0, &dgi[0], H3, &w_ih[0, 0], I,
+                 <floating>1.0, &dx[0, 0, 0], I)
+            if reset_after:
+                # dw_hh += dgh.T @ hprev
+                gemm(Trans, NoTrans, H3, H, rows, <floating>1.0, &dgh[0], H3, &hprev[0], H,
+                     <floating>1.0, &dw_hh[0, 0], H)
+            else:
+                # dw_hh[:2H] += dgh[:, :2H].T @ hprev ; dw_hh[2H:] += dgh[:, 2H:].T @ (r * hprev)
+                gemm(Trans, NoTrans, 2 * H, H, rows, <floating>1.0, &dgh[0], H3, &hprev[0], H,
+                     <floating>1.0, &dw_hh[0, 0], H)
+                gemm(Trans, NoTrans, H, H, rows, <floating>1.0, &dgh[2 * H], H3, &aux[0], H,
+                     <floating>1.0, &dw_hh[2 * H, 0], H)
+            if has_bias:
+                # db_ih += dgi.sum(0) ; db_hh += dgh.sum(0)
+                sum_rows(rows, H3, &dgi[0], H3, &db_ih[0])
+                sum_rows(rows, H3, &dgh[0], H3, &db_hh[0])

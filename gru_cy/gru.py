@@ -21,6 +21,9 @@ from gru_cy._base import RNNBase, empty
 # has hundreds of rows.
 _CHUNK_ELEMENTS = 1 << 20
 
+# Read-only zero biases for modules without bias, per (H, dtype).
+_ZERO_BIAS = {}
+
 
 class GRU(RNNBase):
     """Multi-layer gated recurrent unit over NumPy arrays.
@@ -102,25 +105,32 @@ class GRU(RNNBase):
 
     # -- kernels ----------------------------------------------------------
 
-    def _bias4(self, b_ih, b_hh):
-        """[b_ir + b_hr, b_iz + b_hz, b_in, b_hn], the kernels' bias layout."""
-        H = self.hidden_size
-        if b_ih is None:
-            return np.zeros(4 * H, dtype=self.dtype)
-        return np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:], b_hh[2 * H:]])
+    def _biases(self, b_ih, b_hh):
+        """(b_ih, b_hh) for the kernels: shared read-only zeros without bias."""
+        if b_ih is not None:
+            return b_ih, b_hh
+        key = (self.hidden_size, self.dtype)
+        zeros = _ZERO_BIAS.get(key)
+        if zeros is None:
+            zeros = np.zeros(3 * self.hidden_size, dtype=self.dtype)
+            zeros.setflags(write=False)
+            _ZERO_BIAS[key] = zeros
+        return zeros, zeros
 
     def _alloc_saved(self, T, B):
+        # Flat, so that either kernel layout can use them (see _gru's doc):
+        # gates, aux, and T + 1 hidden states (hprev).
         H, dt = self.hidden_size, self.dtype
-        return (empty((T, B, 3 * H), dt), empty((T, B, H), dt), empty((T, B, H), dt))
+        return (empty(3 * H * T * B, dt), empty(H * T * B, dt), empty(H * (T + 1) * B, dt))
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         H, dt = self.hidden_size, self.dtype
         w_ih, w_hh, b_ih, b_hh = weights
+        b_ih, b_hh = self._biases(b_ih, b_hh)
+        columns = _gru.use_columns(B, H, full)
         if saved is None:
-            gates = empty((1, B, 3 * H), dt)
-            aux = empty((1, B, H), dt)
-            hprev = empty((1, B, H), dt)
+            gates, aux, hprev = empty(3 * H * B, dt), empty(H * B, dt), empty(2 * H * B, dt)
             train = False
         else:
             gates, aux, hprev = saved
@@ -129,25 +139,27 @@ class GRU(RNNBase):
             chunk = T
         else:
             chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * 3 * H)))
-        gi = empty((max(chunk, 1), B, 3 * H), dt)
-        gh = empty((B, 3 * H), dt)
-        _gru.gru_forward(out, col, h, gates, aux, hprev, gi, gh, x, w_ih, w_hh,
-                         self._bias4(b_ih, b_hh), lengths, reverse, self.reset_after, train)
+        gi = empty(max(chunk, 1) * B * 3 * H, dt)
+        gh = empty(3 * H * B, dt)
+        w_t = empty(3 * H * H if (B > 1 and not columns) else 1, dt)
+        _gru.gru_forward(out, col, h, gates, aux, hprev, gi, chunk, gh, w_t, x, w_ih, w_hh,
+                         b_ih, b_hh, lengths, full, reverse, self.reset_after, train, columns)
 
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):
-        T, B, _ = x.shape
+        T, B, I = x.shape
         H, dt = self.hidden_size, self.dtype
         w_ih, w_hh, _, _ = weights
         dw_ih, dw_hh, db_ih, db_hh = grads
         has_bias = db_ih is not None
         if not has_bias:
             db_ih = db_hh = empty(3 * H, dt)
-        alloc = empty if full else np.zeros
-        dgi = alloc((T, B, 3 * H), dt)
-        dgh = alloc((T, B, 3 * H), dt)
-        drh = empty((B, H), dt)
+        columns = _gru.use_columns(B, H, full)
+        dgi = empty(T * B * 3 * H, dt)
+        dgh = empty(T * B * 3 * H, dt)
+        work = empty(3 * H * H + 3 * H * B if columns else max(1, B * H), dt)
+        x_masked = empty((T, B, I) if not full else (1, 1, 1), dt)
         gates, aux, hprev = saved
-        _gru.gru_backward(dx, dh, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, drh, dout, col,
-                          gates, aux, hprev, x, w_ih, w_hh, lengths, reverse,
-                          self.reset_after, has_bias)
+        _gru.gru_backward(dx, dh, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, work, x_masked, dout,
+                          col, gates, aux, hprev, x, w_ih, w_hh, lengths, full, reverse,
+                          self.reset_after, has_bias, columns)
