@@ -11,9 +11,12 @@
  * relative accuracy, and 1 - 2 / (e^{2|x|} + 1) elsewhere.
  * double: libm exp and tanh (accuracy first; the float path is the fast one).
  *
- * NaN propagates: every clamp is written so that a NaN argument falls
- * through to the arithmetic, and an infinite argument saturates to the
- * limit (sigmoid(+-inf) = 1, 0; tanh(+-inf) = +-1).
+ * Special values: a NaN argument falls through every clamp to the
+ * arithmetic and gives NaN; the limits are exact: sigmoid(-inf) = 0,
+ * sigmoid(+inf) = 1, tanh(+-inf) = +-1 (so that a saturated gate has
+ * z (1 - z) = 0 exactly and 0 * inf gives NaN as IEEE says). gru_expf
+ * returns +inf from about 88.38 up (true overflow is at 88.72) and the
+ * smallest normal float, not a subnormal, below -87.34.
  */
 #ifndef GRU_CY_ACTIVATIONS_H
 #define GRU_CY_ACTIVATIONS_H
@@ -24,9 +27,9 @@
 
 static inline float gru_expf(float x)
 {
-    /* e^88 < FLT_MAX; below -87 the result is denormal, clamp to ~1e-38. */
-    x = x > 88.0f ? 88.0f : x;
-    x = x < -87.0f ? -87.0f : x;
+    /* k = round(x / ln2) stays in [-126, 128]; 2^128 is built as +inf. */
+    x = x > 88.7228394f ? 88.7228394f : x;
+    x = x < -87.3365479f ? -87.3365479f : x;
     /* round(x / ln2) with the 1.5 * 2^23 trick (no floorf: vectorises on SSE2) */
     const float shifter = 12582912.0f;
     float k = (x * 1.44269504088896341f + shifter) - shifter;
