@@ -68,3 +68,14 @@ def gru_backward(
     columns: bool,
 ) -> None:
     """Backward of gru_forward(train=True); adds into dx, dw_ih, dw_hh, db_ih, db_hh."""
+
+def gemm_floor(
+    x: _Array,
+    w_ih: _Array,
+    w_hh: _Array,
+    chunk: int,
+    reset_after: bool,
+    train: bool,
+    repeats: int,
+) -> npt.NDArray[np.float64]:
+    """Seconds per run of only the BLAS calls of one layer and direction (the benchmark floor)."""

@@ -24,10 +24,19 @@ columns  every per-step array is transposed, the state is h^T (H, B) and
          block s + 1 (so hprev of step s is block s).
 """
 
+import numpy as np
+
 from cython cimport floating
 from libc.string cimport memset, memcpy
 
 from gru_cy._blas cimport gemm, gemv, NoTrans, Trans
+
+cdef extern from "<time.h>" nogil:
+    cdef struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec *tp)
+    int CLOCK_MONOTONIC
 
 cdef extern from "_gru_gates.h" nogil:
     ctypedef struct gru_steps_t:
@@ -684,3 +693,137 @@ def gru_backward(floating[:, :, ::1] dx, floating[:, ::1] dh,
                 # db_ih += dgi.sum(0) ; db_hh += dgh.sum(0)
                 sum_rows(rows, H3, &dgi[0], H3, &db_ih[0])
                 sum_rows(rows, H3, &dgh[0], H3, &db_hh[0])
+
+
+# ---- the GEMM-only floor ------------------------------------------------------
+
+cdef double _seconds() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bint train,
+                     bint columns, const floating *x, const floating *w_ih,
+                     const floating *w_hh, const floating *w_t, floating *gi, floating *gh,
+                     floating *h, floating *rh, floating *dgi, floating *dgh,
+                     floating *hs, floating *dx, floating *dw_ih, floating *dw_hh,
+                     floating *dh) noexcept nogil:
+    cdef int H3 = 3 * H
+    cdef int rows = T * B
+    cdef Py_ssize_t HB = <Py_ssize_t>H * B
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef int s, t0 = 0, count = 0
+    for s in range(T):
+        if s >= t0 + count:
+            t0 = s
+            count = min(chunk, T - s)
+            _project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+        if columns:
+            if reset_after:
+                gemm(NoTrans, NoTrans, H3, B, H, <floating>1.0, w_hh, H, h, B,
+                     <floating>0.0, gh, B)
+            else:
+                gemm(NoTrans, NoTrans, 2 * H, B, H, <floating>1.0, w_hh, H, h, B,
+                     <floating>0.0, gh, B)
+                gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
+                     rh, B, <floating>0.0, gh + 2 * HB, B)
+        elif reset_after:
+            _rows_recurrent(B, H3, H, h, w_hh, w_t, gh)
+        else:
+            _rows_recurrent(B, 2 * H, H, h, w_hh, w_t, gh)
+            _rows_recurrent(B, H, H, rh, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H, gh + 2 * H)
+    if not train:
+        return
+    for s in range(T - 1, -1, -1):
+        if columns:
+            if reset_after:
+                gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh + s * B, rows,
+                     <floating>1.0, dh, B)
+            else:
+                gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_t + 2 * H, H3,
+                     dgh + 2 * H * TB + s * B, rows, <floating>0.0, rh, B)
+                gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh + s * B, rows,
+                     <floating>1.0, dh, B)
+        elif B == 1:
+            if reset_after:
+                gemv(Trans, H3, H, <floating>1.0, w_hh, H, dgh + s * H3, 1, <floating>1.0, dh, 1)
+            else:
+                gemv(Trans, H, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
+                     dgh + s * H3 + 2 * H, 1, <floating>0.0, rh, 1)
+                gemv(Trans, 2 * H, H, <floating>1.0, w_hh, H, dgh + s * H3, 1, <floating>1.0,
+                     dh, 1)
+        else:
+            if reset_after:
+                gemm(NoTrans, NoTrans, B, H, H3, <floating>1.0, dgh + s * B * H3, H3, w_hh, H,
+                     <floating>1.0, dh, H)
+            else:
+                gemm(NoTrans, NoTrans, B, H, H, <floating>1.0, dgh + s * B * H3 + 2 * H, H3,
+                     w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, rh, H)
+                gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh + s * B * H3, H3, w_hh,
+                     H, <floating>1.0, dh, H)
+    if columns:
+        gemm(NoTrans, NoTrans, H3, I, rows, <floating>1.0, dgi, rows, x, I, <floating>1.0,
+             dw_ih, I)
+        gemm(Trans, NoTrans, rows, I, H3, <floating>1.0, dgi, rows, w_ih, I, <floating>1.0,
+             dx, I)
+        if reset_after:
+            gemm(NoTrans, Trans, H3, H, rows, <floating>1.0, dgh, rows, hs, rows + B,
+                 <floating>1.0, dw_hh, H)
+        else:
+            gemm(NoTrans, Trans, 2 * H, H, rows, <floating>1.0, dgh, rows, hs, rows + B,
+                 <floating>1.0, dw_hh, H)
+            gemm(NoTrans, Trans, H, H, rows, <floating>1.0, dgh + 2 * H * TB, rows, hs, rows,
+                 <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+    else:
+        gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, dgi, H3, x, I, <floating>1.0,
+             dw_ih, I)
+        gemm(NoTrans, NoTrans, rows, I, H3, <floating>1.0, dgi, H3, w_ih, I, <floating>1.0,
+             dx, I)
+        if reset_after:
+            gemm(Trans, NoTrans, H3, H, rows, <floating>1.0, dgh, H3, hs, H, <floating>1.0,
+                 dw_hh, H)
+        else:
+            gemm(Trans, NoTrans, 2 * H, H, rows, <floating>1.0, dgh, H3, hs, H, <floating>1.0,
+                 dw_hh, H)
+            gemm(Trans, NoTrans, H, H, rows, <floating>1.0, dgh + 2 * H, H3, hs, H,
+                 <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+
+
+def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+               const floating[:, ::1] w_hh, int chunk, bint reset_after, bint train,
+               int repeats):
+    """Seconds taken by each of `repeats` runs of only the BLAS calls that one
+    layer and direction makes (forward, plus backward when train), with full
+    lengths, in the layout the kernels choose: the GEMM-only floor of the
+    benchmark. Gate math, transposes and copies are left out."""
+    cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
+    cdef bint columns = _columns(B, H, True)
+    cdef int r
+    cdef double t0
+    dt = np.float32 if floating is float else np.float64
+    times = np.zeros(repeats)
+    cdef double[::1] times_v = times
+    if T == 0 or B == 0:
+        return times
+    chunk = max(1, min(chunk, T))
+    cdef floating[::1] gi = np.zeros(<Py_ssize_t>chunk * B * 3 * H, dt)
+    cdef floating[::1] gh = np.zeros(3 * H * B, dt)
+    cdef floating[::1] h = np.zeros(H * B, dt)
+    cdef floating[::1] rh = np.zeros(H * B, dt)
+    cdef floating[::1] dh = np.zeros(H * B, dt)
+    cdef floating[:, ::1] w_t = np.ascontiguousarray(np.asarray(w_hh).T)
+    cdef floating[::1] dgi = np.zeros(<Py_ssize_t>T * B * 3 * H if train else 1, dt)
+    cdef floating[::1] dgh = np.zeros(<Py_ssize_t>T * B * 3 * H if train else 1, dt)
+    cdef floating[::1] hs = np.zeros(<Py_ssize_t>(T + 1) * B * H if train else 1, dt)
+    cdef floating[::1] dx = np.zeros(<Py_ssize_t>T * B * I if train else 1, dt)
+    cdef floating[:, ::1] dw_ih = np.zeros((3 * H, I), dt)
+    cdef floating[:, ::1] dw_hh = np.zeros((3 * H, H), dt)
+    with nogil:
+        for r in range(repeats):
+            t0 = _seconds()
+            _floor_run(T, B, I, H, chunk, reset_after, train, columns, &x[0, 0, 0],
+                       &w_ih[0, 0], &w_hh[0, 0], &w_t[0, 0], &gi[0], &gh[0], &h[0], &rh[0],
+                       &dgi[0], &dgh[0], &hs[0], &dx[0], &dw_ih[0, 0], &dw_hh[0, 0], &dh[0])
+            times_v[r] = _seconds() - t0
+    return times
