@@ -31,6 +31,7 @@ import builtins
 import glob
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -75,6 +76,7 @@ if _EXTRA:
     ALLOWED = {kind: allowed + _EXTRA for kind, allowed in ALLOWED.items()}
 
 _WORKDIR = tempfile.mkdtemp(prefix="gru_cy_fuzz_")
+atexit.register(shutil.rmtree, _WORKDIR, ignore_errors=True)
 stats = {"inputs": 0, "loaded": 0, "rejected": 0, "memory": 0}
 
 

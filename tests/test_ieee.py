@@ -66,16 +66,6 @@ def _assert_matches(actual, expected, dtype):
         np.testing.assert_allclose(a, e, err_msg=name, equal_nan=True, **TOL[dtype])
 
 
-def _expect_float32_sigmoid_bug(request, dtype):
-    """Mark the running test as a known failure when it meets a float32 sigmoid(-inf)."""
-    if np.dtype(dtype) == np.float32:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "kernel bug (gru_cy/_activations.h): float32 gru_sigmoidf(-inf) returns 6.05e-39, "
-            "not 0, because gru_expf clamps its argument to [-87, 88]; a gate saturated by an "
-            "infinite pre-activation then has z * (1 - z) != 0 exactly, and where IEEE gives "
-            "0 * inf = NaN the kernels give +-inf (h_t and the weight gradients)")))
-
-
 def _module(dtype, **kwargs):
     return gru_cy.GRU(I, H, dtype=dtype, seed=3, **kwargs)
 
@@ -99,9 +89,7 @@ def _vid(v):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=_vid)
 @pytest.mark.parametrize("special", ["nan", "+inf", "-inf"])
-def test_special_value_in_input_propagates_like_reference(request, dtype, variant, special):
-    if special != "nan":
-        _expect_float32_sigmoid_bug(request, dtype)
+def test_special_value_in_input_propagates_like_reference(dtype, variant, special):
     gru = _module(dtype, **variant)
     x = _x(dtype)
     x[2, 1, 0] = float(special)                   # one entry of sequence 1 at t = 2
@@ -120,10 +108,7 @@ def test_special_value_in_input_propagates_like_reference(request, dtype, varian
 @pytest.mark.parametrize("variant", VARIANTS[:2], ids=_vid)
 @pytest.mark.parametrize("where", ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"])
 @pytest.mark.parametrize("special", ["nan", "+inf"])
-def test_special_value_in_weights_propagates_like_reference(request, dtype, variant, where,
-                                                           special):
-    if special == "+inf" and where == "weight_ih_l0":   # x * inf is -inf where x < 0
-        _expect_float32_sigmoid_bug(request, dtype)
+def test_special_value_in_weights_propagates_like_reference(dtype, variant, where, special):
     gru = _module(dtype, **variant)
     gru.params[where].reshape(-1)[H + 1] = float(special)   # a z-gate entry
     x = _x(dtype)
@@ -132,9 +117,7 @@ def test_special_value_in_weights_propagates_like_reference(request, dtype, vari
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("reset_after", [True, False])
-def test_special_values_in_h0_and_gradients_propagate_like_reference(request, dtype,
-                                                                     reset_after):
-    _expect_float32_sigmoid_bug(request, dtype)
+def test_special_values_in_h0_and_gradients_propagate_like_reference(dtype, reset_after):
     gru = _module(dtype, reset_after=reset_after)
     x = _x(dtype)
     h0 = np.zeros((1, B, H), dtype)
