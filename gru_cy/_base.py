@@ -446,6 +446,12 @@ class RNNBase:
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional module: the reverse direction of a "
                              "bidirectional GRU depends on the whole sequence")
+        # Lean path: arrays already of the module's dtype, C-contiguous and of
+        # the right shapes go straight to the kernel (no per-call workspace
+        # is shared, so threads may call step() concurrently).
+        result = self._kernel_step(x_t, h)
+        if result is not None:
+            return result
         x_t = as_float_array(x_t, "x_t", self.dtype)
         if x_t.ndim not in (1, 2):
             raise ValueError(f"step: Expected x_t to be 1D or 2D, got {x_t.ndim}D input instead")

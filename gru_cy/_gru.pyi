@@ -16,47 +16,53 @@ _Lengths = npt.NDArray[np.int64]
 def use_columns(B: int, H: int, full: bool) -> bool:
     """True when the kernels run (B, H) in the columns (transposed) layout."""
 
+def forward_work_size(B: int, H: int, chunk: int, train: bool, columns: bool, has_bias: bool) -> int:
+    """Elements of the workspace gru_forward needs."""
+
 def gru_forward(
     out: _Array,
     col: int,
     h: _Array,
-    gates: _Array,
-    aux: _Array,
-    hprev: _Array,
-    gi: _Array,
-    chunk: int,
-    gh: _Array,
-    w_t: _Array,
+    saved: tuple[_Array, _Array, _Array] | None,
+    work: _Array,
     x: _Array,
     w_ih: _Array,
     w_hh: _Array,
-    b_ih: _Array,
-    b_hh: _Array,
+    b_ih: _Array | None,
+    b_hh: _Array | None,
     lengths: _Lengths,
     full: bool,
     reverse: bool,
     reset_after: bool,
-    train: bool,
     columns: bool,
+    chunk: int,
 ) -> None:
     """Run one GRU layer in one direction over x, writing out[..., col:col + H] and h."""
+
+def gru_step(
+    x: object,
+    h: object,
+    params: dict[str, object],
+    names: tuple[tuple[str, ...], ...],
+    input_size: int,
+    hidden_size: int,
+    typenum: int,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[_Array, _Array] | None:
+    """One step of every layer (GRU.step's lean path), or None to take the general path."""
+
+def backward_work_size(T: int, B: int, I: int, H: int, full: bool, columns: bool) -> int:
+    """Elements of the workspace gru_backward needs."""
 
 def gru_backward(
     dx: _Array,
     dh: _Array,
-    dw_ih: _Array,
-    dw_hh: _Array,
-    db_ih: _Array,
-    db_hh: _Array,
-    dgi: _Array,
-    dgh: _Array,
+    grads: tuple[_Array, _Array, _Array | None, _Array | None],
     work: _Array,
-    x_masked: _Array,
     dout: _Array,
     col: int,
-    gates: _Array,
-    aux: _Array,
-    hprev: _Array,
+    saved: tuple[_Array, _Array, _Array],
     x: _Array,
     w_ih: _Array,
     w_hh: _Array,
@@ -64,10 +70,9 @@ def gru_backward(
     full: bool,
     reverse: bool,
     reset_after: bool,
-    has_bias: bool,
     columns: bool,
 ) -> None:
-    """Backward of gru_forward(train=True); adds into dx, dw_ih, dw_hh, db_ih, db_hh."""
+    """Backward of gru_forward with a tape; adds into dx, dw_ih, dw_hh, db_ih, db_hh."""
 
 def gemm_floor(
     x: _Array,

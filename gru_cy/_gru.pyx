@@ -26,7 +26,9 @@ columns  every per-step array is transposed, the state is h^T (H, B) and
 
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
+from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 
 from gru_cy._blas cimport gemm, gemv, NoTrans, Trans
@@ -131,6 +133,9 @@ cdef extern from "_gru_gates.h" nogil:
     void gru_sum_rows_f64(int rows, int n, const double *x, Py_ssize_t ld, double *acc)
     void gru_sum_cols_f32(int n, int cols, const float *x, Py_ssize_t ld, float *acc)
     void gru_sum_cols_f64(int n, int cols, const double *x, Py_ssize_t ld, double *acc)
+
+
+cnp.import_array()
 
 
 # ---- fused dispatchers over the C step functions -------------------------
@@ -456,37 +461,296 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
         memset(hprev + max_len * HB, 0, (T - max_len) * HB * sizeof(floating))
 
 
-def gru_forward(floating[:, :, ::1] out, int col, floating[:, ::1] h,
-                floating[::1] gates, floating[::1] aux, floating[::1] hprev,
-                floating[::1] gi, int chunk, floating[::1] gh, floating[::1] w_t,
-                const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
-                const floating[:, ::1] w_hh, const floating[::1] b_ih,
-                const floating[::1] b_hh, const long long[::1] lengths, bint full,
-                bint reverse, bint reset_after, bint train, bint columns):
+# ---- entry points -----------------------------------------------------------
+#
+# The entry points take ndarrays, not typed memoryviews: acquiring a
+# memoryview costs about 0.15 us per array, several microseconds per call,
+# which is the whole budget of a one-step call. They check what a mistake
+# would turn into a memory error (dtype, C order, writability, sizes) and
+# trust the rest, as the kernels do.
+
+cdef inline int _check(cnp.ndarray a, int typenum, Py_ssize_t size, bint write,
+                       str name) except -1:
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or cnp.PyArray_SIZE(a) < size or (write and not cnp.PyArray_ISWRITEABLE(a))):
+        raise ValueError(
+            f"{name}: expected a C-contiguous{' writable' if write else ''} array of "
+            f"{np.dtype(np.float32 if typenum == cnp.NPY_FLOAT32 else np.float64)} with at "
+            f"least {size} elements")
+    return 0
+
+
+cdef inline int _float_type(cnp.ndarray x) except -1:
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError(f"x: expected float32 or float64, got {x.dtype}")
+    return t
+
+
+cdef Py_ssize_t _forward_work(int B, int H, int chunk, bint train, bint columns,
+                              bint has_bias) noexcept:
+    cdef Py_ssize_t H3B = <Py_ssize_t>3 * H * B
+    cdef Py_ssize_t n = <Py_ssize_t>chunk * H3B + H3B          # gi, gh
+    if not columns and B > 1:
+        n += <Py_ssize_t>3 * H * H                             # w_t
+    if not train:
+        n += 2 * H3B                                           # gates, aux, hprev
+    if not has_bias:
+        n += 3 * H                                             # zero biases
+    return n
+
+
+def forward_work_size(int B, int H, int chunk, bint train, bint columns, bint has_bias):
+    """Elements of the workspace gru_forward needs."""
+    return _forward_work(B, H, chunk, train, columns, has_bias)
+
+
+cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char *aux,
+                        char *hprev, char *work, int chunk, const char *x,
+                        const char *w_ih, const char *w_hh, const char *b_ih,
+                        const char *b_hh, const long long *lengths, bint full, int T, int B,
+                        int I, int H, bint reverse, bint reset_after, bint train,
+                        bint columns, floating *typed) noexcept nogil:
+    """Carve the workspace and run _forward; typed only selects the type."""
+    cdef Py_ssize_t H3B = <Py_ssize_t>3 * H * B
+    cdef floating *w = <floating *>work
+    cdef floating *gi = w
+    cdef floating *gh = gi + <Py_ssize_t>chunk * H3B
+    cdef floating *w_t = gh + H3B
+    cdef floating *rest = w_t + (<Py_ssize_t>3 * H * H if (not columns and B > 1) else 0)
+    cdef floating *g = <floating *>gates
+    cdef floating *a = <floating *>aux
+    cdef floating *p = <floating *>hprev
+    cdef const floating *bi = <const floating *>b_ih
+    cdef const floating *bh = <const floating *>b_hh
+    if not train:
+        g = rest
+        a = g + H3B
+        p = a + <Py_ssize_t>H * B
+        rest = p + 2 * <Py_ssize_t>H * B
+    if bi == NULL:
+        memset(rest, 0, 3 * H * sizeof(floating))
+        bi = rest
+        bh = rest
+    _forward(<floating *>out, out_ld, <floating *>h, g, a, p, gi, chunk, gh, w_t,
+             <const floating *>x, <const floating *>w_ih, <const floating *>w_hh, bi, bh,
+             lengths, full, T, B, I, H, reverse, reset_after, train, columns)
+
+
+def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, cnp.ndarray work,
+                cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object b_ih, object b_hh,
+                cnp.ndarray lengths, bint full, bint reverse, bint reset_after, bint columns,
+                int chunk):
     """Run one GRU layer in one direction over x.
 
     out    (T, B, OH)  receives h_t in columns [col, col + H); rows of
                        padded steps (t >= len_b) are left untouched
     h      (B, H)      h0 on entry, h_n on return (last valid step)
-    gates, aux, hprev  the tape (see the module doc) when train, with
-                       sizes 3H*T*B, H*T*B, H*(T+1)*B; else workspaces of
-                       3H*B, H*B, 2*H*B
-    gi     (chunk*B*3H) workspace for the input projection of chunk steps
-                       at a time; chunk = T when reverse with uneven lengths
-    gh     (3H*B)      workspace for the recurrent product
-    w_t    (3H*H)      workspace (rows layout with B > 1), else any size
-    x      (T, B, I),  w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,)
+    saved  None (inference) or the tape (gates, aux, hprev) to fill, of
+                       3H*T*B, H*T*B and H*(T+1)*B elements (module doc)
+    work               workspace of forward_work_size(...) elements
+    x      (T, B, I),  w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,) or None
     lengths (B,)       int64, 0 <= len_b <= T; full: every len_b == T
     columns            the layout, as use_columns(B, H, full) says
+    chunk              steps per input-projection GEMM; T when reverse
+                       with uneven lengths
+    All arrays C-contiguous, of x's float dtype.
     """
+    cdef int typenum = _float_type(x)
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h.shape[1]
+    cdef bint train = saved is not None
+    cdef bint has_bias = b_ih is not None
+    cdef cnp.ndarray gates = None, aux = None, hprev = None, bi = None, bh = None
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    if x.ndim != 3 or h.ndim != 2 or out.ndim != 3 or w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ValueError("gru_forward: x and out must be 3-D, h, w_ih and w_hh 2-D")
     if T == 0 or B == 0:
         return
+    if (out.shape[0] != T or out.shape[1] != B or col < 0 or col + H > out.shape[2]
+            or h.shape[0] != B or w_ih.shape[0] != 3 * H or w_ih.shape[1] != I
+            or w_hh.shape[0] != 3 * H or w_hh.shape[1] != H or chunk < 1):
+        raise ValueError("gru_forward: inconsistent shapes")
+    _check(out, typenum, 0, True, "out")
+    _check(h, typenum, 0, True, "h")
+    _check(work, typenum, _forward_work(B, H, chunk, train, columns, has_bias), True, "work")
+    _check(w_ih, typenum, 0, False, "w_ih")
+    _check(w_hh, typenum, 0, False, "w_hh")
+    if has_bias:
+        bi, bh = b_ih, b_hh
+        _check(bi, typenum, 3 * H, False, "b_ih")
+        _check(bh, typenum, 3 * H, False, "b_hh")
+    if cnp.PyArray_TYPE(lengths) != cnp.NPY_INT64 or cnp.PyArray_SIZE(lengths) < B:
+        raise ValueError("lengths: expected int64 with one entry per batch row")
+    if train:
+        gates, aux, hprev = saved
+        _check(gates, typenum, 3 * H * TB, True, "gates")
+        _check(aux, typenum, H * TB, True, "aux")
+        _check(hprev, typenum, H * (TB + B), True, "hprev")
+    cdef char *out_p = <char *>cnp.PyArray_DATA(out) + col * cnp.PyArray_ITEMSIZE(out)
+    cdef char *g_p = NULL
+    cdef char *a_p = NULL
+    cdef char *p_p = NULL
+    cdef const char *bi_p = NULL
+    cdef const char *bh_p = NULL
+    if train:
+        g_p = <char *>cnp.PyArray_DATA(gates)
+        a_p = <char *>cnp.PyArray_DATA(aux)
+        p_p = <char *>cnp.PyArray_DATA(hprev)
+    if has_bias:
+        bi_p = <const char *>cnp.PyArray_DATA(bi)
+        bh_p = <const char *>cnp.PyArray_DATA(bh)
+    cdef char *h_p = <char *>cnp.PyArray_DATA(h)
+    cdef char *w_p = <char *>cnp.PyArray_DATA(work)
+    cdef const char *x_p = <const char *>cnp.PyArray_DATA(x)
+    cdef const char *wi_p = <const char *>cnp.PyArray_DATA(w_ih)
+    cdef const char *wh_p = <const char *>cnp.PyArray_DATA(w_hh)
+    cdef const long long *len_p = <const long long *>cnp.PyArray_DATA(lengths)
+    cdef Py_ssize_t out_ld = out.shape[2]
     with nogil:
-        _forward(&out[0, 0, col], out.shape[2], &h[0, 0], &gates[0], &aux[0], &hprev[0],
-                 &gi[0], chunk, &gh[0], &w_t[0], &x[0, 0, 0], &w_ih[0, 0], &w_hh[0, 0],
-                 &b_ih[0], &b_hh[0], &lengths[0], full, T, B, I, H, reverse, reset_after,
-                 train, columns)
+        if typenum == cnp.NPY_FLOAT32:
+            _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
+                          bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
+                          columns, <float *>NULL)
+        else:
+            _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
+                          bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
+                          columns, <double *>NULL)
+
+
+cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
+    """o is a C-contiguous ndarray of the type, (rows, cols), or (rows,) when
+    cols is 0."""
+    cdef cnp.ndarray a
+    if type(o) is not np.ndarray:
+        return False
+    a = <cnp.ndarray>o
+    if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return False
+    if cols == 0:
+        return a.ndim == 1 and a.shape[0] == rows
+    return a.ndim == 2 and a.shape[0] == rows and a.shape[1] == cols
+
+
+def gru_step(object x, object h, dict params, tuple names, int input_size, int hidden_size,
+             int typenum, bint reverse, bint reset_after):
+    """One step of every layer, the lean path of GRU.step: (y, h_new), or
+    None when an argument is not already what the kernels take (another
+    dtype, not C-contiguous, a wrong shape, a missing parameter...), so that
+    the caller's general path converts it or raises the right error.
+
+    x      (B, I) or (I,)
+    h      None (zeros), or (L, B, H), (L, H) for unbatched x
+    params the module's parameters; names holds per layer the names of
+           (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
+    Runs gru_forward's kernel with T = 1 per layer, so the result is the
+    whole-sequence one bit for bit (same BLAS calls).
+    """
+    cdef int L = len(names), H = hidden_size, B, k, chunk = 1
+    cdef cnp.ndarray xa, ha, h_new, y
+    cdef bint unbatched, columns, has_bias
+    cdef Py_ssize_t HB, per_layer, item
+    cdef cnp.npy_intp dims[3]
+    cdef tuple row
+    cdef list layers
+    cdef const char *ptrs[64]
+    cdef const char **lp = ptrs
+    cdef char *work
+    cdef char *h_p
+    cdef char *y_p
+    cdef const char *x_p
+    if type(x) is not np.ndarray:
+        return None
+    xa = <cnp.ndarray>x
+    if (cnp.PyArray_TYPE(xa) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(xa)
+            or xa.ndim < 1 or xa.ndim > 2 or xa.shape[xa.ndim - 1] != input_size):
+        return None
+    unbatched = xa.ndim == 1
+    B = 1 if unbatched else <int>xa.shape[0]
+    if B == 0 or L == 0:
+        return None
+    HB = <Py_ssize_t>H * B
+    if h is not None:
+        if type(h) is not np.ndarray:
+            return None
+        ha = <cnp.ndarray>h
+        if cnp.PyArray_TYPE(ha) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(ha):
+            return None
+        if unbatched:
+            if ha.ndim != 2 or ha.shape[0] != L or ha.shape[1] != H:
+                return None
+        elif ha.ndim != 3 or ha.shape[0] != L or ha.shape[1] != B or ha.shape[2] != H:
+            return None
+    # The parameters, checked, as data pointers (4 per layer).
+    has_bias = len(<tuple>names[0]) == 4
+    layers = []
+    if L > 16:
+        lp = <const char **>malloc(4 * L * sizeof(char *))
+        if lp == NULL:
+            raise MemoryError()
+    try:
+        for k in range(L):
+            row = <tuple>names[k]
+            w_ih = params.get(row[0])
+            w_hh = params.get(row[1])
+            if (not _is_param(w_ih, typenum, 3 * H, input_size if k == 0 else H)
+                    or not _is_param(w_hh, typenum, 3 * H, H)):
+                return None
+            lp[4 * k] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>w_ih)
+            lp[4 * k + 1] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>w_hh)
+            lp[4 * k + 2] = lp[4 * k + 3] = NULL
+            layers.append(w_ih)          # keep references while the GIL is released
+            layers.append(w_hh)
+            if has_bias:
+                b_ih = params.get(row[2])
+                b_hh = params.get(row[3])
+                if not _is_param(b_ih, typenum, 3 * H, 0) or not _is_param(b_hh, typenum, 3 * H, 0):
+                    return None
+                lp[4 * k + 2] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b_ih)
+                lp[4 * k + 3] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+                layers.append(b_ih)
+                layers.append(b_hh)
+        columns = _columns(B, H, True)
+        per_layer = _forward_work(B, H, chunk, False, columns, has_bias)
+        dims[0] = L
+        dims[1] = B
+        dims[2] = H
+        if unbatched:
+            dims[1] = H
+        if h is None:
+            h_new = cnp.PyArray_ZEROS(3 - unbatched, dims, typenum, 0)
+        else:
+            h_new = cnp.PyArray_NewCopy(ha, cnp.NPY_CORDER)
+        y = cnp.PyArray_EMPTY(2 - unbatched, dims + 1, typenum, 0)
+        item = cnp.PyArray_ITEMSIZE(xa)
+        h_p = <char *>cnp.PyArray_DATA(h_new)
+        y_p = <char *>cnp.PyArray_DATA(y)
+        x_p = <const char *>cnp.PyArray_DATA(xa)
+        with nogil:
+            # Workspace of one layer, then the output of the layers below the top.
+            work = <char *>malloc((per_layer + HB) * item)
+            if work != NULL:
+                for k in range(L):
+                    # Layer k reads layer k - 1's new state, which is its output.
+                    if typenum == cnp.NPY_FLOAT32:
+                        _forward_call(y_p if k == L - 1 else work + per_layer * item, H,
+                                      h_p + k * HB * item, NULL, NULL, NULL, work, chunk, x_p,
+                                      lp[4 * k], lp[4 * k + 1], lp[4 * k + 2], lp[4 * k + 3],
+                                      NULL, True, 1, B, input_size if k == 0 else H, H,
+                                      reverse, reset_after, False, columns, <float *>NULL)
+                    else:
+                        _forward_call(y_p if k == L - 1 else work + per_layer * item, H,
+                                      h_p + k * HB * item, NULL, NULL, NULL, work, chunk, x_p,
+                                      lp[4 * k], lp[4 * k + 1], lp[4 * k + 2], lp[4 * k + 3],
+                                      NULL, True, 1, B, input_size if k == 0 else H, H,
+                                      reverse, reset_after, False, columns, <double *>NULL)
+                    x_p = h_p + k * HB * item
+                free(work)
+        if work == NULL:
+            raise MemoryError()
+    finally:
+        if lp != ptrs:
+            free(lp)
+    return y, h_new
 
 
 # ---- backward -------------------------------------------------------------
@@ -592,107 +856,189 @@ cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating
     transpose(H, B, dh_t, B, dh, H)
 
 
-def gru_backward(floating[:, :, ::1] dx, floating[:, ::1] dh,
-                 floating[:, ::1] dw_ih, floating[:, ::1] dw_hh,
-                 floating[::1] db_ih, floating[::1] db_hh,
-                 floating[::1] dgi, floating[::1] dgh, floating[::1] work,
-                 floating[:, :, ::1] x_masked,
-                 const floating[:, :, ::1] dout, int col,
-                 const floating[::1] gates, const floating[::1] aux,
-                 const floating[::1] hprev,
-                 const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
-                 const floating[:, ::1] w_hh, const long long[::1] lengths, bint full,
-                 bint reverse, bint reset_after, bint has_bias, bint columns):
-    """Backward of gru_forward(train=True); adds into dx, dw_*, db_*.
-
-    dx     (T, B, I)   += dL/dx (both directions of a layer add here)
-    dh     (B, H)      dL/dh_n on entry, dL/dh0 on return
-    dw_ih  (3H, I), dw_hh (3H, H), db_ih (3H,), db_hh (3H,)   accumulated
-    dgi, dgh (T*B*3H)  workspaces (need no zero fill)
-    work               workspace: B*H (rows), 3H*H + 3*H*B (columns)
-    x_masked (T, B, I) workspace when lengths are uneven: x with padded
-                       rows zeroed, so that NaN or Inf there cannot reach
-                       dw_ih through a zero gradient; else any shape
-    dout   (T, B, OH)  dL/dout, columns [col, col + H)
-    gates, aux, hprev  the tape written by gru_forward(train=True)
-    x, w_ih, w_hh, lengths, full, reverse, reset_after, columns: as given
-                       to gru_forward
-    """
-    cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh.shape[1]
+cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
+                    floating *db_ih, floating *db_hh, floating *work,
+                    const floating *dout, Py_ssize_t dout_ld,
+                    const floating *gates, const floating *aux, const floating *hprev,
+                    const floating *x, const floating *w_ih, const floating *w_hh,
+                    const long long *lengths, bint full, int T, int B, int I, int H,
+                    bint reverse, bint reset_after, bint columns) noexcept nogil:
     cdef int H3 = 3 * H
     cdef int rows = T * B
     cdef int b, t, max_len = 0
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
-    cdef const floating *x_used
+    cdef floating *dgi = work
+    cdef floating *dgh = dgi + TB * H3
+    cdef floating *rest = dgh + TB * H3
+    cdef floating *x_masked
+    cdef const floating *x_used = x
+    if full:
+        max_len = T
+    else:
+        for b in range(B):
+            if lengths[b] > max_len:
+                max_len = <int>lengths[b]
+    if columns:
+        _backward_columns(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
+                          T, B, H, reverse, reset_after)
+        # Weight gradients: one GEMM each over all T * B columns.
+        # dw_ih += dgi^T @ x
+        gemm(NoTrans, NoTrans, H3, I, rows, <floating>1.0, dgi, rows, x, I,
+             <floating>1.0, dw_ih, I)
+        # dx += (dgi^T).T @ w_ih
+        gemm(Trans, NoTrans, rows, I, H3, <floating>1.0, dgi, rows, w_ih, I,
+             <floating>1.0, dx, I)
+        if reset_after:
+            # dw_hh += dgh^T @ hprev     (hprev^T = the first T state blocks)
+            gemm(NoTrans, Trans, H3, H, rows, <floating>1.0, dgh, rows, hprev, rows + B,
+                 <floating>1.0, dw_hh, H)
+        else:
+            # dw_hh[:2H] += dgh^T[:2H] @ hprev ; dw_hh[2H:] += dgh^T[2H:] @ (r * hprev)
+            gemm(NoTrans, Trans, 2 * H, H, rows, <floating>1.0, dgh, rows, hprev, rows + B,
+                 <floating>1.0, dw_hh, H)
+            gemm(NoTrans, Trans, H, H, rows, <floating>1.0, dgh + 2 * H * TB, rows, aux, rows,
+                 <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+        if db_ih != NULL:
+            # db_ih += dgi^T.sum(1) ; db_hh += dgh^T.sum(1)
+            sum_cols(H3, rows, dgi, TB, db_ih)
+            sum_cols(H3, rows, dgh, TB, db_hh)
+        return
+    _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
+                   lengths, full, max_len, T, B, H, reverse, reset_after)
+    if not full:
+        # x with the rows of padded times zeroed: NaN or Inf there must not
+        # meet the zero gradient rows in dw_ih (0 * NaN = NaN).
+        x_masked = rest + <Py_ssize_t>B * H
+        for t in range(T):
+            for b in range(B):
+                if t < lengths[b]:
+                    memcpy(x_masked + (<Py_ssize_t>t * B + b) * I,
+                           x + (<Py_ssize_t>t * B + b) * I, I * sizeof(floating))
+                else:
+                    memset(x_masked + (<Py_ssize_t>t * B + b) * I, 0, I * sizeof(floating))
+        x_used = x_masked
+    # Weight gradients: one GEMM each over all T * B rows.
+    # dw_ih += dgi.T @ x
+    gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, dgi, H3, x_used, I,
+         <floating>1.0, dw_ih, I)
+    # dx += dgi @ w_ih
+    gemm(NoTrans, NoTrans, rows, I, H3, <floating>1.0, dgi, H3, w_ih, I,
+         <floating>1.0, dx, I)
+    if reset_after:
+        # dw_hh += dgh.T @ hprev
+        gemm(Trans, NoTrans, H3, H, rows, <floating>1.0, dgh, H3, hprev, H,
+             <floating>1.0, dw_hh, H)
+    else:
+        # dw_hh[:2H] += dgh[:, :2H].T @ hprev ; dw_hh[2H:] += dgh[:, 2H:].T @ (r * hprev)
+        gemm(Trans, NoTrans, 2 * H, H, rows, <floating>1.0, dgh, H3, hprev, H,
+             <floating>1.0, dw_hh, H)
+        gemm(Trans, NoTrans, H, H, rows, <floating>1.0, dgh + 2 * H, H3, aux, H,
+             <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+    if db_ih != NULL:
+        # db_ih += dgi.sum(0) ; db_hh += dgh.sum(0)
+        sum_rows(rows, H3, dgi, H3, db_ih)
+        sum_rows(rows, H3, dgh, H3, db_hh)
+
+
+cdef Py_ssize_t _backward_work(int T, int B, int I, int H, bint full,
+                               bint columns) noexcept:
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef Py_ssize_t n = 2 * TB * 3 * H                         # dgi, dgh
+    if columns:
+        n += <Py_ssize_t>3 * H * H + <Py_ssize_t>3 * H * B     # w_t, dh^T, dout^T, drh^T
+    else:
+        n += <Py_ssize_t>H * B                                 # drh
+        if not full:
+            n += TB * I                                        # x_masked
+    return n
+
+
+def backward_work_size(int T, int B, int I, int H, bint full, bint columns):
+    """Elements of the workspace gru_backward needs."""
+    return _backward_work(T, B, I, H, full, columns)
+
+
+def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
+                 cnp.ndarray dout, int col, tuple saved, cnp.ndarray x, cnp.ndarray w_ih,
+                 cnp.ndarray w_hh, cnp.ndarray lengths, bint full, bint reverse,
+                 bint reset_after, bint columns):
+    """Backward of gru_forward with a tape; adds into dx and the gradients.
+
+    dx     (T, B, I)   += dL/dx (both directions of a layer add here)
+    dh     (B, H)      dL/dh_n on entry, dL/dh0 on return
+    grads  (dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) or None), added to
+    work               workspace of backward_work_size(...) elements
+    dout   (T, B, OH)  dL/dout, columns [col, col + H)
+    saved  the tape (gates, aux, hprev) gru_forward filled
+    x, w_ih, w_hh, lengths, full, reverse, reset_after, columns: as given
+                       to gru_forward
+    All arrays C-contiguous, of x's float dtype.
+    """
+    cdef int typenum = _float_type(x)
+    cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh.shape[1]
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef cnp.ndarray dw_ih, dw_hh, db_ih = None, db_hh = None, gates, aux, hprev
+    if x.ndim != 3 or dx.ndim != 3 or dout.ndim != 3 or dh.ndim != 2:
+        raise ValueError("gru_backward: x, dx and dout must be 3-D, dh 2-D")
     if T == 0 or B == 0:
         return
-    x_used = &x[0, 0, 0]
+    dw_ih, dw_hh, b1, b2 = grads
+    gates, aux, hprev = saved
+    if (dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I or dh.shape[0] != B
+            or dout.shape[0] != T or dout.shape[1] != B or col < 0 or col + H > dout.shape[2]
+            or w_ih.shape[0] != 3 * H or w_ih.shape[1] != I or w_hh.shape[0] != 3 * H
+            or w_hh.shape[1] != H or cnp.PyArray_SIZE(dw_ih) != 3 * H * I
+            or cnp.PyArray_SIZE(dw_hh) != 3 * H * H):
+        raise ValueError("gru_backward: inconsistent shapes")
+    _check(dx, typenum, 0, True, "dx")
+    _check(dh, typenum, 0, True, "dh")
+    _check(dw_ih, typenum, 0, True, "dw_ih")
+    _check(dw_hh, typenum, 0, True, "dw_hh")
+    if b1 is not None:
+        db_ih, db_hh = b1, b2
+        _check(db_ih, typenum, 3 * H, True, "db_ih")
+        _check(db_hh, typenum, 3 * H, True, "db_hh")
+    _check(work, typenum, _backward_work(T, B, I, H, full, columns), True, "work")
+    _check(dout, typenum, 0, False, "dout")
+    _check(gates, typenum, 3 * H * TB, False, "gates")
+    _check(aux, typenum, H * TB, False, "aux")
+    _check(hprev, typenum, H * (TB + B), False, "hprev")
+    _check(x, typenum, 0, False, "x")
+    _check(w_ih, typenum, 0, False, "w_ih")
+    _check(w_hh, typenum, 0, False, "w_hh")
+    if cnp.PyArray_TYPE(lengths) != cnp.NPY_INT64 or cnp.PyArray_SIZE(lengths) < B:
+        raise ValueError("lengths: expected int64 with one entry per batch row")
+    cdef char *p[9]
+    p[0] = <char *>cnp.PyArray_DATA(dx)
+    p[1] = <char *>cnp.PyArray_DATA(dh)
+    p[2] = <char *>cnp.PyArray_DATA(dw_ih)
+    p[3] = <char *>cnp.PyArray_DATA(dw_hh)
+    p[4] = <char *>cnp.PyArray_DATA(db_ih) if db_ih is not None else NULL
+    p[5] = <char *>cnp.PyArray_DATA(db_hh) if db_hh is not None else NULL
+    p[6] = <char *>cnp.PyArray_DATA(work)
+    p[7] = <char *>cnp.PyArray_DATA(dout) + col * cnp.PyArray_ITEMSIZE(dout)
+    p[8] = <char *>cnp.PyArray_DATA(gates)
+    cdef const char *a_p = <const char *>cnp.PyArray_DATA(aux)
+    cdef const char *hp_p = <const char *>cnp.PyArray_DATA(hprev)
+    cdef const char *x_p = <const char *>cnp.PyArray_DATA(x)
+    cdef const char *wi_p = <const char *>cnp.PyArray_DATA(w_ih)
+    cdef const char *wh_p = <const char *>cnp.PyArray_DATA(w_hh)
+    cdef const long long *len_p = <const long long *>cnp.PyArray_DATA(lengths)
+    cdef Py_ssize_t dout_ld = dout.shape[2]
     with nogil:
-        if full:
-            max_len = T
+        if typenum == cnp.NPY_FLOAT32:
+            _backward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3],
+                      <float *>p[4], <float *>p[5], <float *>p[6], <const float *>p[7],
+                      dout_ld, <const float *>p[8], <const float *>a_p, <const float *>hp_p,
+                      <const float *>x_p, <const float *>wi_p, <const float *>wh_p, len_p,
+                      full, T, B, I, H, reverse, reset_after, columns)
         else:
-            for b in range(B):
-                if lengths[b] > max_len:
-                    max_len = <int>lengths[b]
-        if columns:
-            _backward_columns(&dh[0, 0], &dgi[0], &dgh[0], &work[0], &dout[0, 0, col],
-                              dout.shape[2], &gates[0], &aux[0], &hprev[0], &w_hh[0, 0],
-                              T, B, H, reverse, reset_after)
-            # Weight gradients: one GEMM each over all T * B columns.
-            # dw_ih += dgi^T @ x
-            gemm(NoTrans, NoTrans, H3, I, rows, <floating>1.0, &dgi[0], rows, x_used, I,
-                 <floating>1.0, &dw_ih[0, 0], I)
-            # dx += (dgi^T).T @ w_ih
-            gemm(Trans, NoTrans, rows, I, H3, <floating>1.0, &dgi[0], rows, &w_ih[0, 0], I,
-                 <floating>1.0, &dx[0, 0, 0], I)
-            if reset_after:
-                # dw_hh += dgh^T @ hprev     (hprev^T = the first T state blocks)
-                gemm(NoTrans, Trans, H3, H, rows, <floating>1.0, &dgh[0], rows, &hprev[0],
-                     rows + B, <floating>1.0, &dw_hh[0, 0], H)
-            else:
-                # dw_hh[:2H] += dgh^T[:2H] @ hprev ; dw_hh[2H:] += dgh^T[2H:] @ (r * hprev)
-                gemm(NoTrans, Trans, 2 * H, H, rows, <floating>1.0, &dgh[0], rows, &hprev[0],
-                     rows + B, <floating>1.0, &dw_hh[0, 0], H)
-                gemm(NoTrans, Trans, H, H, rows, <floating>1.0, &dgh[2 * H * TB], rows,
-                     &aux[0], rows, <floating>1.0, &dw_hh[2 * H, 0], H)
-            if has_bias:
-                # db_ih += dgi^T.sum(1) ; db_hh += dgh^T.sum(1)
-                sum_cols(H3, rows, &dgi[0], TB, &db_ih[0])
-                sum_cols(H3, rows, &dgh[0], TB, &db_hh[0])
-        else:
-            _backward_rows(&dh[0, 0], &dgi[0], &dgh[0], &work[0], &dout[0, 0, col],
-                           dout.shape[2], &gates[0], &aux[0], &hprev[0], &w_hh[0, 0],
-                           &lengths[0], full, max_len, T, B, H, reverse, reset_after)
-            if not full:
-                # x_masked = x with the rows of padded times zeroed
-                for t in range(T):
-                    for b in range(B):
-                        if t < lengths[b]:
-                            memcpy(&x_masked[t, b, 0], &x[t, b, 0], I * sizeof(floating))
-                        else:
-                            memset(&x_masked[t, b, 0], 0, I * sizeof(floating))
-                x_used = &x_masked[0, 0, 0]
-            # Weight gradients: one GEMM each over all T * B rows.
-            # dw_ih += dgi.T @ x
-            gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, &dgi[0], H3, x_used, I,
-                 <floating>1.0, &dw_ih[0, 0], I)
-            # dx += dgi @ w_ih
-            gemm(NoTrans, NoTrans, rows, I, H3, <floating>1.0, &dgi[0], H3, &w_ih[0, 0], I,
-                 <floating>1.0, &dx[0, 0, 0], I)
-            if reset_after:
-                # dw_hh += dgh.T @ hprev
-                gemm(Trans, NoTrans, H3, H, rows, <floating>1.0, &dgh[0], H3, &hprev[0], H,
-                     <floating>1.0, &dw_hh[0, 0], H)
-            else:
-                # dw_hh[:2H] += dgh[:, :2H].T @ hprev ; dw_hh[2H:] += dgh[:, 2H:].T @ (r * hprev)
-                gemm(Trans, NoTrans, 2 * H, H, rows, <floating>1.0, &dgh[0], H3, &hprev[0], H,
-                     <floating>1.0, &dw_hh[0, 0], H)
-                gemm(Trans, NoTrans, H, H, rows, <floating>1.0, &dgh[2 * H], H3, &aux[0], H,
-                     <floating>1.0, &dw_hh[2 * H, 0], H)
-            if has_bias:
-                # db_ih += dgi.sum(0) ; db_hh += dgh.sum(0)
-                sum_rows(rows, H3, &dgi[0], H3, &db_ih[0])
-                sum_rows(rows, H3, &dgh[0], H3, &db_hh[0])
+            _backward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
+                      <double *>p[4], <double *>p[5], <double *>p[6], <const double *>p[7],
+                      dout_ld, <const double *>p[8], <const double *>a_p,
+                      <const double *>hp_p, <const double *>x_p, <const double *>wi_p,
+                      <const double *>wh_p, len_p, full, T, B, I, H, reverse, reset_after,
+                      columns)
 
 
 # ---- the GEMM-only floor ------------------------------------------------------

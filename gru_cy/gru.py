@@ -21,8 +21,8 @@ from gru_cy._base import RNNBase, empty
 # has hundreds of rows.
 _CHUNK_ELEMENTS = 1 << 20
 
-# Read-only zero biases for modules without bias, per (H, dtype).
-_ZERO_BIAS = {}
+# Parameter names per layer for step(), per (num_layers, bias).
+_STEP_NAMES = {}
 
 
 class GRU(RNNBase):
@@ -105,18 +105,6 @@ class GRU(RNNBase):
 
     # -- kernels ----------------------------------------------------------
 
-    def _biases(self, b_ih, b_hh):
-        """(b_ih, b_hh) for the kernels: shared read-only zeros without bias."""
-        if b_ih is not None:
-            return b_ih, b_hh
-        key = (self.hidden_size, self.dtype)
-        zeros = _ZERO_BIAS.get(key)
-        if zeros is None:
-            zeros = np.zeros(3 * self.hidden_size, dtype=self.dtype)
-            zeros.setflags(write=False)
-            _ZERO_BIAS[key] = zeros
-        return zeros, zeros
-
     def _alloc_saved(self, T, B):
         # Flat, so that either kernel layout can use them (see _gru's doc):
         # gates, aux, and T + 1 hidden states (hprev).
@@ -125,41 +113,36 @@ class GRU(RNNBase):
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
-        H, dt = self.hidden_size, self.dtype
+        H = self.hidden_size
         w_ih, w_hh, b_ih, b_hh = weights
-        b_ih, b_hh = self._biases(b_ih, b_hh)
         columns = _gru.use_columns(B, H, full)
-        if saved is None:
-            gates, aux, hprev = empty(3 * H * B, dt), empty(H * B, dt), empty(2 * H * B, dt)
-            train = False
-        else:
-            gates, aux, hprev = saved
-            train = True
         if reverse and not full:
             chunk = T
         else:
             chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * 3 * H)))
-        gi = empty(max(chunk, 1) * B * 3 * H, dt)
-        gh = empty(3 * H * B, dt)
-        w_t = empty(3 * H * H if (B > 1 and not columns) else 1, dt)
-        _gru.gru_forward(out, col, h, gates, aux, hprev, gi, chunk, gh, w_t, x, w_ih, w_hh,
-                         b_ih, b_hh, lengths, full, reverse, self.reset_after, train, columns)
+        work = empty(_gru.forward_work_size(B, H, chunk, saved is not None, columns,
+                                            b_ih is not None), self.dtype)
+        _gru.gru_forward(out, col, h, saved, work, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
+                         reverse, self.reset_after, columns, chunk)
 
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):
         T, B, I = x.shape
-        H, dt = self.hidden_size, self.dtype
+        H = self.hidden_size
         w_ih, w_hh, _, _ = weights
-        dw_ih, dw_hh, db_ih, db_hh = grads
-        has_bias = db_ih is not None
-        if not has_bias:
-            db_ih = db_hh = empty(3 * H, dt)
         columns = _gru.use_columns(B, H, full)
-        dgi = empty(T * B * 3 * H, dt)
-        dgh = empty(T * B * 3 * H, dt)
-        work = empty(3 * H * H + 3 * H * B if columns else max(1, B * H), dt)
-        x_masked = empty((T, B, I) if not full else (1, 1, 1), dt)
-        gates, aux, hprev = saved
-        _gru.gru_backward(dx, dh, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, work, x_masked, dout,
-                          col, gates, aux, hprev, x, w_ih, w_hh, lengths, full, reverse,
-                          self.reset_after, has_bias, columns)
+        work = empty(_gru.backward_work_size(T, B, I, H, full, columns), self.dtype)
+        _gru.gru_backward(dx, dh, tuple(grads), work, dout, col, tuple(saved), x, w_ih, w_hh,
+                          lengths, full, reverse, self.reset_after, columns)
+
+    def _kernel_step(self, x_t, h):
+        """The lean path of step(): (y, h) or None when the arguments or the
+        parameters need the checks and conversions of the general path."""
+        key = (self.num_layers, self.bias)
+        names = _STEP_NAMES.get(key)
+        if names is None:
+            kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if self.bias else 2]
+            names = _STEP_NAMES[key] = tuple(tuple(f"{n}_l{k}" for n in kinds)
+                                             for k in range(self.num_layers))
+        return _gru.gru_step(x_t, h, self.params, names, self.input_size, self.hidden_size,
+                             self.dtype.num, self.go_backwards, self.reset_after)
