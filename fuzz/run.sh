@@ -15,11 +15,16 @@ cd "$(dirname "$0")"
 SECONDS_LIMIT=${1:-60}
 [ $# -gt 0 ] && shift
 mkdir -p corpus findings
+# The fuzz target's scratch files live here (libFuzzer exits without running
+# Python's clean-up), removed when this script ends.
+export TMPDIR
+TMPDIR=$(mktemp -d)
+trap 'rm -rf "$TMPDIR"' EXIT
 if python -c "import atheris" 2>/dev/null; then
-    exec python fuzz_loaders.py -max_total_time="$SECONDS_LIMIT" -timeout=20 \
+    python fuzz_loaders.py -max_total_time="$SECONDS_LIMIT" -timeout=20 \
         -rss_limit_mb=0 -artifact_prefix=findings/ -print_final_stats=1 "$@" corpus
 else
     echo "atheris is not installed: plain random mutation (pip install atheris to guide it)"
     cd findings
-    exec python ../fuzz_loaders.py --plain --seconds "$SECONDS_LIMIT"
+    python ../fuzz_loaders.py --plain --seconds "$SECONDS_LIMIT"
 fi
