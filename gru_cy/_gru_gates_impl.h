@@ -24,38 +24,50 @@
  */
 
 /* ---- one row: the loops the compiler vectorises along j ----------------- */
+/* Each gate block is passed as its own pointer: indexing one pointer with
+ * H + j or 2 * H + j defeats GCC's vectoriser under -fwrapv (which Python
+ * builds use), as the index may wrap. */
 
-static GRU_INLINE void S(row_after)(int H, const T *restrict gi, const T *restrict gh,
-                                    const T *restrict b_ih, const T *restrict b_hh,
+static GRU_INLINE void S(row_after)(int H, const T *restrict gi_r, const T *restrict gi_z,
+                                    const T *restrict gi_n, const T *restrict gh_r,
+                                    const T *restrict gh_z, const T *restrict gh_n,
+                                    const T *restrict bi_r, const T *restrict bi_z,
+                                    const T *restrict bi_n, const T *restrict bh_r,
+                                    const T *restrict bh_z, const T *restrict bh_n,
                                     T *restrict h, T *restrict out)
 {
     for (int j = 0; j < H; j++) {
-        T r = SIGMOID(gi[j] + gh[j] + (b_ih[j] + b_hh[j]));
-        T z = SIGMOID(gi[H + j] + gh[H + j] + (b_ih[H + j] + b_hh[H + j]));
-        T hn = gh[2 * H + j] + b_hh[2 * H + j];
-        T n = TANH(gi[2 * H + j] + b_ih[2 * H + j] + r * hn);
+        T r = SIGMOID(gi_r[j] + gh_r[j] + (bi_r[j] + bh_r[j]));
+        T z = SIGMOID(gi_z[j] + gh_z[j] + (bi_z[j] + bh_z[j]));
+        T hn = gh_n[j] + bh_n[j];
+        T n = TANH(gi_n[j] + bi_n[j] + r * hn);
         T hnew = n + z * (h[j] - n);
         h[j] = hnew;
         out[j] = hnew;
     }
 }
 
-static GRU_INLINE void S(row_after_train)(int H, const T *restrict gi,
-                                          const T *restrict gh, const T *restrict b_ih,
-                                          const T *restrict b_hh, T *restrict h,
-                                          T *restrict out, T *restrict gates,
-                                          T *restrict aux, T *restrict hprev)
+static GRU_INLINE void S(row_after_train)(int H, const T *restrict gi_r,
+                                          const T *restrict gi_z, const T *restrict gi_n,
+                                          const T *restrict gh_r, const T *restrict gh_z,
+                                          const T *restrict gh_n, const T *restrict bi_r,
+                                          const T *restrict bi_z, const T *restrict bi_n,
+                                          const T *restrict bh_r, const T *restrict bh_z,
+                                          const T *restrict bh_n, T *restrict h,
+                                          T *restrict out, T *restrict g_r, T *restrict g_z,
+                                          T *restrict g_n, T *restrict aux,
+                                          T *restrict hprev)
 {
     for (int j = 0; j < H; j++) {
-        T r = SIGMOID(gi[j] + gh[j] + (b_ih[j] + b_hh[j]));
-        T z = SIGMOID(gi[H + j] + gh[H + j] + (b_ih[H + j] + b_hh[H + j]));
-        T hn = gh[2 * H + j] + b_hh[2 * H + j];
-        T n = TANH(gi[2 * H + j] + b_ih[2 * H + j] + r * hn);
+        T r = SIGMOID(gi_r[j] + gh_r[j] + (bi_r[j] + bh_r[j]));
+        T z = SIGMOID(gi_z[j] + gh_z[j] + (bi_z[j] + bh_z[j]));
+        T hn = gh_n[j] + bh_n[j];
+        T n = TANH(gi_n[j] + bi_n[j] + r * hn);
         T hp = h[j];
         T hnew = n + z * (hp - n);
-        gates[j] = r;
-        gates[H + j] = z;
-        gates[2 * H + j] = n;
+        g_r[j] = r;
+        g_z[j] = z;
+        g_n[j] = n;
         aux[j] = hn;
         hprev[j] = hp;
         h[j] = hnew;
@@ -63,83 +75,91 @@ static GRU_INLINE void S(row_after_train)(int H, const T *restrict gi,
     }
 }
 
-static GRU_INLINE void S(row_before_rz)(int H, const T *restrict gi, const T *restrict gh,
-                                        const T *restrict b_ih, const T *restrict b_hh,
-                                        const T *restrict h, T *restrict gates,
-                                        T *restrict rh)
+static GRU_INLINE void S(row_before_rz)(int H, const T *restrict gi_r,
+                                        const T *restrict gi_z, const T *restrict gh_r,
+                                        const T *restrict gh_z, const T *restrict bi_r,
+                                        const T *restrict bi_z, const T *restrict bh_r,
+                                        const T *restrict bh_z, const T *restrict h,
+                                        T *restrict g_r, T *restrict g_z, T *restrict rh)
 {
     for (int j = 0; j < H; j++) {
-        T r = SIGMOID(gi[j] + gh[j] + (b_ih[j] + b_hh[j]));
-        T z = SIGMOID(gi[H + j] + gh[H + j] + (b_ih[H + j] + b_hh[H + j]));
-        gates[j] = r;
-        gates[H + j] = z;
+        T r = SIGMOID(gi_r[j] + gh_r[j] + (bi_r[j] + bh_r[j]));
+        T z = SIGMOID(gi_z[j] + gh_z[j] + (bi_z[j] + bh_z[j]));
+        g_r[j] = r;
+        g_z[j] = z;
         rh[j] = r * h[j];
     }
 }
 
-static GRU_INLINE void S(row_before_n)(int H, const T *restrict gi, const T *restrict ghn,
-                                       const T *restrict b_ih, const T *restrict b_hh,
-                                       T *restrict gates, T *restrict h, T *restrict out)
+static GRU_INLINE void S(row_before_n)(int H, const T *restrict gi_n, const T *restrict gh_n,
+                                       const T *restrict bi_n, const T *restrict bh_n,
+                                       const T *restrict g_z, T *restrict g_n,
+                                       T *restrict h, T *restrict out)
 {
     for (int j = 0; j < H; j++) {
-        T n = TANH(gi[2 * H + j] + b_ih[2 * H + j] + (ghn[j] + b_hh[2 * H + j]));
-        T z = gates[H + j];
+        T n = TANH(gi_n[j] + bi_n[j] + (gh_n[j] + bh_n[j]));
+        T z = g_z[j];
         T hnew = n + z * (h[j] - n);
-        gates[2 * H + j] = n;
+        g_n[j] = n;
         h[j] = hnew;
         out[j] = hnew;
     }
 }
 
-static GRU_INLINE void S(row_bwd_after_1)(int H, const T *restrict gates,
-                                          const T *restrict aux, const T *restrict hprev,
-                                          const T *restrict dout, T *restrict dh,
-                                          T *restrict dgi, T *restrict dgh)
+static GRU_INLINE void S(row_bwd_after_1)(int H, const T *restrict g_r, const T *restrict g_z,
+                                          const T *restrict g_n, const T *restrict aux,
+                                          const T *restrict hprev, const T *restrict dout,
+                                          T *restrict dh, T *restrict dgi_r,
+                                          T *restrict dgi_z, T *restrict dgi_n,
+                                          T *restrict dgh_r, T *restrict dgh_z,
+                                          T *restrict dgh_n)
 {
     for (int j = 0; j < H; j++) {
-        T r = gates[j], z = gates[H + j], n = gates[2 * H + j];
+        T r = g_r[j], z = g_z[j], n = g_n[j];
         T dht = dh[j] + dout[j];
         T dn_pre = dht * (1 - z) * (1 - n * n);
         T dz_pre = dht * (hprev[j] - n) * z * (1 - z);
         T dr_pre = dn_pre * aux[j] * r * (1 - r);
-        dgi[j] = dr_pre;
-        dgi[H + j] = dz_pre;
-        dgi[2 * H + j] = dn_pre;
-        dgh[j] = dr_pre;
-        dgh[H + j] = dz_pre;
-        dgh[2 * H + j] = dn_pre * r;
+        dgi_r[j] = dr_pre;
+        dgi_z[j] = dz_pre;
+        dgi_n[j] = dn_pre;
+        dgh_r[j] = dr_pre;
+        dgh_z[j] = dz_pre;
+        dgh_n[j] = dn_pre * r;
         dh[j] = dht * z;
     }
 }
 
-static GRU_INLINE void S(row_bwd_before_n_1)(int H, const T *restrict gates,
-                                             const T *restrict hprev,
+static GRU_INLINE void S(row_bwd_before_n_1)(int H, const T *restrict g_z,
+                                             const T *restrict g_n, const T *restrict hprev,
                                              const T *restrict dout, T *restrict dh,
-                                             T *restrict dgi, T *restrict dgh)
+                                             T *restrict dgi_z, T *restrict dgi_n,
+                                             T *restrict dgh_z, T *restrict dgh_n)
 {
     for (int j = 0; j < H; j++) {
-        T z = gates[H + j], n = gates[2 * H + j];
+        T z = g_z[j], n = g_n[j];
         T dht = dh[j] + dout[j];
         T dn_pre = dht * (1 - z) * (1 - n * n);
         T dz_pre = dht * (hprev[j] - n) * z * (1 - z);
-        dgi[H + j] = dz_pre;
-        dgi[2 * H + j] = dn_pre;
-        dgh[H + j] = dz_pre;
-        dgh[2 * H + j] = dn_pre;
+        dgi_z[j] = dz_pre;
+        dgi_n[j] = dn_pre;
+        dgh_z[j] = dz_pre;
+        dgh_n[j] = dn_pre;
         dh[j] = dht;
     }
 }
 
-static GRU_INLINE void S(row_bwd_before_rz_1)(int H, const T *restrict gates,
+static GRU_INLINE void S(row_bwd_before_rz_1)(int H, const T *restrict g_r,
+                                              const T *restrict g_z,
                                               const T *restrict hprev,
                                               const T *restrict drh, T *restrict dh,
-                                              T *restrict dgi, T *restrict dgh)
+                                              T *restrict dgi_r, T *restrict dgh_r)
 {
     for (int j = 0; j < H; j++) {
-        T r = gates[j], z = gates[H + j];
+        T r = g_r[j], z = g_z[j];
         T dr_pre = drh[j] * hprev[j] * r * (1 - r);
-        dgi[j] = dr_pre;
-        dgh[j] = dr_pre;
+        dgi_r[j] = dr_pre;
+        dgh_r[j] = dr_pre;
         dh[j] = dh[j] * z + drh[j] * r;
     }
 }
@@ -165,11 +185,17 @@ void S(gru_row_fwd_after)(const gru_steps_t *st, const T *gi, const T *gh,
         }
         const T *gi_b = gi + ((ptrdiff_t)(t - st->t0) * B + b) * H3;
         T *out_b = out + ((ptrdiff_t)t * B + b) * out_ld;
+        const T *gh_b = gh + b * H3;
+        T *g_b = gates + b * H3;
         if (gates)
-            S(row_after_train)(H, gi_b, gh + b * H3, b_ih, b_hh, h + (ptrdiff_t)b * H, out_b,
-                               gates + b * H3, aux + (ptrdiff_t)b * H, hprev + (ptrdiff_t)b * H);
+            S(row_after_train)(H, gi_b, gi_b + H, gi_b + 2 * H, gh_b, gh_b + H, gh_b + 2 * H,
+                               b_ih, b_ih + H, b_ih + 2 * H, b_hh, b_hh + H, b_hh + 2 * H,
+                               h + (ptrdiff_t)b * H, out_b, g_b, g_b + H, g_b + 2 * H,
+                               aux + (ptrdiff_t)b * H, hprev + (ptrdiff_t)b * H);
         else
-            S(row_after)(H, gi_b, gh + b * H3, b_ih, b_hh, h + (ptrdiff_t)b * H, out_b);
+            S(row_after)(H, gi_b, gi_b + H, gi_b + 2 * H, gh_b, gh_b + H, gh_b + 2 * H,
+                         b_ih, b_ih + H, b_ih + 2 * H, b_hh, b_hh + H, b_hh + 2 * H,
+                         h + (ptrdiff_t)b * H, out_b);
     }
 }
 
@@ -189,8 +215,10 @@ void S(gru_row_fwd_before_rz)(const gru_steps_t *st, const T *gi, const T *gh,
             }
             continue;
         }
-        S(row_before_rz)(H, gi + ((ptrdiff_t)(t - st->t0) * B + b) * H3, gh + b * H3,
-                         b_ih, b_hh, h + (ptrdiff_t)b * H, gates + b * H3,
+        const T *gi_b = gi + ((ptrdiff_t)(t - st->t0) * B + b) * H3;
+        const T *gh_b = gh + b * H3;
+        S(row_before_rz)(H, gi_b, gi_b + H, gh_b, gh_b + H, b_ih, b_ih + H, b_hh, b_hh + H,
+                         h + (ptrdiff_t)b * H, gates + b * H3, gates + b * H3 + H,
                          rh + (ptrdiff_t)b * H);
     }
 }
@@ -212,8 +240,9 @@ void S(gru_row_fwd_before_n)(const gru_steps_t *st, const T *gi, const T *gh,
         }
         if (hprev)
             memcpy(hprev + (ptrdiff_t)b * H, h_b, H * sizeof(T));
-        S(row_before_n)(H, gi + ((ptrdiff_t)(t - st->t0) * B + b) * H3,
-                        gh + b * H3 + 2 * H, b_ih, b_hh, gates + b * H3, h_b,
+        S(row_before_n)(H, gi + ((ptrdiff_t)(t - st->t0) * B + b) * H3 + 2 * H,
+                        gh + b * H3 + 2 * H, b_ih + 2 * H, b_hh + 2 * H,
+                        gates + b * H3 + H, gates + b * H3 + 2 * H, h_b,
                         out + ((ptrdiff_t)t * B + b) * out_ld);
     }
 }
@@ -232,9 +261,12 @@ void S(gru_row_bwd_after)(const gru_steps_t *st, const T *gates, const T *aux,
             continue;
         }
         ptrdiff_t row = (ptrdiff_t)t * B + b;
-        S(row_bwd_after_1)(H, gates + b * H3, aux + (ptrdiff_t)b * H, hprev + (ptrdiff_t)b * H,
-                           dout + row * dout_ld, dh + (ptrdiff_t)b * H, dgi + row * H3,
-                           dgh + b * H3);
+        const T *g_b = gates + b * H3;
+        T *dgi_b = dgi + row * H3, *dgh_b = dgh + b * H3;
+        S(row_bwd_after_1)(H, g_b, g_b + H, g_b + 2 * H, aux + (ptrdiff_t)b * H,
+                           hprev + (ptrdiff_t)b * H, dout + row * dout_ld,
+                           dh + (ptrdiff_t)b * H, dgi_b, dgi_b + H, dgi_b + 2 * H, dgh_b,
+                           dgh_b + H, dgh_b + 2 * H);
     }
 }
 
@@ -251,9 +283,11 @@ void S(gru_row_bwd_before_n)(const gru_steps_t *st, const T *gates, const T *hpr
             continue;
         }
         ptrdiff_t row = (ptrdiff_t)t * B + b;
-        S(row_bwd_before_n_1)(H, gates + b * H3, hprev + (ptrdiff_t)b * H,
-                              dout + row * dout_ld, dh + (ptrdiff_t)b * H, dgi + row * H3,
-                              dgh + b * H3);
+        const T *g_b = gates + b * H3;
+        T *dgi_b = dgi + row * H3, *dgh_b = dgh + b * H3;
+        S(row_bwd_before_n_1)(H, g_b + H, g_b + 2 * H, hprev + (ptrdiff_t)b * H,
+                              dout + row * dout_ld, dh + (ptrdiff_t)b * H, dgi_b + H,
+                              dgi_b + 2 * H, dgh_b + H, dgh_b + 2 * H);
     }
 }
 
@@ -268,9 +302,9 @@ void S(gru_row_bwd_before_rz)(const gru_steps_t *st, const T *gates, const T *hp
         if (t < 0)
             continue;               /* dgh row already zeroed by before_n */
         ptrdiff_t row = (ptrdiff_t)t * B + b;
-        S(row_bwd_before_rz_1)(H, gates + b * H3, hprev + (ptrdiff_t)b * H,
-                               drh + (ptrdiff_t)b * H, dh + (ptrdiff_t)b * H, dgi + row * H3,
-                               dgh + b * H3);
+        S(row_bwd_before_rz_1)(H, gates + b * H3, gates + b * H3 + H,
+                               hprev + (ptrdiff_t)b * H, drh + (ptrdiff_t)b * H,
+                               dh + (ptrdiff_t)b * H, dgi + row * H3, dgh + b * H3);
     }
 }
 
