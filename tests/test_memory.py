@@ -9,6 +9,8 @@
   machine's memory whatever the kernel's overcommit policy.
 """
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
@@ -34,25 +36,42 @@ rss_test = pytest.mark.skipif(os.environ.get("GRU_CY_MEMCHECK", "0") not in ("",
 
 
 def _rss():
-    """Current resident set size in bytes (Linux), else the peak (other POSIX)."""
+    """Current resident set size in bytes (Linux's /proc; skips elsewhere, where
+    only the peak is at hand and earlier tests' peaks would hide any growth)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        pass
-    resource = pytest.importorskip("resource")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+        pytest.skip("the current RSS is read from /proc/self/statm (Linux)")
+
+
+def _load_malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _settle():
+    """Collect garbage and give free heap pages back to the system (glibc), so
+    that memory freed by earlier tests, still resident, cannot absorb a leak."""
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _growth(fn, calls=CALLS, warmup=300):
     for _ in range(warmup):
         fn()
-    gc.collect()
+    _settle()
     before = _rss()
     for _ in range(calls):
         fn()
-    gc.collect()
+    _settle()
     return _rss() - before
 
 
