@@ -15,11 +15,17 @@ copy_checkout() {
     fi
 }
 
-# make_venv DIR: a fresh virtual environment with the test requirements.
+# make_venv DIR: a fresh virtual environment with the test requirements, and
+# with GRU_CY_PEERS=1 the optional peers too (their parity tests skip without).
 make_venv() {
     python3 -m venv "$1"
     "$1/bin/python" -m pip install --upgrade pip >/dev/null
     "$1/bin/python" -m pip install "pytest>=7" "hypothesis>=6" "threadpoolctl>=3" >/dev/null
+    if [ "${GRU_CY_PEERS:-0}" != 0 ]; then
+        "$1/bin/python" -m pip install torch==2.13.0 onnx onnxruntime onnxscript keras >/dev/null \
+            || echo "optional peers not installed; their tests will skip"
+        export KERAS_BACKEND=torch
+    fi
 }
 
 # pytest_verdict EXIT_CODE: pytest's 5 (nothing collected) is a failure too.
