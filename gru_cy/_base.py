@@ -14,8 +14,11 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+from functools import partial
 
 import numpy as np
+
+from gru_cy._threads import run_directions
 
 _INT32_MAX = 2**31 - 1
 
@@ -382,9 +385,10 @@ class RNNBase:
         layer_in = x
         for k in range(self.num_layers):
             out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
-            for d, reverse in enumerate(self._directions()):
-                self._kernel_forward(out, d * H, h_n[k * D + d], layer_in, weights[k][d],
-                                     lengths, full, reverse, None)
+            run_directions([partial(self._kernel_forward, out, d * H, h_n[k * D + d], layer_in,
+                                    weights[k][d], lengths, full, reverse, None)
+                            for d, reverse in enumerate(self._directions())],
+                           3 * T * B * H * (layer_in.shape[2] + H))
             layer_in = out
         return self._finish(layer_in, h_n, unbatched)
 
@@ -408,12 +412,11 @@ class RNNBase:
         for k in range(L):
             tape.layer_inputs.append(layer_in)
             out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
-            saved_k = []
-            for d, reverse in enumerate(self._directions()):
-                saved = self._alloc_saved(T, B)
-                self._kernel_forward(out, d * H, h_n[k * D + d], layer_in, weights[k][d],
-                                     lengths, full, reverse, saved)
-                saved_k.append(saved)
+            saved_k = [self._alloc_saved(T, B) for _ in range(D)]
+            run_directions([partial(self._kernel_forward, out, d * H, h_n[k * D + d], layer_in,
+                                    weights[k][d], lengths, full, reverse, saved_k[d])
+                            for d, reverse in enumerate(self._directions())],
+                           3 * T * B * H * (layer_in.shape[2] + H))
             tape.saved.append(saved_k)
             if k < L - 1 and self.dropout > 0.0:
                 mask = self._dropout_mask(out.shape)
@@ -535,10 +538,15 @@ class RNNBase:
         for k in range(L - 1, -1, -1):
             layer_in = tape.layer_inputs[k]
             dx = np.zeros(layer_in.shape, dtype=self.dtype)
-            for d, reverse in enumerate(self._directions()):
-                self._kernel_backward(dx, dh[k * D + d], grads[k][d], dout, d * H,
-                                      tape.saved[k][d], layer_in, tape.weights[k][d],
-                                      tape.lengths, tape.full_lengths, reverse)
+            # The directions may run at once: each adds into its own dx.
+            dxs = [dx] + [np.zeros_like(dx) for _ in range(D - 1)]
+            run_directions([partial(self._kernel_backward, dxs[d], dh[k * D + d], grads[k][d],
+                                    dout, d * H, tape.saved[k][d], layer_in, tape.weights[k][d],
+                                    tape.lengths, tape.full_lengths, reverse)
+                            for d, reverse in enumerate(self._directions())],
+                           6 * T * B * H * (layer_in.shape[2] + H))
+            for extra in dxs[1:]:
+                dx += extra
             if k > 0:
                 mask = tape.masks[k - 1]
                 if mask is not None:
