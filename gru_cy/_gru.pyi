@@ -16,6 +16,12 @@ _Lengths = npt.NDArray[np.int64]
 def use_columns(B: int, H: int, full: bool) -> bool:
     """True when the kernels run (B, H) in the columns (transposed) layout."""
 
+def plan(T: int, B: int, H: int, full: bool, reverse: bool, chunk_elements: int) -> tuple[bool, int]:
+    """(columns, chunk): the layout and the steps per input-projection GEMM."""
+
+def tape_sizes(T: int, B: int, H: int) -> tuple[int, int, int]:
+    """Elements of the tape arrays (gates, aux, hprev), enough for either layout."""
+
 def forward_work_size(B: int, H: int, chunk: int, train: bool, columns: bool, has_bias: bool) -> int:
     """Elements of the workspace gru_forward needs."""
 

@@ -299,6 +299,52 @@ def use_columns(int B, int H, bint full):
     return _columns(B, H, full)
 
 
+cdef inline int _block_steps(int B) noexcept nogil:
+    # Steps per block of the columns layout: blocks of about 128 columns keep
+    # what one step reads or writes of a (rows, T*B) array within a few
+    # hundred kilobytes (a flat (rows, T*B) array puts each of its rows T*B
+    # floats apart: the gate loops then ran 2-4x slower), while the GEMMs
+    # over a block (K = 128) run as fast as one over all T*B columns.
+    return max(1, 128 // B) if B > 0 else 1
+
+
+cdef inline Py_ssize_t _slot(int s, int Tb, int B, int rows) noexcept nogil:
+    """Offset of step s in a blocked (rows, T*B) array: block s // Tb holds
+    rows x (Tb * B) floats, row stride Tb * B, step s at column (s % Tb) * B."""
+    return <Py_ssize_t>(s // Tb) * rows * Tb * B + <Py_ssize_t>(s % Tb) * B
+
+
+cdef inline Py_ssize_t _blocked_size(int steps, int B, int rows) noexcept nogil:
+    cdef int Tb = _block_steps(B)
+    return <Py_ssize_t>((steps + Tb - 1) // Tb) * rows * Tb * B
+
+
+def plan(int T, int B, int H, bint full, bint reverse, Py_ssize_t chunk_elements):
+    """(columns, chunk): the layout and the steps per input-projection GEMM.
+
+    Rows: as many steps as fit in chunk_elements floats (all T when reverse
+    with uneven lengths, where steps of one block need different times);
+    columns: one tape block."""
+    cdef bint columns = _columns(B, H, full)
+    cdef int chunk
+    if columns:
+        chunk = _block_steps(B)
+    elif reverse and not full:
+        chunk = T
+    else:
+        chunk = <int>max(1, min(T, chunk_elements // max(1, <Py_ssize_t>B * 3 * H)))
+    return columns, max(1, min(chunk, T))
+
+
+def tape_sizes(int T, int B, int H):
+    """Elements of the tape arrays (gates, aux, hprev) of gru_forward,
+    enough for either layout."""
+    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    return (max(3 * H * TB, _blocked_size(T, B, 3 * H)),
+            max(H * TB, _blocked_size(T, B, H)),
+            max(H * (TB + B), _blocked_size(T + 1, B, H)))
+
+
 cdef inline void _project(bint columns, int count, int B, int I, int H3,
                           const floating *x, const floating *w_ih,
                           floating *gi) noexcept nogil:
@@ -341,6 +387,7 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef Py_ssize_t h_ld = B, hn_ld = B, sv_ld = B
     cdef int s, b, t, t0 = 0, count = 0, max_len = 0, need
+    cdef int Tb = _block_steps(B)
     cdef gru_steps_t st
     cdef floating *g_s
     cdef floating *a_s
@@ -362,12 +409,11 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     st.lengths = NULL if full else lengths
 
     if columns:
-        # State h^T: the tape's state blocks in training, two buffers
-        # (in hprev) otherwise.
+        # State h^T: the tape's state slots in training (blocked, ld
+        # Tb * B), two buffers (in hprev) otherwise.
         if train:
             h_cur = hprev
-            h_ld = hn_ld = TB + B
-            sv_ld = TB
+            h_ld = hn_ld = sv_ld = <Py_ssize_t>Tb * B
         else:
             h_cur = hprev
             h_new = hprev + HB
@@ -398,10 +444,10 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
         if columns:
             t = need
             if train:
-                h_cur = hprev + s * B
-                h_new = h_cur + B
-                g_s = gates + s * B
-                a_s = aux + s * B
+                h_cur = hprev + _slot(s, Tb, B, H)
+                h_new = hprev + _slot(s + 1, Tb, B, H)
+                g_s = gates + _slot(s, Tb, B, H3)
+                a_s = aux + _slot(s, Tb, B, H)
             else:
                 g_s = gates
                 a_s = aux
@@ -450,7 +496,7 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     if columns:
         # h_n = the last state, back to (B, H)
         if train:
-            h_cur = hprev + TB
+            h_cur = hprev + _slot(T, Tb, B, H)
         transpose(H, B, h_cur, h_ld, h, H)
     elif train and max_len < T:
         # Steps past the longest sequence change nothing; their tape rows
@@ -583,9 +629,10 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, cnp.ndarra
         raise ValueError("lengths: expected int64 with one entry per batch row")
     if train:
         gates, aux, hprev = saved
-        _check(gates, typenum, 3 * H * TB, True, "gates")
-        _check(aux, typenum, H * TB, True, "aux")
-        _check(hprev, typenum, H * (TB + B), True, "hprev")
+        sizes = tape_sizes(T, B, H)
+        _check(gates, typenum, sizes[0], True, "gates")
+        _check(aux, typenum, sizes[1], True, "aux")
+        _check(hprev, typenum, sizes[2], True, "hprev")
     cdef char *out_p = <char *>cnp.PyArray_DATA(out) + col * cnp.PyArray_ITEMSIZE(out)
     cdef char *g_p = NULL
     cdef char *a_p = NULL
@@ -822,7 +869,8 @@ cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating
                             bint reset_after) noexcept nogil:
     cdef int H3 = 3 * H
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
-    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef int Tb = _block_steps(B)
+    cdef int W = Tb * B
     cdef int s, t
     # work: w_t (H, 3H), then dh^T, dout_t^T and drh^T, each (H, B)
     cdef floating *w_t = work
@@ -830,30 +878,80 @@ cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating
     cdef floating *dout_t = dh_t + HB
     cdef floating *drh_t = dout_t + HB
     cdef floating *dgh_s
+    cdef floating *dgi_t
+    cdef const floating *g_s
+    cdef const floating *a_s
+    cdef const floating *hp_s
     transpose(H3, H, w_hh, H, w_t, H3)
     transpose(B, H, dh, H, dh_t, B)
     for s in range(T - 1, -1, -1):
         t = s if not reverse else T - 1 - s
-        dgh_s = dgh + s * B
+        dgh_s = dgh + _slot(s, Tb, B, H3)
+        dgi_t = dgi + _slot(t, Tb, B, H3)
+        g_s = gates + _slot(s, Tb, B, H3)
+        a_s = aux + _slot(s, Tb, B, H)
+        hp_s = hs + _slot(s, Tb, B, H)
         transpose(B, H, dout + <Py_ssize_t>t * B * dout_ld, dout_ld, dout_t, B)
         if reset_after:
-            col_bwd_after(B, H, gates + s * B, aux + s * B, TB, hs + s * B, TB + B, dout_t,
-                          dh_t, dgi + <Py_ssize_t>t * B, dgh_s, TB)
+            col_bwd_after(B, H, g_s, a_s, W, hp_s, W, dout_t, dh_t, dgi_t, dgh_s, W)
             # dh^T += w_hh.T @ dgh_s^T
-            gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh_s, <int>TB,
+            gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh_s, W,
                  <floating>1.0, dh_t, B)
         else:
-            col_bwd_before_n(B, H, gates + s * B, TB, hs + s * B, TB + B, dout_t, dh_t,
-                             dgi + <Py_ssize_t>t * B, dgh_s, TB)
+            col_bwd_before_n(B, H, g_s, W, hp_s, W, dout_t, dh_t, dgi_t, dgh_s, W)
             # drh^T = w_hh[2H:].T @ dgh_s^T[2H:]
             gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_t + 2 * H, H3,
-                 dgh_s + 2 * H * TB, <int>TB, <floating>0.0, drh_t, B)
-            col_bwd_before_rz(B, H, gates + s * B, TB, hs + s * B, TB + B, drh_t, dh_t,
-                              dgi + <Py_ssize_t>t * B, dgh_s, TB)
+                 dgh_s + <Py_ssize_t>2 * H * W, W, <floating>0.0, drh_t, B)
+            col_bwd_before_rz(B, H, g_s, W, hp_s, W, drh_t, dh_t, dgi_t, dgh_s, W)
             # dh^T += w_hh[:2H].T @ dgh_s^T[:2H]
-            gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh_s, <int>TB,
+            gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh_s, W,
                  <floating>1.0, dh_t, B)
     transpose(H, B, dh_t, B, dh, H)
+
+
+cdef void _weight_grads_columns(floating *dx, floating *dw_ih, floating *dw_hh,
+                                floating *db_ih, floating *db_hh, const floating *dgi,
+                                const floating *dgh, const floating *aux,
+                                const floating *hs, const floating *x,
+                                const floating *w_ih, int T, int B, int I, int H,
+                                bint reset_after) noexcept nogil:
+    """Weight gradients from the blocked columns layout: the GEMMs of all
+    T * B columns, one block of Tb steps at a time (K = Tb * B)."""
+    cdef int H3 = 3 * H
+    cdef int Tb = _block_steps(B)
+    cdef int W = Tb * B
+    cdef int p, cols
+    cdef Py_ssize_t row0
+    cdef const floating *dgi_p
+    cdef const floating *dgh_p
+    cdef const floating *hs_p
+    for p in range((T + Tb - 1) // Tb):
+        cols = min(Tb, T - p * Tb) * B
+        row0 = <Py_ssize_t>p * W
+        dgi_p = dgi + <Py_ssize_t>p * H3 * W
+        dgh_p = dgh + <Py_ssize_t>p * H3 * W
+        hs_p = hs + <Py_ssize_t>p * H * W
+        # dw_ih += dgi_p @ x[rows of block p]
+        gemm(NoTrans, NoTrans, H3, I, cols, <floating>1.0, dgi_p, W, x + row0 * I, I,
+             <floating>1.0, dw_ih, I)
+        # dx[rows of block p] += dgi_p.T @ w_ih
+        gemm(Trans, NoTrans, cols, I, H3, <floating>1.0, dgi_p, W, w_ih, I,
+             <floating>1.0, dx + row0 * I, I)
+        if reset_after:
+            # dw_hh += dgh_p @ hprev_p          (hprev_p^T = state slots of block p)
+            gemm(NoTrans, Trans, H3, H, cols, <floating>1.0, dgh_p, W, hs_p, W,
+                 <floating>1.0, dw_hh, H)
+        else:
+            # dw_hh[:2H] += dgh_p[:2H] @ hprev_p ; dw_hh[2H:] += dgh_p[2H:] @ (r * hprev)_p
+            gemm(NoTrans, Trans, 2 * H, H, cols, <floating>1.0, dgh_p, W, hs_p, W,
+                 <floating>1.0, dw_hh, H)
+            gemm(NoTrans, Trans, H, H, cols, <floating>1.0, dgh_p + <Py_ssize_t>2 * H * W, W,
+                 aux + <Py_ssize_t>p * H * W, W, <floating>1.0,
+                 dw_hh + 2 * <Py_ssize_t>H * H, H)
+        if db_ih != NULL:
+            # db_ih += dgi_p.sum(1) ; db_hh += dgh_p.sum(1)
+            sum_cols(H3, cols, dgi_p, W, db_ih)
+            sum_cols(H3, cols, dgh_p, W, db_hh)
 
 
 cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
@@ -868,7 +966,7 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
     cdef int b, t, max_len = 0
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef floating *dgi = work
-    cdef floating *dgh = dgi + TB * H3
+    cdef floating *dgh = dgi + (_blocked_size(T, B, H3) if columns else TB * H3)
     cdef floating *rest = dgh + TB * H3
     cdef floating *x_masked
     cdef const floating *x_used = x
@@ -879,29 +977,11 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
             if lengths[b] > max_len:
                 max_len = <int>lengths[b]
     if columns:
+        rest = dgh + _blocked_size(T, B, H3)
         _backward_columns(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
                           T, B, H, reverse, reset_after)
-        # Weight gradients: one GEMM each over all T * B columns.
-        # dw_ih += dgi^T @ x
-        gemm(NoTrans, NoTrans, H3, I, rows, <floating>1.0, dgi, rows, x, I,
-             <floating>1.0, dw_ih, I)
-        # dx += (dgi^T).T @ w_ih
-        gemm(Trans, NoTrans, rows, I, H3, <floating>1.0, dgi, rows, w_ih, I,
-             <floating>1.0, dx, I)
-        if reset_after:
-            # dw_hh += dgh^T @ hprev     (hprev^T = the first T state blocks)
-            gemm(NoTrans, Trans, H3, H, rows, <floating>1.0, dgh, rows, hprev, rows + B,
-                 <floating>1.0, dw_hh, H)
-        else:
-            # dw_hh[:2H] += dgh^T[:2H] @ hprev ; dw_hh[2H:] += dgh^T[2H:] @ (r * hprev)
-            gemm(NoTrans, Trans, 2 * H, H, rows, <floating>1.0, dgh, rows, hprev, rows + B,
-                 <floating>1.0, dw_hh, H)
-            gemm(NoTrans, Trans, H, H, rows, <floating>1.0, dgh + 2 * H * TB, rows, aux, rows,
-                 <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
-        if db_ih != NULL:
-            # db_ih += dgi^T.sum(1) ; db_hh += dgh^T.sum(1)
-            sum_cols(H3, rows, dgi, TB, db_ih)
-            sum_cols(H3, rows, dgh, TB, db_hh)
+        _weight_grads_columns(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, aux, hprev, x, w_ih,
+                              T, B, I, H, reset_after)
         return
     _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
                    lengths, full, max_len, T, B, H, reverse, reset_after)
@@ -945,6 +1025,7 @@ cdef Py_ssize_t _backward_work(int T, int B, int I, int H, bint full,
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef Py_ssize_t n = 2 * TB * 3 * H                         # dgi, dgh
     if columns:
+        n = 2 * _blocked_size(T, B, 3 * H)
         n += <Py_ssize_t>3 * H * H + <Py_ssize_t>3 * H * B     # w_t, dh^T, dout^T, drh^T
     else:
         n += <Py_ssize_t>H * B                                 # drh
@@ -1000,9 +1081,10 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
         _check(db_hh, typenum, 3 * H, True, "db_hh")
     _check(work, typenum, _backward_work(T, B, I, H, full, columns), True, "work")
     _check(dout, typenum, 0, False, "dout")
-    _check(gates, typenum, 3 * H * TB, False, "gates")
-    _check(aux, typenum, H * TB, False, "aux")
-    _check(hprev, typenum, H * (TB + B), False, "hprev")
+    sizes = tape_sizes(T, B, H)
+    _check(gates, typenum, sizes[0], False, "gates")
+    _check(aux, typenum, sizes[1], False, "aux")
+    _check(hprev, typenum, sizes[2], False, "hprev")
     _check(x, typenum, 0, False, "x")
     _check(w_ih, typenum, 0, False, "w_ih")
     _check(w_hh, typenum, 0, False, "w_hh")
@@ -1058,8 +1140,10 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
     cdef int H3 = 3 * H
     cdef int rows = T * B
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
-    cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef int Tb = _block_steps(B)
+    cdef int W = Tb * B
     cdef int s, t0 = 0, count = 0
+    cdef floating *dgh_s
     for s in range(T):
         if s >= t0 + count:
             t0 = s
@@ -1083,13 +1167,14 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
         return
     for s in range(T - 1, -1, -1):
         if columns:
+            dgh_s = dgh + _slot(s, Tb, B, H3)
             if reset_after:
-                gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh + s * B, rows,
+                gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh_s, W,
                      <floating>1.0, dh, B)
             else:
                 gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_t + 2 * H, H3,
-                     dgh + 2 * H * TB + s * B, rows, <floating>0.0, rh, B)
-                gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh + s * B, rows,
+                     dgh_s + <Py_ssize_t>2 * H * W, W, <floating>0.0, rh, B)
+                gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh_s, W,
                      <floating>1.0, dh, B)
         elif B == 1:
             if reset_after:
@@ -1109,18 +1194,9 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
                 gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh + s * B * H3, H3, w_hh,
                      H, <floating>1.0, dh, H)
     if columns:
-        gemm(NoTrans, NoTrans, H3, I, rows, <floating>1.0, dgi, rows, x, I, <floating>1.0,
-             dw_ih, I)
-        gemm(Trans, NoTrans, rows, I, H3, <floating>1.0, dgi, rows, w_ih, I, <floating>1.0,
-             dx, I)
-        if reset_after:
-            gemm(NoTrans, Trans, H3, H, rows, <floating>1.0, dgh, rows, hs, rows + B,
-                 <floating>1.0, dw_hh, H)
-        else:
-            gemm(NoTrans, Trans, 2 * H, H, rows, <floating>1.0, dgh, rows, hs, rows + B,
-                 <floating>1.0, dw_hh, H)
-            gemm(NoTrans, Trans, H, H, rows, <floating>1.0, dgh + 2 * H * TB, rows, hs, rows,
-                 <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+        # dgi doubles as the aux blocks: only the shapes of the calls matter here
+        _weight_grads_columns(dx, dw_ih, dw_hh, NULL, NULL, dgi, dgh, dgi, hs, x, w_ih,
+                              T, B, I, H, reset_after)
     else:
         gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, dgi, H3, x, I, <floating>1.0,
              dw_ih, I)
@@ -1142,7 +1218,8 @@ def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     """Seconds taken by each of `repeats` runs of only the BLAS calls that one
     layer and direction makes (forward, plus backward when train), with full
     lengths, in the layout the kernels choose: the GEMM-only floor of the
-    benchmark. Gate math, transposes and copies are left out."""
+    benchmark. Gate math, transposes and copies are left out. chunk: steps
+    per input-projection GEMM, as plan() gives it."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef bint columns = _columns(B, H, True)
     cdef int r
@@ -1159,9 +1236,10 @@ def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating[::1] rh = np.zeros(H * B, dt)
     cdef floating[::1] dh = np.zeros(H * B, dt)
     cdef floating[:, ::1] w_t = np.ascontiguousarray(np.asarray(w_hh).T)
-    cdef floating[::1] dgi = np.zeros(<Py_ssize_t>T * B * 3 * H if train else 1, dt)
-    cdef floating[::1] dgh = np.zeros(<Py_ssize_t>T * B * 3 * H if train else 1, dt)
-    cdef floating[::1] hs = np.zeros(<Py_ssize_t>(T + 1) * B * H if train else 1, dt)
+    sizes = tape_sizes(T, B, H)
+    cdef floating[::1] dgi = np.zeros(sizes[0] if train else 1, dt)
+    cdef floating[::1] dgh = np.zeros(sizes[0] if train else 1, dt)
+    cdef floating[::1] hs = np.zeros(sizes[2] if train else 1, dt)
     cdef floating[::1] dx = np.zeros(<Py_ssize_t>T * B * I if train else 1, dt)
     cdef floating[:, ::1] dw_ih = np.zeros((3 * H, I), dt)
     cdef floating[:, ::1] dw_hh = np.zeros((3 * H, H), dt)

@@ -106,20 +106,15 @@ class GRU(RNNBase):
     # -- kernels ----------------------------------------------------------
 
     def _alloc_saved(self, T, B):
-        # Flat, so that either kernel layout can use them (see _gru's doc):
-        # gates, aux, and T + 1 hidden states (hprev).
-        H, dt = self.hidden_size, self.dtype
-        return (empty(3 * H * T * B, dt), empty(H * T * B, dt), empty(H * (T + 1) * B, dt))
+        # Flat, so that either kernel layout can use them (see _gru's doc).
+        dt = self.dtype
+        return tuple(empty(n, dt) for n in _gru.tape_sizes(T, B, self.hidden_size))
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         H = self.hidden_size
         w_ih, w_hh, b_ih, b_hh = weights
-        columns = _gru.use_columns(B, H, full)
-        if reverse and not full:
-            chunk = T
-        else:
-            chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * 3 * H)))
+        columns, chunk = _gru.plan(T, B, H, full, reverse, _CHUNK_ELEMENTS)
         work = empty(_gru.forward_work_size(B, H, chunk, saved is not None, columns,
                                             b_ih is not None), self.dtype)
         _gru.gru_forward(out, col, h, saved, work, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
