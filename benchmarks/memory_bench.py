@@ -1,0 +1,76 @@
+"""Peak memory of inference against sequence length.
+
+    python benchmarks/memory_bench.py [--out benchmarks/results/memory.json]
+
+Each run is a fresh subprocess (so that peaks do not carry over) that
+imports gru_cy, builds x (T, B=1, I=256) in float32, runs one warm-up call
+with T=10 and then the measured call, and reports the process's peak
+resident set size (getrusage ru_maxrss) and what the call itself added to
+the resident set before it (the input projection is computed in chunks of
+time steps, so only the output should grow with T). The target (issue 4):
+peak(T=10,000) within 10% of peak(T=100) plus the growth of the output; the
+caller's own input grows too and is allowed for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, sys
+import numpy as np
+import gru_cy
+T, B, I, H, dtype = int(sys.argv[1]), 1, 256, 256, np.float32
+gru = gru_cy.GRU(I, H, seed=0, dtype=dtype)
+gru(np.zeros((10, B, I), dtype))                      # warm-up (BLAS buffers, caches)
+x = np.random.default_rng(0).standard_normal((T, B, I), dtype=dtype)
+def peak_kib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
+def rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+before = rss_kib()
+out, h_n = gru(x)
+print(json.dumps(dict(T=T, peak_kib=peak_kib(), rss_before_call_kib=before,
+                      out_bytes=out.nbytes, x_bytes=x.nbytes)))
+"""
+
+
+def measure(T):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    res = subprocess.run([sys.executable, "-c", CHILD, str(T)], capture_output=True, text=True,
+                         env=env, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--lengths", type=int, nargs="*", default=[100, 10_000])
+    args = parser.parse_args(argv)
+    runs = [measure(T) for T in args.lengths]
+    short, long_ = runs[0], runs[-1]
+    allowed_kib = (1.10 * short["peak_kib"]
+                   + (long_["out_bytes"] - short["out_bytes"]) / 1024
+                   + (long_["x_bytes"] - short["x_bytes"]) / 1024)
+    print(f"{'T':>8} {'peak RSS':>12} {'call added':>12} {'output':>10} {'input':>10}")
+    for r in runs:
+        added = max(0, r["peak_kib"] - r["rss_before_call_kib"])
+        print(f"{r['T']:>8} {r['peak_kib'] / 1024:8.1f} MiB {added / 1024:8.1f} MiB "
+              f"{r['out_bytes'] / 2**20:6.1f} MiB {r['x_bytes'] / 2**20:6.1f} MiB")
+    ok = long_["peak_kib"] <= allowed_kib
+    print(f"\npeak(T={long_['T']}) = {long_['peak_kib'] / 1024:.1f} MiB; allowed "
+          f"1.1 * peak(T={short['T']}) + growth of output and input = {allowed_kib / 1024:.1f} MiB"
+          f" -> {'within target' if ok else 'OVER target'}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(dict(runs=runs, allowed_kib=allowed_kib, within_target=ok), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The full side-by-side benchmark of issue 4, with JSON, plot and README table.
+
+    python benchmarks/run_bench.py [--threads 1 2] [--budget 2] [--quick]
+
+Runs gru_cy against the NumPy GRU, torch.nn.GRU and ONNX Runtime on the
+shape grid, the extra rows (float64, bidirectional, 2 layers,
+reset_after=False, variable lengths) and the step() latency row, at each
+thread count; prints the tables; writes benchmarks/results/bench-<date>.json,
+the plot next to it (when matplotlib is installed) and the Markdown table
+used in README.md (bench-<date>.md). The measuring code is gru_cy/_bench.py,
+also behind `python -m gru_cy bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+from gru_cy import _bench
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--budget", type=float, default=2.0,
+                        help="seconds of timing per case, mode and thread count")
+    parser.add_argument("--quick", action="store_true", help="the quick grid, no extra rows")
+    parser.add_argument("--name", default=None, help="file name stem under results/")
+    args = parser.parse_args(argv)
+    grid = _bench.QUICK_GRID if args.quick else _bench.GRID
+    doc = _bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
+                     budget=args.budget)
+    _bench.print_report(doc)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    stem = args.name or f"bench-{datetime.date.today().isoformat()}"
+    base = os.path.join(HERE, "results", stem)
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(_bench.format_markdown(doc))
+    print(f"\nwrote {base}.json and {base}.md")
+    try:
+        import plot_bench
+    except ImportError:
+        sys.path.insert(0, HERE)
+        import plot_bench
+    try:
+        plot_bench.plot(doc, base + ".png")
+        print(f"wrote {base}.png")
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
