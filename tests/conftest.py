@@ -22,7 +22,6 @@ import importlib
 import os
 import sys
 
-import pytest
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(TESTS_DIR)

@@ -125,7 +125,8 @@ def test_random_valid_calls_agree_with_reference(case):
     np.testing.assert_allclose(h_tm, e_h, err_msg="h_n", **tol)
 
     out2, h_n2, tape = gru.forward_train(x, h0_user, len_user)
-    assert out2.tobytes() == out.tobytes() and h_n2.tobytes() == h_n.tobytes()
+    assert out2.tobytes() == out.tobytes(), "forward_train's out differs from the inference call"
+    assert h_n2.tobytes() == h_n.tobytes(), "forward_train's h_n differs from the inference call"
     dx, dh0 = gru.backward(tape, dout_user, dh_user)
     np.testing.assert_allclose(_to_time_major(dx, unbatched, bf), e_dx, err_msg="dx", **tol)
     np.testing.assert_allclose(dh0[:, None] if unbatched else dh0, e_dh0, err_msg="dh0", **tol)
