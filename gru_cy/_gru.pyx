@@ -324,11 +324,12 @@ def plan(int T, int B, int H, bint full, bint reverse, Py_ssize_t chunk_elements
 
     Rows: as many steps as fit in chunk_elements floats (all T when reverse
     with uneven lengths, where steps of one block need different times);
-    columns: one tape block."""
+    columns: 256 columns (OpenBLAS slows down below; measured at B=128,
+    H=512, one step per GEMM costs 12% more than two), at least a block."""
     cdef bint columns = _columns(B, H, full)
     cdef int chunk
     if columns:
-        chunk = _block_steps(B)
+        chunk = max(_block_steps(B), 256 // B)
     elif reverse and not full:
         chunk = T
     else:
@@ -862,19 +863,26 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
                      <floating>1.0, dh, H)
 
 
-cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating *work,
+cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
+                            floating *db_ih, floating *db_hh, floating *work,
                             const floating *dout, Py_ssize_t dout_ld,
                             const floating *gates, const floating *aux, const floating *hs,
-                            const floating *w_hh, int T, int B, int H, bint reverse,
+                            const floating *x, const floating *w_ih, const floating *w_hh,
+                            int T, int B, int I, int H, bint reverse,
                             bint reset_after) noexcept nogil:
+    """Columns-layout backward. dgi and dgh live one block (Tb steps) at a
+    time: as soon as the steps of a block are done its weight-gradient GEMMs
+    run, so the workspace does not grow with T (and stays in cache)."""
     cdef int H3 = 3 * H
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
     cdef int Tb = _block_steps(B)
     cdef int W = Tb * B
-    cdef int s, t
-    # work: w_t (H, 3H), then dh^T, dout_t^T and drh^T, each (H, B)
-    cdef floating *w_t = work
-    cdef floating *dh_t = work + <Py_ssize_t>H3 * H
+    cdef int s, t, first
+    # work: dgi and dgh blocks (3H, W), w_t (H, 3H), dh^T, dout_t^T, drh^T (H, B)
+    cdef floating *dgi_b = work
+    cdef floating *dgh_b = dgi_b + <Py_ssize_t>H3 * W
+    cdef floating *w_t = dgh_b + <Py_ssize_t>H3 * W
+    cdef floating *dh_t = w_t + <Py_ssize_t>H3 * H
     cdef floating *dout_t = dh_t + HB
     cdef floating *drh_t = dout_t + HB
     cdef floating *dgh_s
@@ -886,8 +894,8 @@ cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating
     transpose(B, H, dh, H, dh_t, B)
     for s in range(T - 1, -1, -1):
         t = s if not reverse else T - 1 - s
-        dgh_s = dgh + _slot(s, Tb, B, H3)
-        dgi_t = dgi + _slot(t, Tb, B, H3)
+        dgh_s = dgh_b + (s % Tb) * B
+        dgi_t = dgi_b + (t % Tb) * B
         g_s = gates + _slot(s, Tb, B, H3)
         a_s = aux + _slot(s, Tb, B, H)
         hp_s = hs + _slot(s, Tb, B, H)
@@ -906,52 +914,52 @@ cdef void _backward_columns(floating *dh, floating *dgi, floating *dgh, floating
             # dh^T += w_hh[:2H].T @ dgh_s^T[:2H]
             gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh_s, W,
                  <floating>1.0, dh_t, B)
+        if s % Tb == 0:
+            # Steps [s, s + Tb) done: their recurrent weight gradients.
+            _recurrent_grads(dw_hh, db_hh, dgh_b, aux + _slot(s, Tb, B, H), hp_s,
+                             (min(s + Tb, T) - s) * B, W, H, reset_after)
+        if (t % Tb == 0) if not reverse else (t % Tb == Tb - 1 or t == T - 1):
+            # Times [first, first + Tb) done: their input weight gradients and dx.
+            first = t - t % Tb
+            _input_grads(dx + <Py_ssize_t>first * B * I, dw_ih, db_ih, dgi_b,
+                         x + <Py_ssize_t>first * B * I, w_ih, (min(first + Tb, T) - first) * B,
+                         W, I, H)
     transpose(H, B, dh_t, B, dh, H)
 
 
-cdef void _weight_grads_columns(floating *dx, floating *dw_ih, floating *dw_hh,
-                                floating *db_ih, floating *db_hh, const floating *dgi,
-                                const floating *dgh, const floating *aux,
-                                const floating *hs, const floating *x,
-                                const floating *w_ih, int T, int B, int I, int H,
-                                bint reset_after) noexcept nogil:
-    """Weight gradients from the blocked columns layout: the GEMMs of all
-    T * B columns, one block of Tb steps at a time (K = Tb * B)."""
-    cdef int H3 = 3 * H
-    cdef int Tb = _block_steps(B)
-    cdef int W = Tb * B
-    cdef int p, cols
-    cdef Py_ssize_t row0
-    cdef const floating *dgi_p
-    cdef const floating *dgh_p
-    cdef const floating *hs_p
-    for p in range((T + Tb - 1) // Tb):
-        cols = min(Tb, T - p * Tb) * B
-        row0 = <Py_ssize_t>p * W
-        dgi_p = dgi + <Py_ssize_t>p * H3 * W
-        dgh_p = dgh + <Py_ssize_t>p * H3 * W
-        hs_p = hs + <Py_ssize_t>p * H * W
-        # dw_ih += dgi_p @ x[rows of block p]
-        gemm(NoTrans, NoTrans, H3, I, cols, <floating>1.0, dgi_p, W, x + row0 * I, I,
-             <floating>1.0, dw_ih, I)
-        # dx[rows of block p] += dgi_p.T @ w_ih
-        gemm(Trans, NoTrans, cols, I, H3, <floating>1.0, dgi_p, W, w_ih, I,
-             <floating>1.0, dx + row0 * I, I)
-        if reset_after:
-            # dw_hh += dgh_p @ hprev_p          (hprev_p^T = state slots of block p)
-            gemm(NoTrans, Trans, H3, H, cols, <floating>1.0, dgh_p, W, hs_p, W,
-                 <floating>1.0, dw_hh, H)
-        else:
-            # dw_hh[:2H] += dgh_p[:2H] @ hprev_p ; dw_hh[2H:] += dgh_p[2H:] @ (r * hprev)_p
-            gemm(NoTrans, Trans, 2 * H, H, cols, <floating>1.0, dgh_p, W, hs_p, W,
-                 <floating>1.0, dw_hh, H)
-            gemm(NoTrans, Trans, H, H, cols, <floating>1.0, dgh_p + <Py_ssize_t>2 * H * W, W,
-                 aux + <Py_ssize_t>p * H * W, W, <floating>1.0,
-                 dw_hh + 2 * <Py_ssize_t>H * H, H)
-        if db_ih != NULL:
-            # db_ih += dgi_p.sum(1) ; db_hh += dgh_p.sum(1)
-            sum_cols(H3, cols, dgi_p, W, db_ih)
-            sum_cols(H3, cols, dgh_p, W, db_hh)
+cdef void _recurrent_grads(floating *dw_hh, floating *db_hh, const floating *dgh_p,
+                           const floating *aux_p, const floating *hs_p, int cols, int ld,
+                           int H, bint reset_after) noexcept nogil:
+    """dw_hh and db_hh from one block of dgh^T (3H, cols) with row stride ld."""
+    if reset_after:
+        # dw_hh += dgh_p @ hprev_p          (hprev_p^T = the block's state slots)
+        gemm(NoTrans, Trans, 3 * H, H, cols, <floating>1.0, dgh_p, ld, hs_p, ld,
+             <floating>1.0, dw_hh, H)
+    else:
+        # dw_hh[:2H] += dgh_p[:2H] @ hprev_p ; dw_hh[2H:] += dgh_p[2H:] @ (r * hprev)_p
+        gemm(NoTrans, Trans, 2 * H, H, cols, <floating>1.0, dgh_p, ld, hs_p, ld,
+             <floating>1.0, dw_hh, H)
+        gemm(NoTrans, Trans, H, H, cols, <floating>1.0, dgh_p + <Py_ssize_t>2 * H * ld, ld,
+             aux_p, ld, <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+    if db_hh != NULL:
+        # db_hh += dgh_p.sum(1)
+        sum_cols(3 * H, cols, dgh_p, ld, db_hh)
+
+
+cdef void _input_grads(floating *dx_p, floating *dw_ih, floating *db_ih,
+                       const floating *dgi_p, const floating *x_p, const floating *w_ih,
+                       int cols, int ld, int I, int H) noexcept nogil:
+    """dw_ih, db_ih and the block's rows of dx from one block of dgi^T
+    (3H, cols) with row stride ld."""
+    # dw_ih += dgi_p @ x_p
+    gemm(NoTrans, NoTrans, 3 * H, I, cols, <floating>1.0, dgi_p, ld, x_p, I,
+         <floating>1.0, dw_ih, I)
+    # dx_p += dgi_p.T @ w_ih
+    gemm(Trans, NoTrans, cols, I, 3 * H, <floating>1.0, dgi_p, ld, w_ih, I,
+         <floating>1.0, dx_p, I)
+    if db_ih != NULL:
+        # db_ih += dgi_p.sum(1)
+        sum_cols(3 * H, cols, dgi_p, ld, db_ih)
 
 
 cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
@@ -966,7 +974,7 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
     cdef int b, t, max_len = 0
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef floating *dgi = work
-    cdef floating *dgh = dgi + (_blocked_size(T, B, H3) if columns else TB * H3)
+    cdef floating *dgh = dgi + TB * H3
     cdef floating *rest = dgh + TB * H3
     cdef floating *x_masked
     cdef const floating *x_used = x
@@ -977,11 +985,8 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
             if lengths[b] > max_len:
                 max_len = <int>lengths[b]
     if columns:
-        rest = dgh + _blocked_size(T, B, H3)
-        _backward_columns(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
-                          T, B, H, reverse, reset_after)
-        _weight_grads_columns(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, aux, hprev, x, w_ih,
-                              T, B, I, H, reset_after)
+        _backward_columns(dx, dh, dw_ih, dw_hh, db_ih, db_hh, work, dout, dout_ld, gates, aux,
+                          hprev, x, w_ih, w_hh, T, B, I, H, reverse, reset_after)
         return
     _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
                    lengths, full, max_len, T, B, H, reverse, reset_after)
@@ -1025,7 +1030,7 @@ cdef Py_ssize_t _backward_work(int T, int B, int I, int H, bint full,
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef Py_ssize_t n = 2 * TB * 3 * H                         # dgi, dgh
     if columns:
-        n = 2 * _blocked_size(T, B, 3 * H)
+        n = 2 * <Py_ssize_t>3 * H * _block_steps(B) * B        # one block of each
         n += <Py_ssize_t>3 * H * H + <Py_ssize_t>3 * H * B     # w_t, dh^T, dout^T, drh^T
     else:
         n += <Py_ssize_t>H * B                                 # drh
@@ -1194,9 +1199,13 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
                 gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh + s * B * H3, H3, w_hh,
                      H, <floating>1.0, dh, H)
     if columns:
-        # dgi doubles as the aux blocks: only the shapes of the calls matter here
-        _weight_grads_columns(dx, dw_ih, dw_hh, NULL, NULL, dgi, dgh, dgi, hs, x, w_ih,
-                              T, B, I, H, reset_after)
+        s = 0
+        while s < T:
+            _recurrent_grads(dw_hh, <floating *>NULL, dgh, hs, hs, (min(s + Tb, T) - s) * B,
+                             W, H, reset_after)
+            _input_grads(dx + <Py_ssize_t>s * B * I, dw_ih, <floating *>NULL, dgi,
+                         x + <Py_ssize_t>s * B * I, w_ih, (min(s + Tb, T) - s) * B, W, I, H)
+            s += Tb
     else:
         gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, dgi, H3, x, I, <floating>1.0,
              dw_ih, I)
