@@ -362,10 +362,17 @@ class RNNBase:
             raise ValueError(
                 f"lengths must be a 1-D array with one entry per batch element: expected shape "
                 f"({B},), got {shape_str(arr.shape)}")
+        # Work on a private copy, checked after copying: the kernels index
+        # with these values, and the caller's buffer may change afterwards
+        # (reused for the next batch before backward, or by another thread).
         if B and (arr.min() < 0 or arr.max() > T):
             raise ValueError(
                 f"lengths must lie in [0, T] with T={T}, got values from {arr.min()} to {arr.max()}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        own = np.array(arr, dtype=np.int64, copy=True)
+        if B and (own.min() < 0 or own.max() > T):
+            raise ValueError(
+                f"lengths must lie in [0, T] with T={T}, got values from {own.min()} to {own.max()}")
+        return own
 
     def _finish(self, out, h_n, unbatched):
         if unbatched:
@@ -400,7 +407,12 @@ class RNNBase:
         Dropout (if any) is applied between layers, drawn from the module's
         random generator.
         """
+        x_user = x
         x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
+        if isinstance(x_user, np.ndarray) and np.may_share_memory(x, x_user):
+            # The tape keeps the input for backward: it must not follow later
+            # changes the caller makes to its own buffer.
+            x = x.copy()
         weights = self._weights()
         T, B = x.shape[0], x.shape[1]
         D, H, L = self.num_directions, self.hidden_size, self.num_layers

@@ -372,14 +372,6 @@ def test_random_invalid_constructor_arguments_raise(kwargs):
 
 # -- the caller's arrays after forward_train ---------------------------------------------------
 
-_TAPE_ALIASING = (
-    "gru_cy/_base.py: the tape keeps the caller's x and lengths by reference when they already "
-    "have the module's layout (np.ascontiguousarray returns them as they are), so a buffer "
-    "reused for the next batch before backward changes the gradients, and out-of-range "
-    "lengths written into it send the kernels out of bounds")
-
-
-@pytest.mark.xfail(strict=False, reason=_TAPE_ALIASING)
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_backward_ignores_later_changes_to_the_callers_arrays(with_lengths):
     T, B = 6, 3
@@ -418,7 +410,6 @@ except (TypeError, ValueError):
 """
 
 
-@pytest.mark.xfail(strict=False, reason=_TAPE_ALIASING)
 def test_reusing_the_lengths_buffer_cannot_crash_backward(tmp_path):
     import subprocess
     import sys
