@@ -16,6 +16,9 @@ _Lengths = npt.NDArray[np.int64]
 def use_columns(B: int, H: int, full: bool) -> bool:
     """True when the kernels run (B, H) in the columns (transposed) layout."""
 
+def set_layout(layout: str) -> None:
+    """Force "rows", "columns" or "auto" (default) for every later call (tests, measurements)."""
+
 def plan(T: int, B: int, H: int, full: bool, reverse: bool, chunk_elements: int) -> tuple[bool, int]:
     """(columns, chunk): the layout and the steps per input-projection GEMM."""
 

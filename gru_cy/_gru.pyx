@@ -286,17 +286,35 @@ cdef inline void sum_cols(int n, int cols, const floating *x, Py_ssize_t ld,
 
 # ---- layout choice ---------------------------------------------------------
 
+# 0: choose by shape; 1: always rows; 2: columns whenever lengths are full
+# (set_layout, for tests and measurements).
+cdef int _layout_override = 0
+
+
 cdef inline bint _columns(int B, int H, bint full) noexcept nogil:
     # Measured with OpenBLAS (SkylakeX kernels): while 3H * H * B is at most
     # 3 * 2^18 OpenBLAS runs the rows-layout GEMM h @ W_hh^T (on a transposed
     # copy of W_hh) in its small-matrix kernel, which is the fastest; above,
     # W_hh @ h^T is 1.1-1.8x faster (more with two threads).
+    if _layout_override == 1:
+        return False
+    if _layout_override == 2:
+        return full and B >= 1
     return full and B >= 2 and <double>3 * H * H * B > 786432.0
 
 
 def use_columns(int B, int H, bint full):
     """True when the kernels run (B, H) in the columns layout (see module doc)."""
     return _columns(B, H, full)
+
+
+def set_layout(str layout):
+    """Force a layout for every later call: "rows", "columns" (used when
+    lengths are full) or "auto" (the default). Process-wide; for tests and
+    measurements, not for use while other threads run the kernels. A tape
+    must be used by backward under the layout that recorded it."""
+    global _layout_override
+    _layout_override = {"auto": 0, "rows": 1, "columns": 2}[layout]
 
 
 cdef inline int _block_steps(int B) noexcept nogil:

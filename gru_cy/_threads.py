@@ -4,16 +4,20 @@ The directions are independent, and the kernels release the GIL for their
 whole time loop, so one direction can run on a worker thread while the
 calling thread runs the other (DESIGN.md §4). Inside, every BLAS call must
 be single-threaded, or the two directions would fight over the BLAS's own
-threads: while a pair runs, SciPy's OpenBLAS is set to one thread (through
-its openblas_set_num_threads, found next to scipy.linalg.cython_blas) and
-set back afterwards.
+threads: while a bidirectional layer runs, SciPy's OpenBLAS is set to one
+thread (through its openblas_set_num_threads, found next to
+scipy.linalg.cython_blas; OpenBLAS has no per-thread setting) and set back
+when the last such layer in the process is done.
 
-A pair runs on two threads only when the user allows SciPy's BLAS two
-threads or more (threadpoolctl, OPENBLAS_NUM_THREADS, ...: pinning gru_cy
-to one thread that way pins it completely), when the work is large enough
-to pay for the hand-over (about 20-70 us), when the BLAS thread count can
-be controlled, and when no other pair holds the worker; otherwise the
-calls run one after the other, as before.
+A layer's directions run on two threads when the user allows SciPy's BLAS
+two threads or more (threadpoolctl, OPENBLAS_NUM_THREADS, ...: pinning
+gru_cy to one thread that way pins it completely), the layer is large
+enough to pay for the hand-over (about 20-70 us), and no other layer holds
+the worker; otherwise one after the other. Either way a bidirectional
+layer's BLAS calls are single-threaded whenever the BLAS count can be set,
+so its results do not depend on what other threads are doing (OpenBLAS's
+threaded GEMMs round differently from its single-threaded ones). Other
+calls made while the count is lowered run single-threaded too.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 # second thread costs more than it saves.
 MIN_MULTIPLY_ADDS = 2_000_000
 
-_worker_lock = threading.Lock()     # held by the pair using the worker
+_worker_lock = threading.Lock()     # held by the layer using the worker
 _executor = None
 _blas = None                        # (get, set) of SciPy's OpenBLAS thread count, or False
+_pin_lock = threading.Lock()
+_pins = 0                           # layers running with the BLAS set to one thread
+_user_threads = 1                   # the count to restore when _pins drops to 0
 
 
 def _openblas_threads():
@@ -60,9 +67,32 @@ def _openblas_threads():
 
 
 def blas_threads():
-    """Threads SciPy's BLAS may use now (1 when unknown)."""
+    """Threads the user allows SciPy's BLAS (1 when unknown)."""
     blas = _openblas_threads()
-    return max(1, blas[0]()) if blas else 1
+    if not blas:
+        return 1
+    with _pin_lock:
+        return max(1, _user_threads if _pins else blas[0]())
+
+
+def _pin(blas):
+    """Set the BLAS to one thread (counted); returns the user's count."""
+    global _pins, _user_threads
+    with _pin_lock:
+        if _pins == 0:
+            _user_threads = max(1, blas[0]())
+            if _user_threads > 1:
+                blas[1](1)
+        _pins += 1
+        return _user_threads
+
+
+def _unpin(blas):
+    global _pins
+    with _pin_lock:
+        _pins -= 1
+        if _pins == 0 and _user_threads > 1:
+            blas[1](_user_threads)
 
 
 def run_directions(calls, multiply_adds):
@@ -72,24 +102,27 @@ def run_directions(calls, multiply_adds):
         calls[0]()
         return
     blas = _openblas_threads()
-    if (len(calls) != 2 or multiply_adds < MIN_MULTIPLY_ADDS or not blas or blas[0]() < 2
-            or not _worker_lock.acquire(blocking=False)):
+    if not blas:
         for call in calls:
             call()
         return
     global _executor
+    user_threads = _pin(blas)
     try:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gru_cy")
-        threads = blas[0]()
-        blas[1](1)
-        try:
-            future = _executor.submit(calls[1])
+        if (len(calls) == 2 and user_threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
+                and _worker_lock.acquire(blocking=False)):
             try:
-                calls[0]()
+                if _executor is None:
+                    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gru_cy")
+                future = _executor.submit(calls[1])
+                try:
+                    calls[0]()
+                finally:
+                    future.result()
             finally:
-                future.result()
-        finally:
-            blas[1](threads)
+                _worker_lock.release()
+        else:
+            for call in calls:
+                call()
     finally:
-        _worker_lock.release()
+        _unpin(blas)
