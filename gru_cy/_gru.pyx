@@ -782,12 +782,14 @@ def gru_step(object x, object h, dict params, tuple names, int input_size, int h
         dims[2] = H
         if unbatched:
             dims[1] = H
+        item = cnp.PyArray_ITEMSIZE(xa)
         if h is None:
             h_new = cnp.PyArray_ZEROS(3 - unbatched, dims, typenum, 0)
         else:
-            h_new = cnp.PyArray_NewCopy(ha, cnp.NPY_CORDER)
+            # (PyArray_NewCopy goes through NumPy's general assignment machinery.)
+            h_new = cnp.PyArray_EMPTY(3 - unbatched, dims, typenum, 0)
+            memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(ha), L * HB * item)
         y = cnp.PyArray_EMPTY(2 - unbatched, dims + 1, typenum, 0)
-        item = cnp.PyArray_ITEMSIZE(xa)
         h_p = <char *>cnp.PyArray_DATA(h_new)
         y_p = <char *>cnp.PyArray_DATA(y)
         x_p = <const char *>cnp.PyArray_DATA(xa)

@@ -21,8 +21,9 @@ from gru_cy._base import RNNBase, empty
 # has hundreds of rows.
 _CHUNK_ELEMENTS = 1 << 20
 
-# Parameter names per layer for step(), per (num_layers, bias).
-_STEP_NAMES = {}
+# The configuration arguments of _gru.gru_step (parameter names per layer,
+# sizes, dtype number, direction, variant), per module configuration.
+_STEP_ARGS = {}
 
 
 class GRU(RNNBase):
@@ -133,11 +134,11 @@ class GRU(RNNBase):
     def _kernel_step(self, x_t, h):
         """The lean path of step(): (y, h) or None when the arguments or the
         parameters need the checks and conversions of the general path."""
-        key = (self.num_layers, self.bias)
-        names = _STEP_NAMES.get(key)
-        if names is None:
+        key = (self.num_layers, self.bias, self.input_size, self.hidden_size, self.dtype.num,
+               self.go_backwards, self.reset_after)
+        args = _STEP_ARGS.get(key)
+        if args is None:
             kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if self.bias else 2]
-            names = _STEP_NAMES[key] = tuple(tuple(f"{n}_l{k}" for n in kinds)
-                                             for k in range(self.num_layers))
-        return _gru.gru_step(x_t, h, self.params, names, self.input_size, self.hidden_size,
-                             self.dtype.num, self.go_backwards, self.reset_after)
+            names = tuple(tuple(f"{n}_l{k}" for n in kinds) for k in range(self.num_layers))
+            args = _STEP_ARGS[key] = (names,) + key[2:]
+        return _gru.gru_step(x_t, h, self.params, *args)
