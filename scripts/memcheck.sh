@@ -74,6 +74,8 @@ if [ $# -eq 0 ]; then
            "$SRC/tests/test_threads.py" "$SRC/tests/test_properties.py" \
            "$SRC/tests/test_golden.py"
     [ -e "$SRC/tests/test_step.py" ] && set -- "$@" "$SRC/tests/test_step.py"
+    # The large-layer thread tests do ~100 full training runs: hours under valgrind.
+    set -- "$@" -k "not large_bidirectional"
 fi
 cd "$WORK/outside"
 rc=0
