@@ -409,10 +409,16 @@ class RNNBase:
         """
         x_user = x
         x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
-        if isinstance(x_user, np.ndarray) and np.may_share_memory(x, x_user):
+        if np.may_share_memory(x, to_numpy(x_user, "input")):
             # The tape keeps the input for backward: it must not follow later
             # changes the caller makes to its own buffer.
             x = x.copy()
+        if not full:
+            # Padded steps take no part in the result; zero them in this
+            # private copy so that NaN or Inf there cannot reach the weight
+            # gradient (dW_ih = dgi.T @ x runs over every row, padded ones
+            # carry dgi = 0, and 0 * NaN is NaN).
+            x[np.arange(x.shape[0])[:, None] >= lengths[None, :]] = 0
         weights = self._weights()
         T, B = x.shape[0], x.shape[1]
         D, H, L = self.num_directions, self.hidden_size, self.num_layers

@@ -310,3 +310,16 @@ def test_nan_and_inf_propagate_per_sequence(dtype, reset_after):
     # unless Inf meets a zero weight (inf * 0 = NaN) -- check it is bounded where finite.
     fin = out[:, 1][np.isfinite(out[:, 1])]
     assert np.all(np.abs(fin) <= 1)
+
+
+def test_forward_train_with_lengths_leaves_callers_input_alone():
+    # The tape zeroes padded steps in its own copy, never in the caller's array.
+    g = gru_cy.GRU(I, H, seed=0)
+    x = x_ok()
+    keep = x.copy()
+    _, _, tape = g.forward_train(x, lengths=[T, 2, 0])
+    np.testing.assert_array_equal(x, keep)
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x)
+    g.forward_train(xt, lengths=[T, 2, 0])
+    np.testing.assert_array_equal(xt.numpy(), keep)
