@@ -272,21 +272,25 @@ class RNNBase:
         wrong shape is an error, anything of another float type or layout
         is converted for this call.
         """
-        D = self.num_directions
+        def checked(name):
+            if name not in self.params:
+                raise KeyError_(f"parameter {name!r} is missing from params")
+            return self._checked_param(name)
+
+        return self._per_layer_direction(checked)
+
+    def _per_layer_direction(self, get):
+        """[[(w_ih, w_hh, b_ih, b_hh) for each direction] for each layer], each
+        array get(name) for its PyTorch name; the biases are None when bias=False."""
         out = []
         for k in range(self.num_layers):
             row = []
-            for d in range(D):
+            for d in range(self.num_directions):
                 sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                names = ["weight_ih" + sfx, "weight_hh" + sfx]
+                arrays = [get("weight_ih" + sfx), get("weight_hh" + sfx)]
                 if self.bias:
-                    names += ["bias_ih" + sfx, "bias_hh" + sfx]
-                arrays = []
-                for name in names:
-                    if name not in self.params:
-                        raise KeyError_(f"parameter {name!r} is missing from params")
-                    arrays.append(self._checked_param(name))
-                if not self.bias:
+                    arrays += [get("bias_ih" + sfx), get("bias_hh" + sfx)]
+                else:
                     arrays += [None, None]
                 row.append(tuple(arrays))
             out.append(row)
@@ -589,21 +593,7 @@ class RNNBase:
     def _grad_buffers(self):
         """self.grads arrays per layer/direction, checked to be writable targets."""
         self._ensure_grads()
-        D = self.num_directions
-        out = []
-        for k in range(self.num_layers):
-            row = []
-            for d in range(D):
-                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                names = ["weight_ih" + sfx, "weight_hh" + sfx]
-                if self.bias:
-                    names += ["bias_ih" + sfx, "bias_hh" + sfx]
-                arrays = [self.grads[n] for n in names]
-                if not self.bias:
-                    arrays += [None, None]
-                row.append(tuple(arrays))
-            out.append(row)
-        return out
+        return self._per_layer_direction(self.grads.__getitem__)
 
     def _ensure_grads(self):
         for name, shape in self._param_shapes():
