@@ -2,26 +2,34 @@
 
 Shapes (see DESIGN.md §1): T steps, B batch, I inputs, H hidden units.
 Gate order r, z, n. Arrays are C-contiguous; the caller (gru_cy.gru)
-validates and allocates every output, tape and workspace (sizes below).
-The kernels trust their arguments, release the GIL for the whole time loop,
-never allocate and never call into Python.
+validates and allocates every output, tape and workspace (plan,
+tape_sizes, forward_work_size and backward_work_size give the sizes). The
+time loops run with the GIL released, never allocate and never call into
+Python.
 
 Step s of the loop handles, for each sequence b with s < len_b, time index
 t = s (forward) or t = len_b - 1 - s (reverse): each sequence is reversed
 within its own length. Saved activations are indexed by step s; per-time
 quantities (x, out, dgi, dx) by t.
 
-Two layouts (see _gru_gates.h), chosen by ``use_columns``:
+Two layouts (see _gru_gates.h), chosen by use_columns from B and H:
 
 rows     the state h is (B, H); per step gh = h @ W_hh^T (a GEMV when
          B = 1, else a GEMM on a transposed copy of W_hh, which OpenBLAS
          runs up to 3x faster for small B than the transposed operand).
          Any lengths. Tape: gates (T, B, 3H), aux (T, B, H), hprev (T, B, H).
 columns  every per-step array is transposed, the state is h^T (H, B) and
-         the recurrent product is gh^T = W_hh @ h^T. Full lengths only.
-         Tape: gates (3H, T*B), aux (H, T*B), and the states h^T
-         (H, (T+1)*B) with h0 in block 0 and the state after step s in
-         block s + 1 (so hprev of step s is block s).
+         the recurrent product is gh^T = W_hh @ h^T, faster once 3H*H*B
+         passes 3 * 2^18. Full lengths only. The tape holds gates (3H rows),
+         aux (H rows) and the T + 1 states h^T (H rows; h0 in slot 0, the
+         state after step s in slot s + 1), each in blocks of Tb steps
+         (_slot); backward keeps one block of dgi and dgh and runs the
+         weight-gradient GEMMs of a block as soon as it is complete.
+
+The input projection x @ W_ih^T is one GEMM per chunk of steps, so the
+inference workspace does not grow with T; the weight gradients are GEMMs
+over all T * B rows (rows) or one per block (columns), after or during the
+backward loop, never per step.
 """
 
 import numpy as np
