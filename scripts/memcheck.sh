@@ -15,9 +15,10 @@
 #   of uninitialised memory, which ASan does not. About fifteen minutes.
 #
 # Both run Python with PYTHONMALLOC=malloc so that every object goes through
-# the checked allocator, OpenBLAS single-threaded, and GRU_CY_MEMCHECK=1,
+# the checked allocator, OpenBLAS single-threaded, and GRU_CY_MEMCHECK=MODE,
 # which skips the RSS-growth tests (a checker's quarantine and shadow memory
-# make RSS meaningless). Leak checking is off: CPython keeps objects alive at
+# make RSS meaningless) and, under valgrind, which serialises threads, the
+# tests about threads running during a kernel. Leak checking is off: CPython keeps objects alive at
 # exit by design. Suppressions: scripts/valgrind.supp (CPython and OpenBLAS
 # noise only; see the comments there). Reports go to $WORK/reports.
 #
@@ -40,7 +41,9 @@ copy_checkout "$WORK/src"
 make_venv "$WORK/venv"
 PY="$WORK/venv/bin/python"
 
-export PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 GRU_CY_MEMCHECK=1 GRU_CY_TEST_INSTALLED=1
+export PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 GRU_CY_MEMCHECK=$MODE GRU_CY_TEST_INSTALLED=1
+# Derandomised examples, and no health check failing a run for being slow.
+export HYPOTHESIS_PROFILE=ci
 
 if [ "$MODE" = asan ]; then
     CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" LDFLAGS="-fsanitize=address" \

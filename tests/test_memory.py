@@ -29,7 +29,7 @@ CALLS = 10_000
 RSS_BOUND = 8 << 20
 T, B, I, H = 4, 4, 32, 16
 
-# scripts/memcheck.sh sets GRU_CY_MEMCHECK=1: under ASan or valgrind, freed
+# scripts/memcheck.sh sets GRU_CY_MEMCHECK (asan, valgrind): under either, freed
 # memory sits in a quarantine and shadow memory grows, so RSS says nothing.
 rss_test = pytest.mark.skipif(os.environ.get("GRU_CY_MEMCHECK", "0") not in ("", "0"),
                               reason="RSS is meaningless under a memory checker")

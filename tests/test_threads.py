@@ -8,6 +8,7 @@ this file checks the structural fact behind it: while a kernel runs, other
 Python threads run.
 """
 
+import os
 import sys
 import threading
 import time
@@ -271,11 +272,19 @@ def _long_calls(T):
     }
 
 
+# valgrind runs one thread at a time and switches at points of its own choosing, so
+# whether the other thread gets a turn during a call says nothing there.
+_under_valgrind = pytest.mark.skipif(os.environ.get("GRU_CY_MEMCHECK") == "valgrind",
+                                     reason="valgrind serialises threads")
+
+
+@_under_valgrind
 def test_harness_sees_a_call_that_holds_the_gil():
     # sum() over a range is a C loop that keeps the GIL: the other thread must not move.
     assert _progress_of_other_thread_during(lambda: sum(range(3_000_000))) == 0
 
 
+@_under_valgrind
 @pytest.mark.parametrize("name", ["forward", "forward_train", "backward"])
 def test_kernels_release_the_gil(name):
     # Generous: make the call longer until the other thread gets a chance to run
