@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import sys
+import time
 
 from gru_cy import _bench
 
@@ -31,7 +32,18 @@ def main(argv=None):
                         help="seconds of timing per case, mode and thread count")
     parser.add_argument("--quick", action="store_true", help="the quick grid, no extra rows")
     parser.add_argument("--name", default=None, help="file name stem under results/")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to this long for the machine to be idle "
+                             "(other processes skew timings, most of all with 2 threads)")
     args = parser.parse_args(argv)
+    if args.wait_quiet > 0:
+        deadline = time.time() + args.wait_quiet
+        while True:
+            busy = _bench.busy_fraction(1.0)
+            if busy is None or busy < 0.1 or time.time() > deadline:
+                break
+            print(f"machine {100 * busy:.0f}% busy, waiting ...", flush=True)
+            time.sleep(10)
     grid = _bench.QUICK_GRID if args.quick else _bench.GRID
     doc = _bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
                      budget=args.budget)

@@ -682,6 +682,24 @@ def environment():
     return env
 
 
+def busy_fraction(seconds=0.5):
+    """Fraction of the machine's CPU time spent busy over a short interval
+    (Linux /proc/stat; None elsewhere): other processes skew timings, and
+    with several threads a busy core stalls every per-step hand-over."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+    try:
+        a = snap()
+        time.sleep(seconds)
+        b = snap()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = b[0] - a[0]
+    return 1.0 - (b[1] - a[1]) / total if total > 0 else None
+
+
 def _scipy_blas():
     """The BLAS behind scipy.linalg.cython_blas, as threadpoolctl reports it."""
     try:
@@ -796,6 +814,7 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout):
         notes.add("threadpoolctl is not installed: BLAS thread counts are not pinned")
     cases = grid_cases(grid) + (extra_cases() if extras else [])
     rows = []
+    busy_before = busy_fraction()
     for threads in threads_list:
         with _Threads(threads):
             for case in cases:
@@ -804,7 +823,10 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout):
                 rows += run_case(case, threads, budget, active, notes)
             if step:
                 rows += run_step(threads, budget, active, notes)
-    return dict(environment=environment(), threads=threads_list, budget_seconds=budget,
+    env = environment()
+    env["machine_busy_before"] = busy_before
+    env["machine_busy_after"] = busy_fraction()
+    return dict(environment=env, threads=threads_list, budget_seconds=budget,
                 notes=sorted(notes), results=rows)
 
 
