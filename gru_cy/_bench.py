@@ -113,10 +113,19 @@ class _Threads:
             from threadpoolctl import threadpool_limits
         except ImportError:
             threadpool_limits = None
+        self._scipy_blas = None
         if threadpool_limits is not None:
             import scipy.linalg  # noqa: F401  (load SciPy's BLAS so it is limited too)
 
             self._limits = threadpool_limits(limits=self.n)
+        else:
+            # Without threadpoolctl, SciPy's OpenBLAS (gru_cy's BLAS) can still be set.
+            from gru_cy._threads import _openblas_threads
+
+            blas = _openblas_threads()
+            if blas:
+                self._scipy_blas = (blas, blas[0]())
+                blas[1](self.n)
         torch = sys.modules.get("torch")
         if torch is not None:
             self._torch_threads = torch.get_num_threads()
@@ -126,6 +135,9 @@ class _Threads:
     def __exit__(self, *exc):
         if self._limits is not None:
             self._limits.restore_original_limits()
+        if self._scipy_blas is not None:
+            blas, threads = self._scipy_blas
+            blas[1](threads)
         torch = sys.modules.get("torch")
         if torch is not None and hasattr(self, "_torch_threads"):
             torch.set_num_threads(self._torch_threads)
@@ -811,7 +823,8 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout):
         else:
             active.append(p)
     if not blas_threads_controllable():
-        notes.add("threadpoolctl is not installed: BLAS thread counts are not pinned")
+        notes.add("threadpoolctl is not installed: only SciPy's OpenBLAS (gru_cy's) is pinned, "
+                  "NumPy's BLAS is not")
     cases = grid_cases(grid) + (extra_cases() if extras else [])
     rows = []
     busy_before = busy_fraction()
