@@ -51,8 +51,14 @@ def _run_split(jobs, n_threads):
     return time.perf_counter() - t0
 
 
-def _best(jobs, n_threads, repeats):
-    return min(_run_split(jobs, n_threads) for _ in range(repeats))
+def _best_pair(jobs, n_threads, repeats):
+    """Best wall times of 1 thread and of n_threads, measured alternately so
+    that a change in the machine's load hits both alike."""
+    one, many = float("inf"), float("inf")
+    for _ in range(repeats):
+        one = min(one, _run_split(jobs, 1))
+        many = min(many, _run_split(jobs, n_threads))
+    return one, many
 
 
 def main(argv=None):
@@ -92,12 +98,12 @@ def main(argv=None):
     rows.append(("training, one module per thread", train))
 
     print(f"gru_cy {gru_cy.__version__}: T={T} B={B} I={I} H={H} float32, "
-          f"BLAS pinned to 1 thread, {os.cpu_count()} CPUs, best of {args.repeats}")
+          f"BLAS pinned to 1 thread, {os.cpu_count()} CPUs, best of {args.repeats}, "
+          f"load average {os.getloadavg()[0]:.2f} (meaningful only on an idle machine)")
     print(f"{'work':<34} {'calls':>6} {'1 thread':>10} {f'{args.threads} threads':>11} "
           f"{'speed-up':>9}")
     for label, jobs in rows:
-        one = _best(jobs, 1, args.repeats)
-        many = _best(jobs, args.threads, args.repeats)
+        one, many = _best_pair(jobs, args.threads, args.repeats)
         print(f"{label:<34} {len(jobs):>6} {one * 1e3:>8.1f}ms {many * 1e3:>9.1f}ms "
               f"{one / many:>8.2f}x")
     if limits is not None:
