@@ -7,7 +7,7 @@ shape grid, the extra rows (float64, bidirectional, 2 layers,
 reset_after=False, variable lengths) and the step() latency row, at each
 thread count; prints the tables; writes benchmarks/results/bench-<date>.json,
 the plot next to it (when matplotlib is installed) and the Markdown table
-used in README.md (bench-<date>.md). The measuring code is gru_cy/_bench.py,
+used in README.md (bench-<date>.md). The measuring code is src/gru_cy/_bench.py,
 also behind `python -m gru_cy bench`.
 """
 

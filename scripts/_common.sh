@@ -10,7 +10,7 @@ copy_checkout() {
             | tar xf - -C "$dest"
     else
         (cd "$SRC" && tar cf - --exclude='*.so' --exclude='*.pyd' --exclude=build \
-            --exclude='*.egg-info' --exclude=gru_cy/_blas.c --exclude=gru_cy/_gru.c .) \
+            --exclude='*.egg-info' --exclude=src/gru_cy/_blas.c --exclude=src/gru_cy/_gru.c .) \
             | tar xf - -C "$dest"
     fi
 }
