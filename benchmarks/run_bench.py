@@ -32,6 +32,10 @@ def main(argv=None):
                         help="seconds of timing per case, mode and thread count")
     parser.add_argument("--quick", action="store_true", help="the quick grid, no extra rows")
     parser.add_argument("--name", default=None, help="file name stem under results/")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other thread counts of an existing results/<name>.json "
+                             "and replace only those run now (e.g. to re-run 2 threads on a "
+                             "quieter machine)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long for the machine to be idle "
                              "(other processes skew timings, most of all with 2 threads)")
@@ -47,10 +51,18 @@ def main(argv=None):
     grid = _bench.QUICK_GRID if args.quick else _bench.GRID
     doc = _bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
                      budget=args.budget)
-    _bench.print_report(doc)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stem = args.name or f"bench-{datetime.date.today().isoformat()}"
     base = os.path.join(HERE, "results", stem)
+    if args.update and os.path.exists(base + ".json"):
+        with open(base + ".json") as f:
+            old = json.load(f)
+        kept = [r for r in old["results"] if r["threads"] not in args.threads]
+        doc["results"] = kept + doc["results"]
+        doc["threads"] = sorted(set(old["threads"]) | set(args.threads))
+        doc["notes"] = sorted(set(old["notes"]) | set(doc["notes"]))
+        doc["environment"]["earlier_runs"] = old["environment"]
+    _bench.print_report(doc)
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     with open(base + ".md", "w") as f:
