@@ -323,3 +323,15 @@ def test_forward_train_with_lengths_leaves_callers_input_alone():
     xt = torch.from_numpy(x)
     g.forward_train(xt, lengths=[T, 2, 0])
     np.testing.assert_array_equal(xt.numpy(), keep)
+
+
+def test_huge_sizes_are_refused_before_allocating():
+    with pytest.raises(MemoryError, match="would need"):
+        gru_cy.GRU(3, 4, num_layers=2**40)
+    with pytest.raises(ValueError, match="too large for 32-bit BLAS"):
+        gru_cy.GRU(3, 2**30)
+
+
+def test_empty_batch_with_empty_lengths_list():
+    out, h = gru_cy.GRU(3, 4)(np.zeros((2, 0, 3), np.float32), lengths=[])
+    assert out.shape == (2, 0, 4) and h.shape == (1, 0, 4)

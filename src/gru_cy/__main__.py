@@ -32,12 +32,17 @@ def _blas_info():
             return desc, i.get("num_threads")
     import scipy
 
+    from gru_cy._threads import _openblas_threads
+
+    # Without threadpoolctl: ask SciPy's OpenBLAS directly when it can be found.
+    blas_calls = _openblas_threads()
+    threads = blas_calls[0]() if blas_calls else None
     cfg = scipy.show_config(mode="dicts") if hasattr(scipy, "show_config") else None
     try:
         blas = cfg["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version')}", None
+        return f"{blas.get('name')} {blas.get('version')}", threads
     except (TypeError, KeyError):
-        return "unknown (install threadpoolctl for details)", None
+        return "unknown (install threadpoolctl for details)", threads
 
 
 def _time_per_step(T=100, B=8, I=64, H=128, repeats=5):

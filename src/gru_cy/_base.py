@@ -165,15 +165,32 @@ class RNNBase:
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
-        H = self.hidden_size
+        self._check_size()
         self.params = {}
         for name, shape in self._param_shapes():
             self.params[name] = np.empty(shape, dtype=self.dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.reset_parameters()
-        # 32-bit BLAS integers bound the gate dimension.
-        if self._gates * H > _INT32_MAX:
-            raise ValueError(f"hidden_size={H} is too large for 32-bit BLAS")
+
+    def _check_size(self):
+        """Refuse, before allocating anything, sizes no machine can hold."""
+        G, H, D, L = self._gates, self.hidden_size, self.num_directions, self.num_layers
+        # 32-bit BLAS integers bound every matrix dimension.
+        if G * H > _INT32_MAX or self.input_size > _INT32_MAX or D * H > _INT32_MAX:
+            raise ValueError(f"input_size={self.input_size}, hidden_size={H}: too large for "
+                             "32-bit BLAS (dimensions must stay below 2**31)")
+        per_direction_first = G * H * (self.input_size + H) + (2 * G * H if self.bias else 0)
+        per_direction_rest = G * H * (D * H + H) + (2 * G * H if self.bias else 0)
+        elements = D * (per_direction_first + (L - 1) * per_direction_rest)
+        need = 2 * elements * self.dtype.itemsize  # parameters and gradients
+        try:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            physical = 1 << 46
+        if need > physical:
+            raise MemoryError(
+                f"{self._mode} parameters and gradients would need {need / 2**30:.1f} GiB, more "
+                f"than this machine's {physical / 2**30:.1f} GiB of memory")
 
     # -- parameters ---------------------------------------------------------
 
@@ -358,6 +375,8 @@ class RNNBase:
         if lengths is None:
             return np.full(B, T, dtype=np.int64)
         arr = to_numpy(lengths, "lengths")
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.int64)  # np.asarray([]) is float64: an empty batch's lengths
         if arr.dtype.kind not in "iu":
             raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
         if unbatched and arr.ndim == 0:
