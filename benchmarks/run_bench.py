@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import sys
-import time
 
 from gru_cy import _bench
 
@@ -37,20 +36,12 @@ def main(argv=None):
                              "and replace only those run now (e.g. to re-run 2 threads on a "
                              "quieter machine)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long for the machine to be idle "
-                             "(other processes skew timings, most of all with 2 threads)")
+                        help="before each case, wait up to this long for the machine to be "
+                             "idle (other processes skew timings, most of all with 2 threads)")
     args = parser.parse_args(argv)
-    if args.wait_quiet > 0:
-        deadline = time.time() + args.wait_quiet
-        while True:
-            busy = _bench.busy_fraction(1.0)
-            if busy is None or busy < 0.1 or time.time() > deadline:
-                break
-            print(f"machine {100 * busy:.0f}% busy, waiting ...", flush=True)
-            time.sleep(10)
     grid = _bench.QUICK_GRID if args.quick else _bench.GRID
     doc = _bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
-                     budget=args.budget)
+                     budget=args.budget, wait_quiet=args.wait_quiet)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stem = args.name or f"bench-{datetime.date.today().isoformat()}"
     base = os.path.join(HERE, "results", stem)

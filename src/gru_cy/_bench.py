@@ -810,8 +810,23 @@ def _fmt_seconds(s):
     return f"{s:8.3f}s "
 
 
-def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout):
-    """Run the benchmark; returns the result document (JSON-ready)."""
+def wait_until_quiet(max_wait, log=sys.stdout, threshold=0.1):
+    """Sleep until the machine is idle (busy_fraction < threshold) or max_wait
+    seconds have passed; returns the last busy fraction seen."""
+    deadline = time.time() + max_wait
+    while True:
+        busy = busy_fraction(1.0)
+        if busy is None or busy < threshold or time.time() > deadline:
+            return busy
+        print(f"    machine {100 * busy:.0f}% busy, waiting ...", file=log, flush=True)
+        time.sleep(5)
+
+
+def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout, wait_quiet=0.0):
+    """Run the benchmark; returns the result document (JSON-ready).
+
+    wait_quiet > 0: before each case, wait up to that many seconds for the
+    machine to be idle; every row records how busy the machine was then."""
     avail = _available()
     notes = set()
     active = []
@@ -833,9 +848,17 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout):
             for case in cases:
                 print(f"  [{threads} thread{'s' if threads > 1 else ''}] {case.label} ...",
                       file=log, flush=True)
-                rows += run_case(case, threads, budget, active, notes)
+                busy = wait_until_quiet(wait_quiet, log) if wait_quiet else None
+                new = run_case(case, threads, budget, active, notes)
+                for r in new:
+                    r["machine_busy"] = busy
+                rows += new
             if step:
-                rows += run_step(threads, budget, active, notes)
+                busy = wait_until_quiet(wait_quiet, log) if wait_quiet else None
+                new = run_step(threads, budget, active, notes)
+                for r in new:
+                    r["machine_busy"] = busy
+                rows += new
     env = environment()
     env["machine_busy_before"] = busy_before
     env["machine_busy_after"] = busy_fraction()
