@@ -433,7 +433,9 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     st.H = H
     st.T = T
     st.reverse = reverse
-    st.lengths = NULL if full else lengths
+    st.lengths = NULL
+    if not full:
+        st.lengths = lengths
 
     if columns:
         # State h^T: the tape's state slots in training (blocked, ld
@@ -847,7 +849,9 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
     st.T = T
     st.t0 = 0
     st.reverse = reverse
-    st.lengths = NULL if full else lengths
+    st.lengths = NULL
+    if not full:
+        st.lengths = lengths
     if not full:
         # Times no step visits keep zero input-gate gradients, and steps
         # past the longest sequence zero recurrent ones.
