@@ -25,8 +25,13 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__) && !defined(GRU_CY_DEBUG)
+#if __GNUC__ >= 12
+/* (x86-64-vN levels in target_clones need GCC 12.) */
 #define GRU_DISPATCH \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define GRU_DISPATCH __attribute__((target_clones("avx2", "default")))
+#endif
 #else
 #define GRU_DISPATCH
 #endif
