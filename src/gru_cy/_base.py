@@ -289,10 +289,12 @@ class RNNBase:
         wrong shape is an error, anything of another float type or layout
         is converted for this call.
         """
+        shapes = dict(self._param_shapes())  # once per call, not once per parameter
+
         def checked(name):
             if name not in self.params:
                 raise KeyError_(f"parameter {name!r} is missing from params")
-            return self._checked_param(name)
+            return self._checked_param(name, shapes[name])
 
         return self._per_layer_direction(checked)
 
@@ -313,8 +315,7 @@ class RNNBase:
             out.append(row)
         return out
 
-    def _checked_param(self, name):
-        shape = dict(self._param_shapes())[name]
+    def _checked_param(self, name, shape):
         p = self.params[name]
         if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and p.flags.c_contiguous):
             p = as_float_array(p, f"params[{name!r}]", self.dtype)
