@@ -263,6 +263,10 @@ POISON_CASES = [
     dict(T=6, B=3, I=4, H=4, module=dict(num_layers=2, bidirectional=True, reset_after=False,
                                          bias=False), lengths=[1, 6, 5]),
     dict(T=5, B=2, I=3, H=6, module=dict(go_backwards=True), lengths=[3, 5]),
+    # Unidirectional without lengths: inference takes the lean path, whose
+    # layers below the top write into alternating workspace buffers.
+    dict(T=6, B=3, I=4, H=5, module=dict(num_layers=3), lengths=None),
+    dict(T=1, B=2, I=4, H=5, module=dict(num_layers=2, reset_after=False), lengths=None),
     dict(T=0, B=3, I=3, H=4, module=dict(), lengths=None),
     dict(T=4, B=0, I=3, H=4, module=dict(bidirectional=True), lengths=None),
     # Long enough that inference projects the input in several chunks.

@@ -409,6 +409,12 @@ class RNNBase:
 
     def __call__(self, x, h0=None, lengths=None):
         """Inference: (out, h_n). No tape is kept and no dropout applied."""
+        if lengths is None and not self.bidirectional:
+            # Lean path: arrays already of the module's dtype, C-contiguous
+            # and of the right shapes go to the kernels in one call.
+            result = self._kernel_infer(x, h0)
+            if result is not None:
+                return result
         x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
         weights = self._weights()
         T, B = x.shape[0], x.shape[1]
@@ -634,6 +640,15 @@ class RNNBase:
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         raise NotImplementedError
+
+    def _kernel_infer(self, x, h0):
+        """Optional lean path of __call__ (unidirectional, no lengths):
+        (out, h_n), or None to take the general path."""
+        return None
+
+    def _kernel_step(self, x_t, h):
+        """Optional lean path of step(): (y, h), or None."""
+        return None
 
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):

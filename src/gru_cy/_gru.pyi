@@ -48,6 +48,24 @@ def gru_forward(
 ) -> None:
     """Run one GRU layer in one direction over x, writing out[..., col:col + H] and h."""
 
+def set_poison(on: bool) -> None:
+    """Fill the lean path's workspaces with NaN before use (debug runs)."""
+
+def gru_infer(
+    x: object,
+    h: object,
+    params: dict[str, object],
+    names: tuple[tuple[str, ...], ...],
+    input_size: int,
+    hidden_size: int,
+    typenum: int,
+    reverse: bool,
+    reset_after: bool,
+    batch_first: bool,
+    chunk_elements: int,
+) -> tuple[_Array, _Array] | None:
+    """Inference over every layer with full lengths (GRU.__call__'s lean path), or None."""
+
 def gru_step(
     x: object,
     h: object,

@@ -38,6 +38,7 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
+from libc.math cimport NAN
 
 from gru_cy._blas cimport gemm, gemv, NoTrans, Trans
 
@@ -707,54 +708,61 @@ cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
     return a.ndim == 2 and a.shape[0] == rows and a.shape[1] == cols
 
 
-def gru_step(object x, object h, dict params, tuple names, int input_size, int hidden_size,
-             int typenum, bint reverse, bint reset_after):
-    """One step of every layer, the lean path of GRU.step: (y, h_new), or
-    None when an argument is not already what the kernels take (another
-    dtype, not C-contiguous, a wrong shape, a missing parameter...), so that
-    the caller's general path converts it or raises the right error.
+# The lean path: whole-module inference with full lengths, unidirectional,
+# in one call from Python, for arguments already of the kernels' types.
 
-    x      (B, I) or (I,)
-    h      None (zeros), or (L, B, H), (L, H) for unbatched x
-    params the module's parameters; names holds per layer the names of
-           (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
-    Runs gru_forward's kernel with T = 1 per layer, so the result is the
-    whole-sequence one bit for bit (same BLAS calls).
-    """
-    cdef int L = len(names), H = hidden_size, B, k, chunk = 1
-    cdef cnp.ndarray xa, ha, h_new, y
-    cdef bint unbatched, columns, has_bias
-    cdef Py_ssize_t HB, per_layer, item
+cdef Py_ssize_t _INT32_MAX = 2147483647
+
+# GRU_CY_POISON: fill the lean path's workspace with NaN (set_poison).
+cdef bint _poison = False
+
+
+def set_poison(bint on):
+    """Fill the lean path's workspaces with NaN before use (debug runs)."""
+    global _poison
+    _poison = on
+
+
+cdef int _lean_chunk(int T, int B, int H, bint columns, Py_ssize_t chunk_elements) noexcept:
+    """plan()'s chunk for full lengths."""
+    cdef Py_ssize_t c
+    if columns:
+        c = max(_block_steps(B), 256 // B)
+    else:
+        c = max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 3 * H)))
+    return <int>max(1, min(c, <Py_ssize_t>T))
+
+
+cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int B,
+                  int input_size, int H, int typenum, bint reverse, bint reset_after,
+                  int h_ndim, int y_ndim, cnp.npy_intp *y_dims, Py_ssize_t chunk_elements):
+    """Every layer over x (T, B, I), full lengths: (y, h_new) with y the top
+    layer's output, of shape y_dims (T * B * H elements), or None when h or a
+    parameter is not already what the kernels take."""
+    cdef int L = len(names), k, chunk
+    cdef cnp.ndarray ha, h_new, y
+    cdef bint columns, has_bias
+    cdef Py_ssize_t HB = <Py_ssize_t>H * B, per_layer, item, seq, i, n_work
     cdef cnp.npy_intp dims[3]
     cdef tuple row
     cdef list layers
     cdef const char *ptrs[64]
     cdef const char **lp = ptrs
-    cdef char *work
+    cdef char *work = NULL
+    cdef char *bufs[2]
     cdef char *h_p
     cdef char *y_p
+    cdef char *dst
     cdef const char *x_p
-    if type(x) is not np.ndarray:
+    if L == 0:
         return None
-    xa = <cnp.ndarray>x
-    if (cnp.PyArray_TYPE(xa) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(xa)
-            or xa.ndim < 1 or xa.ndim > 2 or xa.shape[xa.ndim - 1] != input_size):
-        return None
-    unbatched = xa.ndim == 1
-    B = 1 if unbatched else <int>xa.shape[0]
-    if B == 0 or L == 0:
-        return None
-    HB = <Py_ssize_t>H * B
     if h is not None:
         if type(h) is not np.ndarray:
             return None
         ha = <cnp.ndarray>h
-        if cnp.PyArray_TYPE(ha) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(ha):
-            return None
-        if unbatched:
-            if ha.ndim != 2 or ha.shape[0] != L or ha.shape[1] != H:
-                return None
-        elif ha.ndim != 3 or ha.shape[0] != L or ha.shape[1] != B or ha.shape[2] != H:
+        if (cnp.PyArray_TYPE(ha) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(ha)
+                or ha.ndim != h_ndim or ha.shape[0] != L or ha.shape[h_ndim - 1] != H
+                or (h_ndim == 3 and ha.shape[1] != B)):
             return None
     # The parameters, checked, as data pointers (4 per layer).
     has_bias = len(<tuple>names[0]) == 4
@@ -786,42 +794,57 @@ def gru_step(object x, object h, dict params, tuple names, int input_size, int h
                 layers.append(b_ih)
                 layers.append(b_hh)
         columns = _columns(B, H, True)
+        chunk = _lean_chunk(T, B, H, columns, chunk_elements)
         per_layer = _forward_work(B, H, chunk, False, columns, has_bias)
+        seq = <Py_ssize_t>T * HB
         dims[0] = L
         dims[1] = B
         dims[2] = H
-        if unbatched:
+        if h_ndim == 2:
             dims[1] = H
         item = cnp.PyArray_ITEMSIZE(xa)
         if h is None:
-            h_new = cnp.PyArray_ZEROS(3 - unbatched, dims, typenum, 0)
+            h_new = cnp.PyArray_ZEROS(h_ndim, dims, typenum, 0)
         else:
             # (PyArray_NewCopy goes through NumPy's general assignment machinery.)
-            h_new = cnp.PyArray_EMPTY(3 - unbatched, dims, typenum, 0)
+            h_new = cnp.PyArray_EMPTY(h_ndim, dims, typenum, 0)
             memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(ha), L * HB * item)
-        y = cnp.PyArray_EMPTY(2 - unbatched, dims + 1, typenum, 0)
+        y = cnp.PyArray_EMPTY(y_ndim, y_dims, typenum, 0)
         h_p = <char *>cnp.PyArray_DATA(h_new)
         y_p = <char *>cnp.PyArray_DATA(y)
         x_p = <const char *>cnp.PyArray_DATA(xa)
+        # Workspace of one layer, then the outputs of the layers below the
+        # top (two alternating buffers; with T = 1 a layer's output is its
+        # new state, so one scratch buffer does).
+        n_work = per_layer + (0 if L == 1 else (seq if (T == 1 or L == 2) else 2 * seq))
         with nogil:
-            # Workspace of one layer, then the output of the layers below the top.
-            work = <char *>malloc((per_layer + HB) * item)
+            work = <char *>malloc(n_work * item)
             if work != NULL:
+                if _poison:
+                    for i in range(n_work):
+                        if typenum == cnp.NPY_FLOAT32:
+                            (<float *>work)[i] = <float>NAN
+                        else:
+                            (<double *>work)[i] = NAN
+                bufs[0] = work + per_layer * item
+                bufs[1] = bufs[0] if (T == 1 or L == 2) else bufs[0] + seq * item
                 for k in range(L):
-                    # Layer k reads layer k - 1's new state, which is its output.
+                    dst = y_p if k == L - 1 else bufs[k % 2]
                     if typenum == cnp.NPY_FLOAT32:
-                        _forward_call(y_p if k == L - 1 else work + per_layer * item, H,
-                                      h_p + k * HB * item, NULL, NULL, NULL, work, chunk, x_p,
-                                      lp[4 * k], lp[4 * k + 1], lp[4 * k + 2], lp[4 * k + 3],
-                                      NULL, True, 1, B, input_size if k == 0 else H, H,
-                                      reverse, reset_after, False, columns, <float *>NULL)
+                        _forward_call(dst, H, h_p + k * HB * item, NULL, NULL, NULL, work, chunk,
+                                      x_p, lp[4 * k], lp[4 * k + 1], lp[4 * k + 2],
+                                      lp[4 * k + 3], NULL, True, T, B,
+                                      input_size if k == 0 else H, H, reverse, reset_after,
+                                      False, columns, <float *>NULL)
                     else:
-                        _forward_call(y_p if k == L - 1 else work + per_layer * item, H,
-                                      h_p + k * HB * item, NULL, NULL, NULL, work, chunk, x_p,
-                                      lp[4 * k], lp[4 * k + 1], lp[4 * k + 2], lp[4 * k + 3],
-                                      NULL, True, 1, B, input_size if k == 0 else H, H,
-                                      reverse, reset_after, False, columns, <double *>NULL)
-                    x_p = h_p + k * HB * item
+                        _forward_call(dst, H, h_p + k * HB * item, NULL, NULL, NULL, work, chunk,
+                                      x_p, lp[4 * k], lp[4 * k + 1], lp[4 * k + 2],
+                                      lp[4 * k + 3], NULL, True, T, B,
+                                      input_size if k == 0 else H, H, reverse, reset_after,
+                                      False, columns, <double *>NULL)
+                    # Layer k + 1 reads layer k's output (with T = 1, its new
+                    # state: the same values, in a buffer no later layer writes).
+                    x_p = (h_p + k * HB * item) if T == 1 else dst
                 free(work)
         if work == NULL:
             raise MemoryError()
@@ -829,6 +852,92 @@ def gru_step(object x, object h, dict params, tuple names, int input_size, int h
         if lp != ptrs:
             free(lp)
     return y, h_new
+
+
+cdef inline bint _lean_x(object x, int typenum, int input_size) noexcept:
+    cdef cnp.ndarray xa
+    if type(x) is not np.ndarray:
+        return False
+    xa = <cnp.ndarray>x
+    return (cnp.PyArray_TYPE(xa) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(xa)
+            and xa.ndim >= 1 and xa.shape[xa.ndim - 1] == input_size)
+
+
+def gru_infer(object x, object h, dict params, tuple names, int input_size, int hidden_size,
+              int typenum, bint reverse, bint reset_after, bint batch_first,
+              Py_ssize_t chunk_elements):
+    """Inference over every layer with full lengths, the lean path of
+    GRU.__call__ for unidirectional modules: (out, h_n), or None when an
+    argument is not already what the kernels take (another dtype, not
+    C-contiguous, a wrong shape, a missing parameter, an empty or too large
+    input...), so that the caller's general path converts it or raises the
+    right error.
+
+    x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
+           T = 1, where both orders share one memory layout), or (T, I)
+    h      None (zeros), or (L, B, H), (L, H) for unbatched x
+    params the module's parameters; names holds per layer the names of
+           (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
+    Runs gru_forward's kernel on each layer, so the results are the
+    general path's bit for bit.
+    """
+    cdef cnp.ndarray xa
+    cdef int T, B, H = hidden_size
+    cdef cnp.npy_intp dims[3]
+    if not _lean_x(x, typenum, input_size):
+        return None
+    xa = <cnp.ndarray>x
+    if xa.ndim == 2:
+        if xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
+            return None
+        T, B = <int>xa.shape[0], 1
+        dims[0] = T
+        dims[1] = H
+        return _lean(xa, h, params, names, T, B, input_size, H, typenum, reverse, reset_after,
+                     2, 2, dims, chunk_elements)
+    if xa.ndim != 3 or xa.shape[0] == 0 or xa.shape[1] == 0:
+        return None
+    if <double>xa.shape[0] * <double>xa.shape[1] > _INT32_MAX:
+        return None
+    if batch_first:
+        if xa.shape[0] != 1 and xa.shape[1] != 1:
+            return None
+        T, B = <int>xa.shape[1], <int>xa.shape[0]
+    else:
+        T, B = <int>xa.shape[0], <int>xa.shape[1]
+    dims[0] = xa.shape[0]
+    dims[1] = xa.shape[1]
+    dims[2] = H
+    return _lean(xa, h, params, names, T, B, input_size, H, typenum, reverse, reset_after,
+                 3, 3, dims, chunk_elements)
+
+
+def gru_step(object x, object h, dict params, tuple names, int input_size, int hidden_size,
+             int typenum, bint reverse, bint reset_after):
+    """One step of every layer, the lean path of GRU.step: (y, h_new), or
+    None when an argument is not already what the kernels take (see
+    gru_infer).
+
+    x      (B, I) or (I,)
+    h      None (zeros), or (L, B, H), (L, H) for unbatched x
+    Runs gru_forward's kernel with T = 1 per layer, so the result is the
+    whole-sequence one bit for bit (same BLAS calls).
+    """
+    cdef cnp.ndarray xa
+    cdef cnp.npy_intp dims[2]
+    if not _lean_x(x, typenum, input_size):
+        return None
+    xa = <cnp.ndarray>x
+    if xa.ndim == 1:
+        dims[0] = hidden_size
+        return _lean(xa, h, params, names, 1, 1, input_size, hidden_size, typenum, reverse,
+                     reset_after, 2, 1, dims, 1)
+    if xa.ndim != 2 or xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
+        return None
+    dims[0] = xa.shape[0]
+    dims[1] = hidden_size
+    return _lean(xa, h, params, names, 1, <int>xa.shape[0], input_size, hidden_size, typenum,
+                 reverse, reset_after, 3, 2, dims, 1)
 
 
 # ---- backward -------------------------------------------------------------

@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from gru_cy import _gru
-from gru_cy._base import RNNBase, empty
+from gru_cy._base import _POISON, RNNBase, empty
+
+_gru.set_poison(_POISON)
 
 # Elements of the input projection computed per GEMM (rows layout): the
 # workspace stays near 1 MiB (float32) whatever T is, so that inference
@@ -22,7 +24,7 @@ from gru_cy._base import RNNBase, empty
 # has 85 or more rows (H <= 1024 at B = 1: 3H * 85 < 2^18).
 _CHUNK_ELEMENTS = 1 << 18
 
-# The configuration arguments of _gru.gru_step (parameter names per layer,
+# The configuration arguments of _gru.gru_step and gru_infer (parameter names per layer,
 # sizes, dtype number, direction, variant), per module configuration.
 _STEP_ARGS = {}
 
@@ -132,9 +134,9 @@ class GRU(RNNBase):
         _gru.gru_backward(dx, dh, tuple(grads), work, dout, col, tuple(saved), x, w_ih, w_hh,
                           lengths, full, reverse, self.reset_after, columns)
 
-    def _kernel_step(self, x_t, h):
-        """The lean path of step(): (y, h) or None when the arguments or the
-        parameters need the checks and conversions of the general path."""
+    def _lean_args(self):
+        """(params, names, I, H, dtype number, reverse, reset_after) for
+        _gru.gru_step / gru_infer."""
         key = (self.num_layers, self.bias, self.input_size, self.hidden_size, self.dtype.num,
                self.go_backwards, self.reset_after)
         args = _STEP_ARGS.get(key)
@@ -142,4 +144,15 @@ class GRU(RNNBase):
             kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if self.bias else 2]
             names = tuple(tuple(f"{n}_l{k}" for n in kinds) for k in range(self.num_layers))
             args = _STEP_ARGS[key] = (names,) + key[2:]
-        return _gru.gru_step(x_t, h, self.params, *args)
+        return args
+
+    def _kernel_step(self, x_t, h):
+        """The lean path of step(): (y, h) or None when the arguments or the
+        parameters need the checks and conversions of the general path."""
+        return _gru.gru_step(x_t, h, self.params, *self._lean_args())
+
+    def _kernel_infer(self, x, h0):
+        """The lean path of __call__ (unidirectional, no lengths): (out, h_n)
+        or None when the general path is needed."""
+        return _gru.gru_infer(x, h0, self.params, *self._lean_args(), self.batch_first,
+                              _CHUNK_ELEMENTS)
