@@ -182,3 +182,19 @@ def test_in_place_parameter_updates_are_seen_by_the_next_call():
     after = gru(x)[0]
     assert not np.array_equal(before, after)
     np.testing.assert_array_equal(after, _general(gru, x)[0])
+
+
+def test_changing_the_configuration_after_a_call_is_seen_by_the_next_call():
+    # The lean paths cache the module's configuration; setting an attribute drops the cache.
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    gru = gru_cy.GRU(3, 4, seed=10)
+    gru(x)
+    gru.step(x[0])
+    gru.reset_after = False
+    other = gru_cy.GRU(3, 4, reset_after=False, seed=10)
+    np.testing.assert_array_equal(gru(x)[0], other(x)[0])
+    np.testing.assert_array_equal(gru.step(x[0])[0], other.step(x[0])[0])
+    gru.go_backwards = True
+    other = gru_cy.GRU(3, 4, reset_after=False, go_backwards=True, seed=10)
+    np.testing.assert_array_equal(gru(x)[0], other(x)[0])

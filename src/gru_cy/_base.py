@@ -172,6 +172,12 @@ class RNNBase:
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.reset_parameters()
 
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if not name.startswith("_"):
+            # Configuration the lean kernel paths cache (see gru.GRU._lean_args).
+            self.__dict__.pop("_lean", None)
+
     def _check_size(self):
         """Refuse, before allocating anything, sizes no machine can hold."""
         G, H, D, L = self._gates, self.hidden_size, self.num_directions, self.num_layers
@@ -415,6 +421,12 @@ class RNNBase:
             result = self._kernel_infer(x, h0)
             if result is not None:
                 return result
+        return self._forward_general(x, h0, lengths)
+
+    forward = __call__
+
+    def _forward_general(self, x, h0, lengths):
+        """Inference for arguments that need checks, conversions or lengths."""
         x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
         weights = self._weights()
         T, B = x.shape[0], x.shape[1]
@@ -428,8 +440,6 @@ class RNNBase:
                            3 * T * B * H * (layer_in.shape[2] + H))
             layer_in = out
         return self._finish(layer_in, h_n, unbatched)
-
-    forward = __call__
 
     def forward_train(self, x, h0=None, lengths=None):
         """Forward that keeps what backward needs: (out, h_n, tape).
@@ -494,15 +504,20 @@ class RNNBase:
         Inference only: no dropout, no tape. Not for bidirectional modules,
         whose reverse direction needs the whole sequence.
         """
+        if not self.bidirectional:
+            # Lean path: arrays already of the module's dtype, C-contiguous and
+            # of the right shapes go straight to the kernel (no per-call
+            # workspace is shared, so threads may call step() concurrently).
+            result = self._kernel_step(x_t, h)
+            if result is not None:
+                return result
+        return self._step_general(x_t, h)
+
+    def _step_general(self, x_t, h):
+        """step() for arguments that need checks and conversions."""
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional module: the reverse direction of a "
                              "bidirectional GRU depends on the whole sequence")
-        # Lean path: arrays already of the module's dtype, C-contiguous and of
-        # the right shapes go straight to the kernel (no per-call workspace
-        # is shared, so threads may call step() concurrently).
-        result = self._kernel_step(x_t, h)
-        if result is not None:
-            return result
         x_t = as_float_array(x_t, "x_t", self.dtype)
         if x_t.ndim not in (1, 2):
             raise ValueError(f"step: Expected x_t to be 1D or 2D, got {x_t.ndim}D input instead")

@@ -745,7 +745,7 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
     cdef Py_ssize_t HB = <Py_ssize_t>H * B, per_layer, item, seq, i, n_work
     cdef cnp.npy_intp dims[3]
     cdef tuple row
-    cdef list layers
+    cdef list layers = None
     cdef const char *ptrs[64]
     cdef const char **lp = ptrs
     cdef char *work = NULL
@@ -766,7 +766,11 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
             return None
     # The parameters, checked, as data pointers (4 per layer).
     has_bias = len(<tuple>names[0]) == 4
-    layers = []
+    # The arrays must stay alive while the GIL is released (another thread
+    # may replace entries of params): with one layer the locals w_ih ...
+    # b_hh hold them, with more the list does.
+    if L > 1:
+        layers = []
     if L > 16:
         lp = <const char **>malloc(4 * L * sizeof(char *))
         if lp == NULL:
@@ -782,8 +786,9 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
             lp[4 * k] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>w_ih)
             lp[4 * k + 1] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>w_hh)
             lp[4 * k + 2] = lp[4 * k + 3] = NULL
-            layers.append(w_ih)          # keep references while the GIL is released
-            layers.append(w_hh)
+            if L > 1:
+                layers.append(w_ih)
+                layers.append(w_hh)
             if has_bias:
                 b_ih = params.get(row[2])
                 b_hh = params.get(row[3])
@@ -791,8 +796,9 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
                     return None
                 lp[4 * k + 2] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b_ih)
                 lp[4 * k + 3] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b_hh)
-                layers.append(b_ih)
-                layers.append(b_hh)
+                if L > 1:
+                    layers.append(b_ih)
+                    layers.append(b_hh)
         columns = _columns(B, H, True)
         chunk = _lean_chunk(T, B, H, columns, chunk_elements)
         per_layer = _forward_work(B, H, chunk, False, columns, has_bias)

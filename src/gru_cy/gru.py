@@ -24,9 +24,6 @@ _gru.set_poison(_POISON)
 # has 85 or more rows (H <= 1024 at B = 1: 3H * 85 < 2^18).
 _CHUNK_ELEMENTS = 1 << 18
 
-# The configuration arguments of _gru.gru_step and gru_infer (parameter names per layer,
-# sizes, dtype number, direction, variant), per module configuration.
-_STEP_ARGS = {}
 
 
 class GRU(RNNBase):
@@ -134,16 +131,41 @@ class GRU(RNNBase):
         _gru.gru_backward(dx, dh, tuple(grads), work, dout, col, tuple(saved), x, w_ih, w_hh,
                           lengths, full, reverse, self.reset_after, columns)
 
+    # -- the lean paths (the hooks of RNNBase, inlined: per-call overhead is
+    # most of a one-step call) ------------------------------------------------
+
+    _lean = None    # cached _lean_args(), per instance
+
+    def __call__(self, x, h0=None, lengths=None):
+        """Inference: (out, h_n). No tape is kept and no dropout applied."""
+        if lengths is None and not self.bidirectional:
+            result = _gru.gru_infer(x, h0, self.params, *(self._lean or self._lean_args()),
+                                    self.batch_first, _CHUNK_ELEMENTS)
+            if result is not None:
+                return result
+        return self._forward_general(x, h0, lengths)
+
+    forward = __call__
+
+    def step(self, x_t, h=None):
+        if not self.bidirectional:
+            result = _gru.gru_step(x_t, h, self.params, *(self._lean or self._lean_args()))
+            if result is not None:
+                return result
+        return self._step_general(x_t, h)
+
+    step.__doc__ = RNNBase.step.__doc__
+
     def _lean_args(self):
-        """(params, names, I, H, dtype number, reverse, reset_after) for
-        _gru.gru_step / gru_infer."""
-        key = (self.num_layers, self.bias, self.input_size, self.hidden_size, self.dtype.num,
-               self.go_backwards, self.reset_after)
-        args = _STEP_ARGS.get(key)
+        """(names, I, H, dtype number, reverse, reset_after) for _gru.gru_step
+        and gru_infer; cached until a public attribute is set (RNNBase.__setattr__)."""
+        args = self.__dict__.get("_lean")
         if args is None:
             kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if self.bias else 2]
             names = tuple(tuple(f"{n}_l{k}" for n in kinds) for k in range(self.num_layers))
-            args = _STEP_ARGS[key] = (names,) + key[2:]
+            args = (names, self.input_size, self.hidden_size, self.dtype.num, self.go_backwards,
+                    self.reset_after)
+            self.__dict__["_lean"] = args
         return args
 
     def _kernel_step(self, x_t, h):
