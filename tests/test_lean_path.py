@@ -198,3 +198,26 @@ def test_changing_the_configuration_after_a_call_is_seen_by_the_next_call():
     gru.go_backwards = True
     other = gru_cy.GRU(3, 4, reset_after=False, go_backwards=True, seed=10)
     np.testing.assert_array_equal(gru(x)[0], other(x)[0])
+
+
+def test_cached_shapes_and_names_follow_a_configuration_change():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    gru = gru_cy.GRU(3, 4, seed=11)
+    out, h_n, tape = gru.forward_train(x)
+    gru.num_layers = 2
+    with pytest.raises(KeyError, match="weight_ih_l1"):
+        gru(x)
+    with pytest.raises(KeyError, match="weight_ih_l1"):
+        gru.forward_train(x)
+    with pytest.raises(ValueError, match="run forward_train again"):
+        gru.backward(tape, np.ones_like(out))
+    two = gru_cy.GRU(3, 4, num_layers=2, seed=12)
+    gru.load_state_dict(two.state_dict())
+    gru.zero_grad()
+    assert set(gru.grads) == set(two.grads)
+    for a, b in zip(gru(x), two(x)):
+        np.testing.assert_array_equal(a, b)
+    out, h_n, tape = gru.forward_train(x)
+    gru.backward(tape, np.ones_like(out))
+    assert set(gru.grads) == set(two.params)

@@ -71,6 +71,8 @@ def as_float_array(value, name, dtype):
     string, bytes and structured arrays raise TypeError. Read-only and
     non-contiguous inputs are copied, never written to.
     """
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value
     arr = to_numpy(value, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -172,11 +174,15 @@ class RNNBase:
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.reset_parameters()
 
+    # What is derived from the configuration alone is computed once and kept
+    # in these instance attributes until a public attribute is set.
+    _CACHES = ("_lean", "_shapes", "_names", "_sig")
+
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
         if not name.startswith("_"):
-            # Configuration the lean kernel paths cache (see gru.GRU._lean_args).
-            self.__dict__.pop("_lean", None)
+            for key in self._CACHES:
+                self.__dict__.pop(key, None)
 
     def _check_size(self):
         """Refuse, before allocating anything, sizes no machine can hold."""
@@ -222,6 +228,30 @@ class RNNBase:
                     yield "bias_ih" + sfx, (G * H,)
                     yield "bias_hh" + sfx, (G * H,)
 
+    def _shape_table(self):
+        """(((name, shape), ...) in PyTorch order, {name: shape}), cached."""
+        table = self.__dict__.get("_shapes")
+        if table is None:
+            pairs = tuple(self._param_shapes())
+            table = self.__dict__["_shapes"] = (pairs, dict(pairs))
+        return table
+
+    def _layer_names(self):
+        """[[(w_ih, w_hh, b_ih, b_hh) names per direction] per layer], the
+        bias names None when bias=False; cached."""
+        names = self.__dict__.get("_names")
+        if names is None:
+            names = []
+            for k in range(self.num_layers):
+                row = []
+                for d in range(self.num_directions):
+                    sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                    row.append(("weight_ih" + sfx, "weight_hh" + sfx)
+                               + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
+                names.append(tuple(row))
+            names = self.__dict__["_names"] = tuple(names)
+        return names
+
     def reset_parameters(self):
         """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)), like PyTorch."""
         bound = 1.0 / np.sqrt(self.hidden_size)
@@ -230,7 +260,7 @@ class RNNBase:
 
     def zero_grad(self):
         """Set every gradient to zero (in place: references stay valid)."""
-        for name, shape in self._param_shapes():
+        for name, shape in self._shape_table()[0]:
             g = self.grads.get(name)
             if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
                     and g.flags.c_contiguous and g.flags.writeable):
@@ -253,7 +283,7 @@ class RNNBase:
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(
                 f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        expected = dict(self._param_shapes())
+        expected = self._shape_table()[1]
         keys = list(state_dict.keys())
         missing = [k for k in expected if k not in state_dict]
         unexpected = [k for k in keys if k not in expected]
@@ -295,7 +325,7 @@ class RNNBase:
         wrong shape is an error, anything of another float type or layout
         is converted for this call.
         """
-        shapes = dict(self._param_shapes())  # once per call, not once per parameter
+        shapes = self._shape_table()[1]
 
         def checked(name):
             if name not in self.params:
@@ -307,19 +337,11 @@ class RNNBase:
     def _per_layer_direction(self, get):
         """[[(w_ih, w_hh, b_ih, b_hh) for each direction] for each layer], each
         array get(name) for its PyTorch name; the biases are None when bias=False."""
-        out = []
-        for k in range(self.num_layers):
-            row = []
-            for d in range(self.num_directions):
-                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                arrays = [get("weight_ih" + sfx), get("weight_hh" + sfx)]
-                if self.bias:
-                    arrays += [get("bias_ih" + sfx), get("bias_hh" + sfx)]
-                else:
-                    arrays += [None, None]
-                row.append(tuple(arrays))
-            out.append(row)
-        return out
+        if self.bias:
+            return [[(get(wi), get(wh), get(bi), get(bh)) for wi, wh, bi, bh in row]
+                    for row in self._layer_names()]
+        return [[(get(wi), get(wh), None, None) for wi, wh, _, _ in row]
+                for row in self._layer_names()]
 
     def _checked_param(self, name, shape):
         p = self.params[name]
@@ -373,6 +395,8 @@ class RNNBase:
                 raise ValueError(
                     f"Expected hidden size {shape_str(expected)}, got {list(h0.shape)}")
             h0 = np.array(h0.reshape(LD, B, H), dtype=self.dtype, copy=True)
+        if lengths is None:
+            return x, h0, np.full(B, T, dtype=np.int64), True, unbatched
         lengths_arr = self._check_lengths(lengths, T, B, unbatched)
         full = bool(np.all(lengths_arr == T))
         return x, h0, lengths_arr, full, unbatched
@@ -449,7 +473,8 @@ class RNNBase:
         """
         x_user = x
         x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
-        if np.may_share_memory(x, to_numpy(x_user, "input")):
+        if np.may_share_memory(
+                x, x_user if isinstance(x_user, np.ndarray) else to_numpy(x_user, "input")):
             # The tape keeps the input for backward: it must not follow later
             # changes the caller makes to its own buffer.
             x = x.copy()
@@ -557,8 +582,14 @@ class RNNBase:
         return keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - p))
 
     def _signature(self):
+        sig = self.__dict__.get("_sig")
+        if sig is None:
+            sig = self.__dict__["_sig"] = self._make_signature()
+        return sig
+
+    def _make_signature(self):
         return (self._mode, self.input_size, self.hidden_size, self.num_layers, self.bias,
-                self.bidirectional, self.go_backwards, self.dtype, tuple(self._param_shapes()))
+                self.bidirectional, self.go_backwards, self.dtype, self._shape_table()[0])
 
     def backward(self, tape, dout=None, dh_n=None):
         """Backpropagate through a forward_train call: (dx, dh0).
@@ -578,7 +609,7 @@ class RNNBase:
             raise ValueError(
                 "tape was recorded with parameters of different shapes or dtype than the "
                 "module has now; run forward_train again")
-        for name, shape in self._param_shapes():
+        for name, shape in self._shape_table()[0]:
             p = self.params.get(name)
             if getattr(p, "shape", None) != shape:
                 raise ValueError(
@@ -637,7 +668,7 @@ class RNNBase:
         return self._per_layer_direction(self.grads.__getitem__)
 
     def _ensure_grads(self):
-        for name, shape in self._param_shapes():
+        for name, shape in self._shape_table()[0]:
             g = self.grads.get(name)
             if g is None:
                 self.grads[name] = np.zeros(shape, dtype=self.dtype)

@@ -55,8 +55,8 @@ class GRU(RNNBase):
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed, go_backwards=go_backwards)
 
-    def _signature(self):
-        return super()._signature() + (self.reset_after,)
+    def _make_signature(self):
+        return super()._make_signature() + (self.reset_after,)
 
     def _extra_repr_items(self):
         items = super()._extra_repr_items()
