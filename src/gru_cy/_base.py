@@ -18,7 +18,10 @@ from functools import partial
 
 import numpy as np
 
-from gru_cy._threads import run_directions
+from gru_cy._threads import MIN_MULTIPLY_ADDS, blas_threads, run_directions
+
+# Batch rows per half below which a batch is not split over two threads.
+MIN_HALF_BATCH = 4
 
 _INT32_MAX = 2**31 - 1
 
@@ -107,14 +110,13 @@ class Tape:
     """
 
     __slots__ = (
-        "owner", "signature", "layer_inputs", "masks", "saved", "lengths",
-        "full_lengths", "T", "B", "batch_first", "unbatched", "out_shape",
-        "h_shape", "weights",
+        "owner", "signature", "parts", "T", "B", "batch_first", "unbatched",
+        "out_shape", "h_shape", "weights",
     )
 
     def __repr__(self):
         return (f"<gru_cy Tape T={self.T} B={self.B} "
-                f"layers={len(self.layer_inputs)} out_shape={self.out_shape}>")
+                f"out_shape={self.out_shape}>")
 
 
 # ---------------------------------------------------------------------------
@@ -453,17 +455,9 @@ class RNNBase:
         """Inference for arguments that need checks, conversions or lengths."""
         x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
         weights = self._weights()
-        T, B = x.shape[0], x.shape[1]
-        D, H = self.num_directions, self.hidden_size
-        layer_in = x
-        for k in range(self.num_layers):
-            out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
-            run_directions([partial(self._kernel_forward, out, d * H, h_n[k * D + d], layer_in,
-                                    weights[k][d], lengths, full, reverse, None)
-                            for d, reverse in enumerate(self._directions())],
-                           3 * T * B * H * (layer_in.shape[2] + H))
-            layer_in = out
-        return self._finish(layer_in, h_n, unbatched)
+        parts = self._run_batch(x, h_n, lengths, full, weights, False, None)
+        out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
+        return self._finish(out, h_n, unbatched)
 
     def forward_train(self, x, h0=None, lengths=None):
         """Forward that keeps what backward needs: (out, h_n, tape).
@@ -487,37 +481,103 @@ class RNNBase:
         weights = self._weights()
         T, B = x.shape[0], x.shape[1]
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        # The dropout masks of the outputs of layers 0 .. L-2, drawn before
+        # anything runs (the draws do not depend on the batch split).
+        masks = [self._dropout_mask((T, B, D * H)) if self.dropout > 0.0 else None
+                 for _ in range(L - 1)]
         tape = Tape()
         tape.owner = self
         tape.signature = self._signature()
-        tape.layer_inputs, tape.masks, tape.saved = [], [], []
-        layer_in = x
-        for k in range(L):
-            tape.layer_inputs.append(layer_in)
-            out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
-            saved_k = [self._alloc_saved(T, B) for _ in range(D)]
-            run_directions([partial(self._kernel_forward, out, d * H, h_n[k * D + d], layer_in,
-                                    weights[k][d], lengths, full, reverse, saved_k[d])
-                            for d, reverse in enumerate(self._directions())],
-                           3 * T * B * H * (layer_in.shape[2] + H))
-            tape.saved.append(saved_k)
-            if k < L - 1 and self.dropout > 0.0:
-                mask = self._dropout_mask(out.shape)
-                out *= mask
-                tape.masks.append(mask)
-            else:
-                tape.masks.append(None)
-            layer_in = out
-        tape.lengths, tape.full_lengths = lengths, full
+        tape.parts = self._run_batch(x, h_n, lengths, full, weights, True, masks)
         tape.T, tape.B = T, B
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         # Backward must see the parameters this forward used, even if an
         # optimiser updates gru.params in place before backward runs.
         tape.weights = [[tuple(None if a is None else a.copy() for a in arrays)
                          for arrays in row] for row in weights]
-        out, h_n_user = self._finish(layer_in, h_n, unbatched)
+        parts = tape.parts
+        out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
+        out, h_n_user = self._finish(out, h_n, unbatched)
         tape.out_shape, tape.h_shape = out.shape, h_n_user.shape
         return out, h_n_user, tape
+
+    # -- one batch, or two halves of it on two threads ------------------------
+
+    def _batch_split(self, T, B, I, train=False):
+        """Where to cut the batch in two halves run on two threads, or 0.
+
+        Unidirectional layers run on one thread each (the two directions of
+        a bidirectional layer already take two). Sequences are independent,
+        so two halves of the batch can run at once, each with a
+        single-threaded BLAS: the gate math runs in parallel too, and no
+        BLAS call waits for threads at every time step.
+        """
+        if self.bidirectional or B < 2 * MIN_HALF_BATCH:
+            return 0
+        if train and not self._split_train(B):
+            return 0
+        H, L = self.hidden_size, self.num_layers
+        if 3 * T * B * H * (I + H + (L - 1) * 2 * H) < 2 * MIN_MULTIPLY_ADDS:
+            return 0
+        if blas_threads() < 2:
+            return 0
+        return B // 2
+
+    def _run_batch(self, x, h_n, lengths, full, weights, train, masks):
+        """Every layer over the batch: a list of one part, or of two (batch
+        halves) when _batch_split says so. A part is (batch slice, out,
+        layer_inputs, saved, masks, lengths, full); h_n is updated in place."""
+        T, B = x.shape[0], x.shape[1]
+        cut = self._batch_split(T, B, x.shape[2], train)
+        if not cut:
+            out, inputs, saved = self._run_layers(x, h_n, lengths, full, weights, train, masks)
+            return [(slice(None), out, inputs, saved, masks, lengths, full)]
+        halves = [slice(0, cut), slice(cut, B)]
+        parts = [None, None]
+        h_parts = [np.ascontiguousarray(h_n[:, sl]) for sl in halves]
+
+        def half(i):
+            sl = halves[i]
+            lengths_i = np.ascontiguousarray(lengths[sl])
+            full_i = full or bool(np.all(lengths_i == T))
+            masks_i = None if masks is None else [
+                None if m is None else np.ascontiguousarray(m[:, sl]) for m in masks]
+            out, inputs, saved = self._run_layers(np.ascontiguousarray(x[:, sl]), h_parts[i],
+                                                  lengths_i, full_i, weights, train, masks_i)
+            parts[i] = (sl, out, inputs, saved, masks_i, lengths_i, full_i)
+
+        run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
+        for sl, h_part in zip(halves, h_parts):
+            h_n[:, sl] = h_part
+        return parts
+
+    def _run_layers(self, x, h_n, lengths, full, weights, train, masks):
+        """Every layer and direction over x (T, B, I): (out, layer inputs,
+        saved), the last two empty unless train. masks: dropout masks of the
+        outputs of layers 0 .. L-2 (entries None for no dropout), or None."""
+        T, B = x.shape[0], x.shape[1]
+        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        inputs, saved = [], []
+        layer_in = x
+        for k in range(L):
+            out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
+            saved_k = [self._alloc_saved(T, B) if train else None for _ in range(D)]
+            if D == 1:
+                self._kernel_forward(out, 0, h_n[k], layer_in, weights[k][0], lengths, full,
+                                     self.go_backwards, saved_k[0])
+            else:
+                run_directions([partial(self._kernel_forward, out, d * H, h_n[k * D + d],
+                                        layer_in, weights[k][d], lengths, full, reverse,
+                                        saved_k[d])
+                                for d, reverse in enumerate(self._directions())],
+                               3 * T * B * H * (layer_in.shape[2] + H))
+            if train:
+                inputs.append(layer_in)
+                saved.append(saved_k)
+            if masks is not None and k < L - 1 and masks[k] is not None:
+                out *= masks[k]
+            layer_in = out
+        return layer_in, inputs, saved
 
     def step(self, x_t, h=None):
         """Advance every layer by one time step: (y_t, h).
@@ -629,29 +689,61 @@ class RNNBase:
             dh = dh_n.copy()
         dout = np.ascontiguousarray(dout)
         grads = self._grad_buffers()
-        for k in range(L - 1, -1, -1):
-            layer_in = tape.layer_inputs[k]
-            dx = np.zeros(layer_in.shape, dtype=self.dtype)
-            # The directions may run at once: each adds into its own dx.
-            dxs = [dx] + [np.zeros_like(dx) for _ in range(D - 1)]
-            run_directions([partial(self._kernel_backward, dxs[d], dh[k * D + d], grads[k][d],
-                                    dout, d * H, tape.saved[k][d], layer_in, tape.weights[k][d],
-                                    tape.lengths, tape.full_lengths, reverse)
-                            for d, reverse in enumerate(self._directions())],
-                           6 * T * B * H * (layer_in.shape[2] + H))
-            for extra in dxs[1:]:
-                dx += extra
-            if k > 0:
-                mask = tape.masks[k - 1]
-                if mask is not None:
-                    dx *= mask
-            dout = dx
-        dx = dout
+        if len(tape.parts) == 1:
+            dx = self._backward_layers(tape.parts[0], dout, dh, grads, tape.weights)
+        else:
+            # Two batch halves on two threads: the second adds its parameter
+            # gradients into buffers of its own, summed afterwards.
+            extra = [[tuple(None if g is None else np.zeros_like(g) for g in arrays)
+                      for arrays in row] for row in grads]
+            dxs, dhs = [None, None], [np.ascontiguousarray(dh[:, p[0]]) for p in tape.parts]
+
+            def half(i):
+                part = tape.parts[i]
+                dxs[i] = self._backward_layers(part, np.ascontiguousarray(dout[:, part[0]]),
+                                               dhs[i], extra if i else grads, tape.weights)
+
+            run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
+            for row, extra_row in zip(grads, extra):
+                for arrays, extra_arrays in zip(row, extra_row):
+                    for g, e in zip(arrays, extra_arrays):
+                        if g is not None:
+                            g += e
+            for part, dh_part in zip(tape.parts, dhs):
+                dh[:, part[0]] = dh_part
+            dx = np.concatenate(dxs, axis=1)
         if tape.unbatched:
             return dx[:, 0, :], dh[:, 0, :]
         if tape.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, dh
+
+    def _backward_layers(self, part, dout, dh, grads, weights):
+        """Backward through the layers of one part of a tape (see _run_batch):
+        dx; dh (L*D, B, H) is updated in place, grads added into."""
+        _, _, layer_inputs, saved, masks, lengths, full = part
+        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        for k in range(L - 1, -1, -1):
+            layer_in = layer_inputs[k]
+            T, B = layer_in.shape[0], layer_in.shape[1]
+            dx = np.zeros(layer_in.shape, dtype=self.dtype)
+            if D == 1:
+                self._kernel_backward(dx, dh[k], grads[k][0], dout, 0, saved[k][0], layer_in,
+                                      weights[k][0], lengths, full, self.go_backwards)
+            else:
+                # The directions may run at once: each adds into its own dx.
+                dxs = [dx] + [np.zeros_like(dx) for _ in range(D - 1)]
+                run_directions([partial(self._kernel_backward, dxs[d], dh[k * D + d],
+                                        grads[k][d], dout, d * H, saved[k][d], layer_in,
+                                        weights[k][d], lengths, full, reverse)
+                                for d, reverse in enumerate(self._directions())],
+                               6 * T * B * H * (layer_in.shape[2] + H))
+                for extra in dxs[1:]:
+                    dx += extra
+            if k > 0 and masks is not None and masks[k - 1] is not None:
+                dx *= masks[k - 1]
+            dout = dx
+        return dout
 
     def _grad_arg(self, g, name, shape):
         if g is None:
@@ -686,6 +778,10 @@ class RNNBase:
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         raise NotImplementedError
+
+    def _split_train(self, B):
+        """Whether training may split a batch of B in two (see _batch_split)."""
+        return True
 
     def _kernel_infer(self, x, h0):
         """Optional lean path of __call__ (unidirectional, no lengths):

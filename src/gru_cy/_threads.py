@@ -1,8 +1,9 @@
-"""The two directions of a bidirectional layer, on two threads.
+"""Two independent kernel calls on two threads.
 
-The directions are independent, and the kernels release the GIL for their
-whole time loop, so one direction can run on a worker thread while the
-calling thread runs the other (DESIGN.md §4). Inside, every BLAS call must
+The two directions of a bidirectional layer are independent, and so are
+two halves of a batch (RNNBase._batch_split); the kernels release the GIL
+for their whole time loop, so one call can run on a worker thread while
+the calling thread runs the other (DESIGN.md §4). Inside, every BLAS call must
 be single-threaded, or the two directions would fight over the BLAS's own
 threads: while a bidirectional layer runs, SciPy's OpenBLAS is set to one
 thread (through its openblas_set_num_threads, found next to
@@ -17,7 +18,9 @@ the worker; otherwise one after the other. Either way a bidirectional
 layer's BLAS calls are single-threaded whenever the BLAS count can be set,
 so its results do not depend on what other threads are doing (OpenBLAS's
 threaded GEMMs round differently from its single-threaded ones). Other
-calls made while the count is lowered run single-threaded too.
+calls made while the count is lowered run single-threaded too. (OpenBLAS
+also has openblas_set_num_threads_local, but in SciPy's pthreads build it
+changes the same process-wide count: measured, a second thread sees it.)
 """
 
 from __future__ import annotations
