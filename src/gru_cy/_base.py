@@ -347,6 +347,9 @@ class RNNBase:
 
     def _checked_param(self, name, shape):
         p = self.params[name]
+        if type(p) is np.ndarray and p.shape == shape and p.dtype == self.dtype and (
+                p.flags.c_contiguous):
+            return p
         if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and p.flags.c_contiguous):
             p = as_float_array(p, f"params[{name!r}]", self.dtype)
         if p.shape != shape:
@@ -493,8 +496,9 @@ class RNNBase:
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         # Backward must see the parameters this forward used, even if an
         # optimiser updates gru.params in place before backward runs.
-        tape.weights = [[tuple(None if a is None else a.copy() for a in arrays)
-                         for arrays in row] for row in weights]
+        tape.weights = [[(wi.copy(), wh.copy(), None if bi is None else bi.copy(),
+                          None if bh is None else bh.copy()) for wi, wh, bi, bh in row]
+                        for row in weights]
         parts = tape.parts
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
         out, h_n_user = self._finish(out, h_n, unbatched)
@@ -765,8 +769,9 @@ class RNNBase:
             if g is None:
                 self.grads[name] = np.zeros(shape, dtype=self.dtype)
                 continue
+            flags = getattr(g, "flags", None)
             if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
-                    and g.flags.c_contiguous and g.flags.writeable):
+                    and flags.c_contiguous and flags.writeable):
                 raise ValueError(
                     f"grads[{name!r}] must be a writable C-contiguous {self.dtype} array of shape "
                     f"{shape_str(shape)}; call zero_grad() to recreate it")
