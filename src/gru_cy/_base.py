@@ -328,13 +328,21 @@ class RNNBase:
         is converted for this call.
         """
         shapes = self._shape_table()[1]
+        params, dtype = self.params, self.dtype
 
         def checked(name):
-            if name not in self.params:
+            if name is None:
+                return None
+            p = params.get(name)
+            if (type(p) is np.ndarray and p.dtype == dtype and p.shape == shapes[name]
+                    and p.flags.c_contiguous):
+                return p
+            if name not in params:
                 raise KeyError_(f"parameter {name!r} is missing from params")
             return self._checked_param(name, shapes[name])
 
-        return self._per_layer_direction(checked)
+        return [[(checked(wi), checked(wh), checked(bi), checked(bh))
+                 for wi, wh, bi, bh in row] for row in self._layer_names()]
 
     def _per_layer_direction(self, get):
         """[[(w_ih, w_hh, b_ih, b_hh) for each direction] for each layer], each
@@ -347,9 +355,6 @@ class RNNBase:
 
     def _checked_param(self, name, shape):
         p = self.params[name]
-        if type(p) is np.ndarray and p.shape == shape and p.dtype == self.dtype and (
-                p.flags.c_contiguous):
-            return p
         if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and p.flags.c_contiguous):
             p = as_float_array(p, f"params[{name!r}]", self.dtype)
         if p.shape != shape:
@@ -401,7 +406,9 @@ class RNNBase:
                     f"Expected hidden size {shape_str(expected)}, got {list(h0.shape)}")
             h0 = np.array(h0.reshape(LD, B, H), dtype=self.dtype, copy=True)
         if lengths is None:
-            return x, h0, np.full(B, T, dtype=np.int64), True, unbatched
+            lengths_arr = np.empty(B, dtype=np.int64)
+            lengths_arr.fill(T)
+            return x, h0, lengths_arr, True, unbatched
         lengths_arr = self._check_lengths(lengths, T, B, unbatched)
         full = bool(np.all(lengths_arr == T))
         return x, h0, lengths_arr, full, unbatched
@@ -680,17 +687,18 @@ class RNNBase:
                     f"tape was recorded with params[{name!r}] of shape {shape_str(shape)}, but it "
                     f"is now {shape_str(p.shape) if hasattr(p, 'shape') else 'missing'}; run "
                     "forward_train again")
-        T, B = tape.T, tape.B
+        B = tape.B
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         dout = self._grad_arg(dout, "dout", tape.out_shape)
-        dh_n = self._grad_arg(dh_n, "dh_n", tape.h_shape)
+        if dh_n is None:
+            dh = np.zeros((L * D, B, H), dtype=self.dtype)
+        else:
+            # A copy: the kernels update it in place.
+            dh = self._grad_arg(dh_n, "dh_n", tape.h_shape).reshape(L * D, B, H).copy()
         if tape.unbatched:
             dout = dout[:, None, :]
-            dh = dh_n.reshape(L * D, 1, H).copy()
-        else:
-            if tape.batch_first:
-                dout = dout.transpose(1, 0, 2)
-            dh = dh_n.copy()
+        elif tape.batch_first:
+            dout = dout.transpose(1, 0, 2)
         dout = np.ascontiguousarray(dout)
         grads = self._grad_buffers()
         if len(tape.parts) == 1:
@@ -759,22 +767,29 @@ class RNNBase:
         return g
 
     def _grad_buffers(self):
-        """self.grads arrays per layer/direction, checked to be writable targets."""
-        self._ensure_grads()
-        return self._per_layer_direction(self.grads.__getitem__)
+        """self.grads arrays per layer and direction, each checked to be a
+        writable target (missing ones are created), all before any is used."""
+        grads, dtype = self.grads, self.dtype
+        shapes = self._shape_table()[1]
 
-    def _ensure_grads(self):
-        for name, shape in self._shape_table()[0]:
-            g = self.grads.get(name)
+        def target(name):
+            if name is None:
+                return None
+            g = grads.get(name)
+            shape = shapes[name]
             if g is None:
-                self.grads[name] = np.zeros(shape, dtype=self.dtype)
-                continue
+                g = grads[name] = np.zeros(shape, dtype=dtype)
+                return g
             flags = getattr(g, "flags", None)
-            if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
+            if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == dtype
                     and flags.c_contiguous and flags.writeable):
                 raise ValueError(
-                    f"grads[{name!r}] must be a writable C-contiguous {self.dtype} array of shape "
+                    f"grads[{name!r}] must be a writable C-contiguous {dtype} array of shape "
                     f"{shape_str(shape)}; call zero_grad() to recreate it")
+            return g
+
+        return [[(target(wi), target(wh), target(bi), target(bh)) for wi, wh, bi, bh in row]
+                for row in self._layer_names()]
 
     # -- kernels (cell-specific) ---------------------------------------------
 

@@ -613,7 +613,7 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char
              lengths, full, T, B, I, H, reverse, reset_after, train, columns)
 
 
-def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, cnp.ndarray work,
+def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object work,
                 cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object b_ih, object b_hh,
                 cnp.ndarray lengths, bint full, bint reverse, bint reset_after, bint columns,
                 int chunk):
@@ -624,7 +624,8 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, cnp.ndarra
     h      (B, H)      h0 on entry, h_n on return (last valid step)
     saved  None (inference) or the tape (gates, aux, hprev) to fill, of
                        3H*T*B, H*T*B and H*(T+1)*B elements (module doc)
-    work               workspace of forward_work_size(...) elements
+    work               workspace of forward_work_size(...) elements, or None
+                       to have one allocated (and freed) here
     x      (T, B, I),  w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,) or None
     lengths (B,)       int64, 0 <= len_b <= T; full: every len_b == T
     columns            the layout, as use_columns(B, H, full) says
@@ -648,7 +649,9 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, cnp.ndarra
         raise ValueError("gru_forward: inconsistent shapes")
     _check(out, typenum, 0, True, "out")
     _check(h, typenum, 0, True, "h")
-    _check(work, typenum, _forward_work(B, H, chunk, train, columns, has_bias), True, "work")
+    cdef Py_ssize_t n_work = _forward_work(B, H, chunk, train, columns, has_bias)
+    if work is not None:
+        _check(work, typenum, n_work, True, "work")
     _check(w_ih, typenum, 0, False, "w_ih")
     _check(w_hh, typenum, 0, False, "w_hh")
     if has_bias:
@@ -677,21 +680,29 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, cnp.ndarra
         bi_p = <const char *>cnp.PyArray_DATA(bi)
         bh_p = <const char *>cnp.PyArray_DATA(bh)
     cdef char *h_p = <char *>cnp.PyArray_DATA(h)
-    cdef char *w_p = <char *>cnp.PyArray_DATA(work)
+    cdef char *w_p = NULL if work is None else <char *>cnp.PyArray_DATA(<cnp.ndarray>work)
+    cdef bint own = work is None
     cdef const char *x_p = <const char *>cnp.PyArray_DATA(x)
     cdef const char *wi_p = <const char *>cnp.PyArray_DATA(w_ih)
     cdef const char *wh_p = <const char *>cnp.PyArray_DATA(w_hh)
     cdef const long long *len_p = <const long long *>cnp.PyArray_DATA(lengths)
     cdef Py_ssize_t out_ld = out.shape[2]
     with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
-                          bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
-                          columns, <float *>NULL)
-        else:
-            _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
-                          bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
-                          columns, <double *>NULL)
+        if own:
+            w_p = _alloc_work(n_work, typenum)
+        if w_p != NULL:
+            if typenum == cnp.NPY_FLOAT32:
+                _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
+                              bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
+                              columns, <float *>NULL)
+            else:
+                _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
+                              bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
+                              columns, <double *>NULL)
+            if own:
+                free(w_p)
+    if w_p == NULL:
+        raise MemoryError()
 
 
 cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
@@ -824,14 +835,8 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
         # new state, so one scratch buffer does).
         n_work = per_layer + (0 if L == 1 else (seq if (T == 1 or L == 2) else 2 * seq))
         with nogil:
-            work = <char *>malloc(n_work * item)
+            work = _alloc_work(n_work, typenum)
             if work != NULL:
-                if _poison:
-                    for i in range(n_work):
-                        if typenum == cnp.NPY_FLOAT32:
-                            (<float *>work)[i] = <float>NAN
-                        else:
-                            (<double *>work)[i] = NAN
                 bufs[0] = work + per_layer * item
                 bufs[1] = bufs[0] if (T == 1 or L == 2) else bufs[0] + seq * item
                 for k in range(L):
@@ -858,6 +863,19 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
         if lp != ptrs:
             free(lp)
     return y, h_new
+
+
+cdef char *_alloc_work(Py_ssize_t n, int typenum) noexcept nogil:
+    """malloc n elements of the type (NaN-filled under set_poison), or NULL."""
+    cdef Py_ssize_t i
+    cdef char *w = <char *>malloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
+    if w != NULL and _poison:
+        for i in range(n):
+            if typenum == cnp.NPY_FLOAT32:
+                (<float *>w)[i] = <float>NAN
+            else:
+                (<double *>w)[i] = NAN
+    return w
 
 
 cdef inline bint _lean_x(object x, int typenum, int input_size) noexcept:
@@ -1191,7 +1209,7 @@ def backward_work_size(int T, int B, int I, int H, bint full, bint columns):
     return _backward_work(T, B, I, H, full, columns)
 
 
-def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
+def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, object work,
                  cnp.ndarray dout, int col, tuple saved, cnp.ndarray x, cnp.ndarray w_ih,
                  cnp.ndarray w_hh, cnp.ndarray lengths, bint full, bint reverse,
                  bint reset_after, bint columns):
@@ -1200,7 +1218,8 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
     dx     (T, B, I)   += dL/dx (both directions of a layer add here)
     dh     (B, H)      dL/dh_n on entry, dL/dh0 on return
     grads  (dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,) or None), added to
-    work               workspace of backward_work_size(...) elements
+    work               workspace of backward_work_size(...) elements, or None
+                       to have one allocated (and freed) here
     dout   (T, B, OH)  dL/dout, columns [col, col + H)
     saved  the tape (gates, aux, hprev) gru_forward filled
     x, w_ih, w_hh, lengths, full, reverse, reset_after, columns: as given
@@ -1231,7 +1250,10 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
         db_ih, db_hh = b1, b2
         _check(db_ih, typenum, 3 * H, True, "db_ih")
         _check(db_hh, typenum, 3 * H, True, "db_hh")
-    _check(work, typenum, _backward_work(T, B, I, H, full, columns), True, "work")
+    cdef Py_ssize_t n_work = _backward_work(T, B, I, H, full, columns)
+    cdef bint own = work is None
+    if not own:
+        _check(work, typenum, n_work, True, "work")
     _check(dout, typenum, 0, False, "dout")
     sizes = tape_sizes(T, B, H)
     _check(gates, typenum, sizes[0], False, "gates")
@@ -1249,7 +1271,7 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
     p[3] = <char *>cnp.PyArray_DATA(dw_hh)
     p[4] = <char *>cnp.PyArray_DATA(db_ih) if db_ih is not None else NULL
     p[5] = <char *>cnp.PyArray_DATA(db_hh) if db_hh is not None else NULL
-    p[6] = <char *>cnp.PyArray_DATA(work)
+    p[6] = NULL if own else <char *>cnp.PyArray_DATA(<cnp.ndarray>work)
     p[7] = <char *>cnp.PyArray_DATA(dout) + col * cnp.PyArray_ITEMSIZE(dout)
     p[8] = <char *>cnp.PyArray_DATA(gates)
     cdef const char *a_p = <const char *>cnp.PyArray_DATA(aux)
@@ -1260,19 +1282,27 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, cnp.ndarray work,
     cdef const long long *len_p = <const long long *>cnp.PyArray_DATA(lengths)
     cdef Py_ssize_t dout_ld = dout.shape[2]
     with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            _backward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3],
-                      <float *>p[4], <float *>p[5], <float *>p[6], <const float *>p[7],
-                      dout_ld, <const float *>p[8], <const float *>a_p, <const float *>hp_p,
-                      <const float *>x_p, <const float *>wi_p, <const float *>wh_p, len_p,
-                      full, T, B, I, H, reverse, reset_after, columns)
-        else:
-            _backward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
-                      <double *>p[4], <double *>p[5], <double *>p[6], <const double *>p[7],
-                      dout_ld, <const double *>p[8], <const double *>a_p,
-                      <const double *>hp_p, <const double *>x_p, <const double *>wi_p,
-                      <const double *>wh_p, len_p, full, T, B, I, H, reverse, reset_after,
-                      columns)
+        if own:
+            p[6] = _alloc_work(n_work, typenum)
+        if p[6] != NULL:
+            if typenum == cnp.NPY_FLOAT32:
+                _backward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3],
+                          <float *>p[4], <float *>p[5], <float *>p[6], <const float *>p[7],
+                          dout_ld, <const float *>p[8], <const float *>a_p,
+                          <const float *>hp_p, <const float *>x_p, <const float *>wi_p,
+                          <const float *>wh_p, len_p, full, T, B, I, H, reverse, reset_after,
+                          columns)
+            else:
+                _backward(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3],
+                          <double *>p[4], <double *>p[5], <double *>p[6], <const double *>p[7],
+                          dout_ld, <const double *>p[8], <const double *>a_p,
+                          <const double *>hp_p, <const double *>x_p, <const double *>wi_p,
+                          <const double *>wh_p, len_p, full, T, B, I, H, reverse, reset_after,
+                          columns)
+            if own:
+                free(p[6])
+    if p[6] == NULL:
+        raise MemoryError()
 
 
 # ---- the GEMM-only floor ------------------------------------------------------

@@ -118,27 +118,25 @@ class GRU(RNNBase):
 
     def _alloc_saved(self, T, B):
         # Flat, so that either kernel layout can use them (see _gru's doc).
-        dt = self.dtype
-        return tuple(empty(n, dt) for n in _gru.tape_sizes(T, B, self.hidden_size))
+        n0, n1, n2 = _gru.tape_sizes(T, B, self.hidden_size)
+        buf = empty(n0 + n1 + n2, self.dtype)  # one allocation, three views
+        return buf[:n0], buf[n0:n0 + n1], buf[n0 + n1:]
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         H = self.hidden_size
         w_ih, w_hh, b_ih, b_hh = weights
         columns, chunk = _gru.plan(T, B, H, full, reverse, _CHUNK_ELEMENTS)
-        work = empty(_gru.forward_work_size(B, H, chunk, saved is not None, columns,
-                                            b_ih is not None), self.dtype)
-        _gru.gru_forward(out, col, h, saved, work, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
+        # work=None: the kernel allocates its workspace (NaN-filled under
+        # GRU_CY_POISON, see set_poison) and frees it.
+        _gru.gru_forward(out, col, h, saved, None, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
                          reverse, self.reset_after, columns, chunk)
 
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):
-        T, B, I = x.shape
-        H = self.hidden_size
         w_ih, w_hh, _, _ = weights
-        columns = _gru.use_columns(B, H, full)
-        work = empty(_gru.backward_work_size(T, B, I, H, full, columns), self.dtype)
-        _gru.gru_backward(dx, dh, tuple(grads), work, dout, col, tuple(saved), x, w_ih, w_hh,
+        columns = _gru.use_columns(x.shape[1], self.hidden_size, full)
+        _gru.gru_backward(dx, dh, tuple(grads), None, dout, col, tuple(saved), x, w_ih, w_hh,
                           lengths, full, reverse, self.reset_after, columns)
 
     # -- the lean paths (the hooks of RNNBase, inlined: per-call overhead is
