@@ -146,15 +146,7 @@ class GRU(RNNBase):
 
     def __call__(self, x, h0=None, lengths=None):
         """Inference: (out, h_n). No tape is kept and no dropout applied."""
-        if lengths is None and not self.bidirectional and not (
-                # Large enough that RNNBase._batch_split may run the batch in
-                # two halves on two threads (then the general path does)?
-                type(x) is np.ndarray and x.ndim == 3 and x.shape[2]
-                and 3 * (x.size // x.shape[2]) * self.hidden_size
-                * (x.shape[2] + (2 * self.num_layers - 1) * self.hidden_size)
-                >= 2 * MIN_MULTIPLY_ADDS
-                and self._batch_split(*(x.shape[1], x.shape[0], x.shape[2]) if self.batch_first
-                                      else x.shape)):
+        if lengths is None and not self.bidirectional and not self._wants_split(x):
             result = _gru.gru_infer(x, h0, self.params, *(self._lean or self._lean_args()),
                                     self.batch_first, _CHUNK_ELEMENTS)
             if result is not None:
@@ -171,6 +163,19 @@ class GRU(RNNBase):
         return self._step_general(x_t, h)
 
     step.__doc__ = RNNBase.step.__doc__
+
+    def _wants_split(self, x):
+        """Whether __call__ leaves x to the general path, which runs two
+        halves of the batch on two threads (RNNBase._batch_split)."""
+        if type(x) is not np.ndarray or x.ndim != 3 or x.shape[2] == 0:
+            return False
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        I, H = x.shape[2], self.hidden_size
+        # _batch_split's work threshold, first and inline: most calls stop
+        # here, without a method call or a question to the BLAS.
+        if 3 * T * B * H * (I + (2 * self.num_layers - 1) * H) < 2 * MIN_MULTIPLY_ADDS:
+            return False
+        return bool(self._batch_split(T, B, I))
 
     def _lean_args(self):
         """(names, I, H, dtype number, reverse, reset_after) for _gru.gru_step
