@@ -221,3 +221,41 @@ def test_cached_shapes_and_names_follow_a_configuration_change():
     out, h_n, tape = gru.forward_train(x)
     gru.backward(tape, np.ones_like(out))
     assert set(gru.grads) == set(two.params)
+
+
+def test_params_in_another_mapping_and_dtype_assigned_as_a_type():
+    import collections
+
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    gru = gru_cy.GRU(3, 4, num_layers=2, seed=13)
+    expected = gru(x)
+    gru.params = collections.OrderedDict(gru.params)  # not a dict: the general path
+    for a, b in zip(gru(x), expected):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(gru.step(x[0])[0], gru(x[:1])[0][0])
+    gru.dtype = np.float32  # a type, not a np.dtype
+    assert gru.dtype == np.dtype(np.float32)
+    np.testing.assert_array_equal(gru(x)[0], expected[0])
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        gru.dtype = np.int32
+
+
+def test_zero_dimensional_arrays_are_promoted_as_before():
+    gru = gru_cy.GRU(1, 2, seed=14)
+    y0, _ = gru.step(np.array(0.5, np.float32))
+    y1, _ = gru.step(np.float32(0.5))
+    assert y0.shape == y1.shape == (2,)
+    np.testing.assert_array_equal(y0, y1)
+
+
+def test_the_tape_does_not_keep_the_returned_output():
+    import weakref
+
+    gru = gru_cy.GRU(3, 4, seed=15)
+    x = np.random.default_rng(16).standard_normal((5, 2, 3)).astype(np.float32)
+    out, h_n, tape = gru.forward_train(x)
+    assert all(part[1] is None for part in tape.parts)
+    ref = weakref.ref(out)
+    del out
+    assert ref() is None

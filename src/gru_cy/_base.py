@@ -74,7 +74,8 @@ def as_float_array(value, name, dtype):
     string, bytes and structured arrays raise TypeError. Read-only and
     non-contiguous inputs are copied, never written to.
     """
-    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+    if (type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous
+            and value.ndim):
         return value
     arr = to_numpy(value, name)
     if arr.dtype.kind not in "biuf":
@@ -181,7 +182,11 @@ class RNNBase:
     _CACHES = ("_lean", "_shapes", "_names", "_sig")
 
     def __setattr__(self, name, value):
+        if name == "dtype":
+            value = check_dtype(value)  # a np.dtype, whatever the user assigns
         object.__setattr__(self, name, value)
+        # (Reconfiguring a module while other threads call it is not
+        # supported: a call in flight may store a cache of the old setting.)
         if not name.startswith("_"):
             for key in self._CACHES:
                 self.__dict__.pop(key, None)
@@ -344,15 +349,6 @@ class RNNBase:
         return [[(checked(wi), checked(wh), checked(bi), checked(bh))
                  for wi, wh, bi, bh in row] for row in self._layer_names()]
 
-    def _per_layer_direction(self, get):
-        """[[(w_ih, w_hh, b_ih, b_hh) for each direction] for each layer], each
-        array get(name) for its PyTorch name; the biases are None when bias=False."""
-        if self.bias:
-            return [[(get(wi), get(wh), get(bi), get(bh)) for wi, wh, bi, bh in row]
-                    for row in self._layer_names()]
-        return [[(get(wi), get(wh), None, None) for wi, wh, _, _ in row]
-                for row in self._layer_names()]
-
     def _checked_param(self, name, shape):
         p = self.params[name]
         if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and p.flags.c_contiguous):
@@ -508,6 +504,8 @@ class RNNBase:
                         for row in weights]
         parts = tape.parts
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
+        # backward never reads a part's top-layer output: do not keep it alive.
+        tape.parts = [(p[0], None) + p[2:] for p in parts]
         out, h_n_user = self._finish(out, h_n, unbatched)
         tape.out_shape, tape.h_shape = out.shape, h_n_user.shape
         return out, h_n_user, tape

@@ -49,12 +49,12 @@ def gru_forward(
     """Run one GRU layer in one direction over x, writing out[..., col:col + H] and h."""
 
 def set_poison(on: bool) -> None:
-    """Fill the lean path's workspaces with NaN before use (debug runs)."""
+    """Fill the workspaces the kernels allocate themselves with NaN before use (debug runs)."""
 
 def gru_infer(
     x: object,
     h: object,
-    params: dict[str, object],
+    params: object,
     names: tuple[tuple[str, ...], ...],
     input_size: int,
     hidden_size: int,
@@ -69,7 +69,7 @@ def gru_infer(
 def gru_step(
     x: object,
     h: object,
-    params: dict[str, object],
+    params: object,
     names: tuple[tuple[str, ...], ...],
     input_size: int,
     hidden_size: int,

@@ -724,12 +724,15 @@ cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
 
 cdef Py_ssize_t _INT32_MAX = 2147483647
 
-# GRU_CY_POISON: fill the lean path's workspace with NaN (set_poison).
+# GRU_CY_POISON: fill the workspaces the kernels allocate themselves with
+# NaN (set_poison).
 cdef bint _poison = False
 
 
 def set_poison(bint on):
-    """Fill the lean path's workspaces with NaN before use (debug runs)."""
+    """Fill the workspaces the kernels allocate themselves (the lean path's,
+    and gru_forward's and gru_backward's with work=None) with NaN before use
+    (debug runs)."""
     global _poison
     _poison = on
 
@@ -887,7 +890,7 @@ cdef inline bint _lean_x(object x, int typenum, int input_size) noexcept:
             and xa.ndim >= 1 and xa.shape[xa.ndim - 1] == input_size)
 
 
-def gru_infer(object x, object h, dict params, tuple names, int input_size, int hidden_size,
+def gru_infer(object x, object h, object params, tuple names, int input_size, int hidden_size,
               int typenum, bint reverse, bint reset_after, bint batch_first,
               Py_ssize_t chunk_elements):
     """Inference over every layer with full lengths, the lean path of
@@ -900,15 +903,16 @@ def gru_infer(object x, object h, dict params, tuple names, int input_size, int 
     x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
            T = 1, where both orders share one memory layout), or (T, I)
     h      None (zeros), or (L, B, H), (L, H) for unbatched x
-    params the module's parameters; names holds per layer the names of
-           (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
+    params the module's parameters (a dict; other mappings take the general
+           path); names holds per layer the names of (w_ih, w_hh) or
+           (w_ih, w_hh, b_ih, b_hh)
     Runs gru_forward's kernel on each layer, so the results are the
     general path's bit for bit.
     """
     cdef cnp.ndarray xa
     cdef int T, B, H = hidden_size
     cdef cnp.npy_intp dims[3]
-    if not _lean_x(x, typenum, input_size):
+    if type(params) is not dict or not _lean_x(x, typenum, input_size):
         return None
     xa = <cnp.ndarray>x
     if xa.ndim == 2:
@@ -936,7 +940,7 @@ def gru_infer(object x, object h, dict params, tuple names, int input_size, int 
                  3, 3, dims, chunk_elements)
 
 
-def gru_step(object x, object h, dict params, tuple names, int input_size, int hidden_size,
+def gru_step(object x, object h, object params, tuple names, int input_size, int hidden_size,
              int typenum, bint reverse, bint reset_after):
     """One step of every layer, the lean path of GRU.step: (y, h_new), or
     None when an argument is not already what the kernels take (see
@@ -949,7 +953,7 @@ def gru_step(object x, object h, dict params, tuple names, int input_size, int h
     """
     cdef cnp.ndarray xa
     cdef cnp.npy_intp dims[2]
-    if not _lean_x(x, typenum, input_size):
+    if type(params) is not dict or not _lean_x(x, typenum, input_size):
         return None
     xa = <cnp.ndarray>x
     if xa.ndim == 1:
