@@ -85,6 +85,20 @@ def as_float_array(value, name, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def _length_order(lengths, full):
+    """The batch order by decreasing length (stable), when uneven lengths
+    leave enough finished rows to skip (the kernels need the running rows
+    first) and the batch is not in such an order already; else None."""
+    B = lengths.shape[0]
+    if full or B < 2 or np.all(lengths[:-1] >= lengths[1:]):
+        return None
+    longest = int(lengths.max())
+    # Rows x steps the kernels would skip, against the copies sorting costs.
+    if longest == 0 or int(lengths.sum()) > 0.9 * B * longest:
+        return None
+    return np.argsort(-lengths, kind="stable")
+
+
 def empty(shape, dtype):
     """np.empty for workspaces and tapes (NaN-filled under GRU_CY_POISON=1)."""
     if _POISON:
@@ -535,12 +549,14 @@ class RNNBase:
     def _run_batch(self, x, h_n, lengths, full, weights, train, masks):
         """Every layer over the batch: a list of one part, or of two (batch
         halves) when _batch_split says so. A part is (batch slice, out,
-        layer_inputs, saved, masks, lengths, full); h_n is updated in place."""
+        layer_inputs, saved, masks, lengths, full, order) with the inputs,
+        tape, masks and lengths in the order of the rows the kernels ran
+        (order: see _run_sorted); h_n is updated in place."""
         T, B = x.shape[0], x.shape[1]
         cut = self._batch_split(T, B, x.shape[2], train)
         if not cut:
-            out, inputs, saved = self._run_layers(x, h_n, lengths, full, weights, train, masks)
-            return [(slice(None), out, inputs, saved, masks, lengths, full)]
+            return [(slice(None),) + self._run_sorted(x, h_n, lengths, full, weights, train,
+                                                      masks)]
         halves = [slice(0, cut), slice(cut, B)]
         parts = [None, None]
         h_parts = [np.ascontiguousarray(h_n[:, sl]) for sl in halves]
@@ -551,14 +567,35 @@ class RNNBase:
             full_i = full or bool(np.all(lengths_i == T))
             masks_i = None if masks is None else [
                 None if m is None else np.ascontiguousarray(m[:, sl]) for m in masks]
-            out, inputs, saved = self._run_layers(np.ascontiguousarray(x[:, sl]), h_parts[i],
-                                                  lengths_i, full_i, weights, train, masks_i)
-            parts[i] = (sl, out, inputs, saved, masks_i, lengths_i, full_i)
+            parts[i] = (sl,) + self._run_sorted(np.ascontiguousarray(x[:, sl]), h_parts[i],
+                                                lengths_i, full_i, weights, train, masks_i)
 
         run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
         for sl, h_part in zip(halves, h_parts):
             h_n[:, sl] = h_part
         return parts
+
+    def _run_sorted(self, x, h_n, lengths, full, weights, train, masks):
+        """_run_layers with the batch sorted by decreasing length when that
+        pays: the kernels then multiply only the rows of the sequences still
+        running at each step (as packed sequences do). Returns (out, inputs,
+        saved, masks, lengths, full, order): out in the caller's row order,
+        the rest in the order the kernels ran (order = that permutation, or
+        None for the caller's own)."""
+        order = _length_order(lengths, full)
+        if order is None:
+            out, inputs, saved = self._run_layers(x, h_n, lengths, full, weights, train, masks)
+            return out, inputs, saved, masks, lengths, full, None
+        h_sorted = np.ascontiguousarray(h_n[:, order])
+        lengths = np.ascontiguousarray(lengths[order])
+        if masks is not None:
+            masks = [None if m is None else np.ascontiguousarray(m[:, order]) for m in masks]
+        out, inputs, saved = self._run_layers(np.ascontiguousarray(x[:, order]), h_sorted,
+                                              lengths, full, weights, train, masks)
+        back = np.argsort(order)
+        h_n[...] = h_sorted[:, back]
+        return (np.ascontiguousarray(out[:, back]), inputs, saved, masks, lengths, full,
+                order)
 
     def _run_layers(self, x, h_n, lengths, full, weights, train, masks):
         """Every layer and direction over x (T, B, I): (out, layer inputs,
@@ -731,7 +768,15 @@ class RNNBase:
     def _backward_layers(self, part, dout, dh, grads, weights):
         """Backward through the layers of one part of a tape (see _run_batch):
         dx; dh (L*D, B, H) is updated in place, grads added into."""
-        _, _, layer_inputs, saved, masks, lengths, full = part
+        _, _, layer_inputs, saved, masks, lengths, full, order = part
+        if order is not None:
+            # The tape is in the kernels' (sorted) row order.
+            dh_sorted = np.ascontiguousarray(dh[:, order])
+            dx = self._backward_layers(part[:-1] + (None,), np.ascontiguousarray(dout[:, order]),
+                                       dh_sorted, grads, weights)
+            back = np.argsort(order)
+            dh[...] = dh_sorted[:, back]
+            return np.ascontiguousarray(dx[:, back])
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         for k in range(L - 1, -1, -1):
             layer_in = layer_inputs[k]

@@ -400,6 +400,19 @@ cdef inline void _rows_recurrent(int B, int n, int H, const floating *h,
              <floating>0.0, gh, 3 * H)
 
 
+cdef inline bint _sorted_desc(const long long *lengths, bint full, int B) noexcept nogil:
+    """Lengths given and non-increasing: the sequences still running at any
+    step are then the first rows, and the rows layout's per-step products
+    cover only those (gru_cy sorts batches with uneven lengths so)."""
+    cdef int b
+    if full:
+        return False
+    for b in range(1, B):
+        if lengths[b] > lengths[b - 1]:
+            return False
+    return True
+
+
 # ---- forward --------------------------------------------------------------
 
 cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
@@ -416,6 +429,8 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     cdef Py_ssize_t h_ld = B, hn_ld = B, sv_ld = B
     cdef int s, b, t, t0 = 0, count = 0, max_len = 0, need
     cdef int Tb = _block_steps(B)
+    cdef bint prefix = (not columns) and _sorted_desc(lengths, full, B)
+    cdef int n_act = B      # rows still running (all of them unless prefix)
     cdef gru_steps_t st
     cdef floating *g_s
     cdef floating *a_s
@@ -512,14 +527,18 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
             g_s = gates + <Py_ssize_t>s * B * H3 if train else gates
             a_s = aux + s * HB if train else aux
             p_s = hprev + s * HB if train else NULL
+            if prefix:
+                # The gate loops skip finished rows without reading their gh.
+                while n_act > 0 and lengths[n_act - 1] <= s:
+                    n_act -= 1
             if reset_after:
-                _rows_recurrent(B, H3, H, h, w_hh, w_t, gh)
+                _rows_recurrent(n_act, H3, H, h, w_hh, w_t, gh)
                 row_fwd_after(&st, gi, gh, b_ih, b_hh, h, out, out_ld,
                               g_s if train else NULL, a_s, p_s)
             else:
-                _rows_recurrent(B, 2 * H, H, h, w_hh, w_t, gh)
+                _rows_recurrent(n_act, 2 * H, H, h, w_hh, w_t, gh)
                 row_fwd_before_rz(&st, gi, gh, b_ih, b_hh, h, g_s, a_s, train)
-                _rows_recurrent(B, H, H, a_s, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H,
+                _rows_recurrent(n_act, H, H, a_s, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H,
                                 gh + 2 * H)
                 row_fwd_before_n(&st, gi, gh, b_ih, b_hh, g_s, h, out, out_ld, p_s)
 
@@ -981,6 +1000,10 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
     cdef int s, b, t
     cdef gru_steps_t st
     cdef floating *dgh_s
+    # Sorted lengths: the products below cover only the rows still running
+    # at step s (the others have dgh = 0, and their drh is never read).
+    cdef bint prefix = _sorted_desc(lengths, full, B)
+    cdef int n_act = B if not prefix else 0
     st.B = B
     st.H = H
     st.T = T
@@ -1000,6 +1023,9 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
     for s in range(max_len - 1, -1, -1):
         st.s = s
         dgh_s = dgh + <Py_ssize_t>s * B * H3
+        if prefix:
+            while n_act < B and lengths[n_act] > s:
+                n_act += 1
         if reset_after:
             row_bwd_after(&st, gates + <Py_ssize_t>s * B * H3, aux + s * HB, hprev + s * HB,
                           dout, dout_ld, dh, dgi, dgh_s)
@@ -1008,7 +1034,7 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
                 gemv(Trans, H3, H, <floating>1.0, w_hh, H, dgh_s, 1, <floating>1.0, dh, 1)
             else:
                 # dh += dgh_s @ w_hh
-                gemm(NoTrans, NoTrans, B, H, H3, <floating>1.0, dgh_s, H3, w_hh, H,
+                gemm(NoTrans, NoTrans, n_act, H, H3, <floating>1.0, dgh_s, H3, w_hh, H,
                      <floating>1.0, dh, H)
         else:
             row_bwd_before_n(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, dout,
@@ -1019,7 +1045,7 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
                      dgh_s + 2 * H, 1, <floating>0.0, drh, 1)
             else:
                 # drh = dgh_s[:, 2H:] @ w_hh[2H:]
-                gemm(NoTrans, NoTrans, B, H, H, <floating>1.0, dgh_s + 2 * H, H3,
+                gemm(NoTrans, NoTrans, n_act, H, H, <floating>1.0, dgh_s + 2 * H, H3,
                      w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, drh, H)
             row_bwd_before_rz(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, drh, dh,
                               dgi, dgh_s)
@@ -1028,7 +1054,7 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
                 gemv(Trans, 2 * H, H, <floating>1.0, w_hh, H, dgh_s, 1, <floating>1.0, dh, 1)
             else:
                 # dh += dgh_s[:, :2H] @ w_hh[:2H]
-                gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh_s, H3, w_hh, H,
+                gemm(NoTrans, NoTrans, n_act, H, 2 * H, <floating>1.0, dgh_s, H3, w_hh, H,
                      <floating>1.0, dh, H)
 
 
