@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import gru_cy
-import gru_cy.gru
 from gru_cy import _base
 from reference import ref_gru_backward, ref_gru_forward
 
@@ -25,7 +24,6 @@ def force_split(monkeypatch):
         if on:
             monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
             monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
-            monkeypatch.setattr(gru_cy.gru, "MIN_MULTIPLY_ADDS", 0)
             monkeypatch.setattr(_base, "blas_threads", lambda: 2)
         else:
             monkeypatch.setattr(_base, "MIN_HALF_BATCH", 10**9)

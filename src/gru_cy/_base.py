@@ -461,7 +461,7 @@ class RNNBase:
 
     def __call__(self, x, h0=None, lengths=None):
         """Inference: (out, h_n). No tape is kept and no dropout applied."""
-        if lengths is None and not self.bidirectional:
+        if lengths is None and not self.bidirectional and not self._wants_split(x):
             # Lean path: arrays already of the module's dtype, C-contiguous
             # and of the right shapes go to the kernels in one call.
             result = self._kernel_infer(x, h0)
@@ -545,6 +545,14 @@ class RNNBase:
         if blas_threads() < 2:
             return 0
         return B // 2
+
+    def _wants_split(self, x):
+        """Whether __call__ leaves x to the general path, which runs two
+        halves of the batch on two threads (_batch_split)."""
+        if type(x) is not np.ndarray or x.ndim != 3:
+            return False
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        return bool(self._batch_split(T, B, x.shape[2]))
 
     def _run_batch(self, x, h_n, lengths, full, weights, train, masks):
         """Every layer over the batch: a list of one part, or of two (batch

@@ -775,7 +775,7 @@ cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int
     cdef int L = len(names), k, chunk
     cdef cnp.ndarray ha, h_new, y
     cdef bint columns, has_bias
-    cdef Py_ssize_t HB = <Py_ssize_t>H * B, per_layer, item, seq, i, n_work
+    cdef Py_ssize_t HB = <Py_ssize_t>H * B, per_layer, item, seq, n_work
     cdef cnp.npy_intp dims[3]
     cdef tuple row
     cdef list layers = None
@@ -892,10 +892,11 @@ cdef char *_alloc_work(Py_ssize_t n, int typenum) noexcept nogil:
     cdef Py_ssize_t i
     cdef char *w = <char *>malloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
     if w != NULL and _poison:
-        for i in range(n):
-            if typenum == cnp.NPY_FLOAT32:
+        if typenum == cnp.NPY_FLOAT32:
+            for i in range(n):
                 (<float *>w)[i] = <float>NAN
-            else:
+        else:
+            for i in range(n):
                 (<double *>w)[i] = NAN
     return w
 

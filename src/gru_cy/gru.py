@@ -15,7 +15,6 @@ import numpy as np
 
 from gru_cy import _gru
 from gru_cy._base import _POISON, RNNBase, empty
-from gru_cy._threads import MIN_MULTIPLY_ADDS
 
 _gru.set_poison(_POISON)
 
@@ -139,43 +138,9 @@ class GRU(RNNBase):
         _gru.gru_backward(dx, dh, tuple(grads), None, dout, col, tuple(saved), x, w_ih, w_hh,
                           lengths, full, reverse, self.reset_after, columns)
 
-    # -- the lean paths (the hooks of RNNBase, inlined: per-call overhead is
-    # most of a one-step call) ------------------------------------------------
+    # -- the lean paths (RNNBase's hooks) -----------------------------------
 
     _lean = None    # cached _lean_args(), per instance
-
-    def __call__(self, x, h0=None, lengths=None):
-        """Inference: (out, h_n). No tape is kept and no dropout applied."""
-        if lengths is None and not self.bidirectional and not self._wants_split(x):
-            result = _gru.gru_infer(x, h0, self.params, *(self._lean or self._lean_args()),
-                                    self.batch_first, _CHUNK_ELEMENTS)
-            if result is not None:
-                return result
-        return self._forward_general(x, h0, lengths)
-
-    forward = __call__
-
-    def step(self, x_t, h=None):
-        if not self.bidirectional:
-            result = _gru.gru_step(x_t, h, self.params, *(self._lean or self._lean_args()))
-            if result is not None:
-                return result
-        return self._step_general(x_t, h)
-
-    step.__doc__ = RNNBase.step.__doc__
-
-    def _wants_split(self, x):
-        """Whether __call__ leaves x to the general path, which runs two
-        halves of the batch on two threads (RNNBase._batch_split)."""
-        if type(x) is not np.ndarray or x.ndim != 3 or x.shape[2] == 0:
-            return False
-        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
-        I, H = x.shape[2], self.hidden_size
-        # _batch_split's work threshold, first and inline: most calls stop
-        # here, without a method call or a question to the BLAS.
-        if 3 * T * B * H * (I + (2 * self.num_layers - 1) * H) < 2 * MIN_MULTIPLY_ADDS:
-            return False
-        return bool(self._batch_split(T, B, I))
 
     def _lean_args(self):
         """(names, I, H, dtype number, reverse, reset_after) for _gru.gru_step
@@ -192,10 +157,10 @@ class GRU(RNNBase):
     def _kernel_step(self, x_t, h):
         """The lean path of step(): (y, h) or None when the arguments or the
         parameters need the checks and conversions of the general path."""
-        return _gru.gru_step(x_t, h, self.params, *self._lean_args())
+        return _gru.gru_step(x_t, h, self.params, *(self._lean or self._lean_args()))
 
     def _kernel_infer(self, x, h0):
         """The lean path of __call__ (unidirectional, no lengths): (out, h_n)
         or None when the general path is needed."""
-        return _gru.gru_infer(x, h0, self.params, *self._lean_args(), self.batch_first,
-                              _CHUNK_ELEMENTS)
+        return _gru.gru_infer(x, h0, self.params, *(self._lean or self._lean_args()),
+                              self.batch_first, _CHUNK_ELEMENTS)
