@@ -22,18 +22,10 @@ import pytest
 
 import gru_cy
 from reference import ref_gru_backward, ref_gru_forward
+from helpers import same_bits
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-5)}
 T, B, I, H = 6, 3, 4, 5
-
-
-def _same_bits(a, b):
-    """Bitwise equality as a plain bool (a failing assert then reports which
-    result differs instead of diffing megabytes of bytes)."""
-    if isinstance(a, (bytes, str)) or isinstance(b, (bytes, str)):
-        return type(a) is type(b) and a == b
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def _run(gru, x, h0=None, lengths=None, dout=None, dh_n=None):
@@ -165,7 +157,7 @@ def test_padding_values_take_no_part_in_forward(dtype, variant, fill):
     out_c, h_c = gru(clean, lengths=lengths)
     out_d, h_d = gru(dirty, lengths=lengths)
     assert np.isfinite(out_d).all() and np.isfinite(h_d).all()
-    assert _same_bits(out_c, out_d) and _same_bits(h_c, h_d)
+    assert same_bits(out_c, out_d) and same_bits(h_c, h_d)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -226,7 +218,7 @@ def test_results_are_bitwise_identical_across_runs(dtype, case):
     second = _everything(case["module"], case["call"], dtype)
     assert len(first) == len(second)
     for i, (a, b) in enumerate(zip(first, second)):
-        assert _same_bits(a, b), f"result {i} differs between two identical runs"
+        assert same_bits(a, b), f"result {i} differs between two identical runs"
 
 
 _POISON_SCRIPT = textwrap.dedent("""
@@ -300,4 +292,4 @@ def test_poisoned_workspaces_give_bitwise_the_same_results(dtype, tmp_path):
         a, b = clean[str(i)], poisoned[str(i)]
         assert len(a) == len(b)
         for j, (ra, rb) in enumerate(zip(a, b)):
-            assert _same_bits(ra, rb), f"case {case}: result {j} changes when workspaces start as NaN"
+            assert same_bits(ra, rb), f"case {case}: result {j} changes when workspaces start as NaN"

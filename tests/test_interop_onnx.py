@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import gru_cy
+from helpers import assert_same_modules
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 NODE_CASES = sorted(
@@ -43,14 +44,6 @@ def _as_onnx_outputs(gru, out, h_n, layout):
         return out.reshape(T, B, D, H).transpose(0, 2, 1, 3), h_n
     B, T = out.shape[:2]
     return out.reshape(B, T, D, H), h_n.transpose(1, 0, 2)
-
-
-def _same_modules(a, b):
-    assert repr(a) == repr(b)
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for name in sa:
-        np.testing.assert_array_equal(sa[name], sb[name], err_msg=name)
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +111,7 @@ EXPORT_CONFIGS = [
 def test_round_trip_is_exact(tmp_path, config, dtype):
     gru = gru_cy.GRU(3, 4, seed=5, dtype=dtype, **config)
     path = gru.to_onnx(tmp_path / "m.onnx", with_h0=True, with_lengths=True)
-    _same_modules(gru, gru_cy.load_onnx(path))
+    assert_same_modules(gru, gru_cy.load_onnx(path))
 
 
 def test_load_from_bytes_and_file_objects(tmp_path):
@@ -126,9 +119,9 @@ def test_load_from_bytes_and_file_objects(tmp_path):
     path = gru.to_onnx(str(tmp_path / "m.onnx"))
     with open(path, "rb") as f:
         data = f.read()
-    _same_modules(gru, gru_cy.load_onnx(data))
+    assert_same_modules(gru, gru_cy.load_onnx(data))
     with open(path, "rb") as f:
-        _same_modules(gru, gru_cy.load_onnx(f))
+        assert_same_modules(gru, gru_cy.load_onnx(f))
 
 
 @pytest.mark.parametrize("opset", [9, 29, "x"])
@@ -376,7 +369,7 @@ def test_truncated_files_raise_or_load_the_same_model():
             loaded = gru_cy.load_onnx(data[:cut])
         except ValueError:
             continue
-        _same_modules(full, loaded)
+        assert_same_modules(full, loaded)
 
 
 def test_corrupted_files_raise_only_clean_errors():
@@ -528,7 +521,7 @@ def test_load_torch_dynamo_export_live(ort, tmp_path, config):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (x,), str(path), dynamo=True, verbose=False)
     gru = gru_cy.load_onnx(path)
-    _same_modules(gru_cy.GRU.from_torch(module), gru)
+    assert_same_modules(gru_cy.GRU.from_torch(module), gru)
     out, h_n = _run(ort, path, {_input_names(ort, path)[0]: x.numpy()})
     ref_out, ref_h = gru(x.numpy())
     np.testing.assert_allclose(ref_out, out, **TOL)
@@ -560,7 +553,7 @@ def test_load_torch_onnx_export_live(ort, tmp_path, case):
         except Exception as exc:  # an exporter this test does not know
             pytest.skip(f"torch.onnx.export(dynamo=False) failed: {exc!r}")
     gru = gru_cy.load_onnx(path)
-    _same_modules(gru_cy.GRU.from_torch(module), gru)
+    assert_same_modules(gru_cy.GRU.from_torch(module), gru)
     out, h_n = _run(ort, path, {n: a.numpy() for n, a in zip(["x", "h0"], args)})
     ref_out, ref_h = gru(*(a.numpy() for a in args))
     np.testing.assert_allclose(ref_out, out, **TOL)

@@ -16,17 +16,10 @@ import numpy as np
 import pytest
 
 import gru_cy
+from helpers import assert_same_modules
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
-
-
-def _same_modules(a, b):
-    assert repr(a) == repr(b)
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for name in sa:
-        np.testing.assert_array_equal(sa[name], sb[name], err_msg=name)
 
 
 # ---------------------------------------------------------------------------
@@ -57,7 +50,7 @@ def test_state_dict_with_prefix_and_other_modules():
     model = {f"encoder.rnn.{k}": v for k, v in gru.state_dict().items()}
     checkpoint = {"epoch": 3, "model": model}
     checkpoint["model"]["head.weight"] = np.zeros((2, 8), np.float32)
-    _same_modules(gru, gru_cy.GRU.from_torch(checkpoint))
+    assert_same_modules(gru, gru_cy.GRU.from_torch(checkpoint))
 
 
 @pytest.mark.parametrize("state, match", [
@@ -145,7 +138,7 @@ def test_to_torch_matches_and_round_trips(torch, config):
     np.testing.assert_allclose(out, ref_out.numpy(), **TOL[np.float32])
     np.testing.assert_allclose(h_n, ref_h.numpy(), **TOL[np.float32])
     back = gru_cy.GRU.from_torch(module)
-    _same_modules(gru, back)
+    assert_same_modules(gru, back)
     assert back.dropout == gru.dropout
 
 
@@ -159,12 +152,12 @@ def test_to_torch_float64_and_unbatched(torch):
     out, h_n = gru(x)
     np.testing.assert_allclose(out, ref_out.numpy(), **TOL[np.float64])
     np.testing.assert_allclose(h_n, ref_h.numpy(), **TOL[np.float64])
-    _same_modules(gru, gru_cy.GRU.from_torch(module))
+    assert_same_modules(gru, gru_cy.GRU.from_torch(module))
 
 
 def test_from_torch_state_dict_of_tensors(torch):
     module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
-    _same_modules(gru_cy.GRU.from_torch(module), gru_cy.GRU.from_torch(module.state_dict()))
+    assert_same_modules(gru_cy.GRU.from_torch(module), gru_cy.GRU.from_torch(module.state_dict()))
 
 
 @pytest.mark.parametrize("kwargs, match", [

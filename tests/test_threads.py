@@ -17,17 +17,9 @@ import numpy as np
 import pytest
 
 import gru_cy
+from helpers import same_bits
 
 N_THREADS = 8
-
-
-def _same_bits(a, b):
-    """Bitwise equality as a plain bool (a failing assert then reports which
-    result differs instead of diffing megabytes of bytes)."""
-    if isinstance(a, (bytes, str)) or isinstance(b, (bytes, str)):
-        return type(a) is type(b) and a == b
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def _run_in_threads(n, target):
@@ -90,8 +82,8 @@ def test_one_module_shared_by_8_threads_for_inference(config):
     threaded = _run_in_threads(N_THREADS, work)
     for i in range(N_THREADS):
         for (out_s, h_s), (out_t, h_t) in zip(serial[i], threaded[i]):
-            assert _same_bits(out_s, out_t)
-            assert _same_bits(h_s, h_t)
+            assert same_bits(out_s, out_t)
+            assert same_bits(h_s, h_t)
 
 
 def _blas_thread_counts():
@@ -134,8 +126,8 @@ def test_large_bidirectional_module_shared_by_8_threads_for_inference(dtype):
         N_THREADS, lambda i: [gru(jobs[i][0], lengths=jobs[i][1]) for _ in range(3)])
     for i in range(N_THREADS):
         for out_t, h_t in threaded[i]:
-            assert _same_bits(out_t, serial[i][0])
-            assert _same_bits(h_t, serial[i][1])
+            assert same_bits(out_t, serial[i][0])
+            assert same_bits(h_t, serial[i][1])
     assert _blas_thread_counts() == blas_before, "the BLAS thread count was not restored"
 
 
@@ -157,7 +149,7 @@ def test_large_bidirectional_training_in_8_threads_matches_serial(dtype):
         serial, threaded = _train_large_in_threads(dtype)
         for s, t in zip(serial, threaded):
             for a, b in zip(s, t):
-                assert _same_bits(a, b)
+                assert same_bits(a, b)
     assert _blas_thread_counts() == blas_before, "the BLAS thread count was not restored"
 
 
@@ -176,7 +168,7 @@ def test_one_module_shared_by_8_threads_for_streaming():
     serial = [run(x) for x in streams]
     threaded = _run_in_threads(N_THREADS, lambda i: run(streams[i]))
     for (y_s, h_s), (y_t, h_t) in zip(serial, threaded):
-        assert _same_bits(y_s, y_t) and _same_bits(h_s, h_t)
+        assert same_bits(y_s, y_t) and same_bits(h_s, h_t)
 
 
 def _train(seed, steps=15):
@@ -204,7 +196,7 @@ def test_training_separate_modules_in_separate_threads():
     for seed in range(N_THREADS):
         assert len(serial[seed]) == len(threaded[seed])
         for a, b in zip(serial[seed], threaded[seed]):
-            assert _same_bits(a, b), f"module {seed} trained differently in a thread"
+            assert same_bits(a, b), f"module {seed} trained differently in a thread"
 
 
 # -- the GIL ----------------------------------------------------------------------------------
