@@ -38,15 +38,15 @@ def ext(name, sources):
     return Extension(
         name,
         sources,
-        include_dirs=[np.get_include(), "src/gru_cy"],
+        include_dirs=[np.get_include(), "src/gru_cy/kernels"],
         define_macros=macros,
         extra_compile_args=compile_args,
     )
 
 
 extensions = [
-    ext("gru_cy._blas", ["src/gru_cy/_blas.pyx"]),
-    ext("gru_cy._gru", ["src/gru_cy/_gru.pyx", "src/gru_cy/_gru_gates.c"]),
+    ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx"]),
+    ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c"]),
 ]
 
 setup(

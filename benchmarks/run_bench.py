@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from gru_cy import _bench
+from gru_cy import bench as _bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

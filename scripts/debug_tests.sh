@@ -31,11 +31,11 @@ GRU_CY_DEBUG=1 "$WORK/venv/bin/python" -m pip install "$WORK/src" >"$WORK/build.
 
 # Prove that the checks are compiled in: a bounds-checked kernel raises
 # IndexError through this Cython helper, which a release build never calls.
-calls=$(grep -c "__Pyx_RaiseBufferIndexError(" "$WORK/src/src/gru_cy/_gru.c" || true)
+calls=$(grep -c "__Pyx_RaiseBufferIndexError(" "$WORK/src/src/gru_cy/kernels/_gru.c" || true)
 if [ "${calls:-0}" -lt 1 ]; then
     echo "the build has no bounds checks: GRU_CY_DEBUG=1 was not honoured"; exit 1
 fi
-echo "bounds checks compiled into gru_cy._gru: $calls sites"
+echo "bounds checks compiled into gru_cy.kernels._gru: $calls sites"
 
 mkdir -p "$WORK/outside"
 cd "$WORK/outside"

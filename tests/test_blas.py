@@ -4,7 +4,7 @@ non-square shapes, alpha/beta handling (beta = 0 must ignore C's contents)."""
 import numpy as np
 import pytest
 
-from gru_cy import _blas
+from gru_cy.kernels import _blas
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}

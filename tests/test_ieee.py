@@ -225,7 +225,7 @@ _POISON_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import gru_cy
-    from gru_cy import _base
+    from gru_cy.nn import base as _base
 
     cases = json.loads(sys.argv[1])
     out = {"poison": bool(_base._POISON), "results": {}}

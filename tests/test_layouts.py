@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gru_cy
-from gru_cy import _gru
+from gru_cy.kernels import _gru
 from reference import ref_gru_backward, ref_gru_forward
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gru_cy
-from gru_cy import _gru
+from gru_cy.kernels import _gru
 from reference import ref_gru_forward
 
 DTYPES = [np.float32, np.float64]

@@ -29,7 +29,7 @@ def test_py_typed_marker_ships():
 
 
 def _stub_functions(module_name):
-    path = os.path.join(PACKAGE_DIR, module_name + ".pyi")
+    path = os.path.join(PACKAGE_DIR, "kernels", module_name + ".pyi")
     assert os.path.isfile(path), f"{module_name}.pyi does not ship next to the module"
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read())
@@ -39,7 +39,7 @@ def _stub_functions(module_name):
 
 @pytest.mark.parametrize("module_name", ["_blas", "_gru"])
 def test_stubs_match_the_compiled_module(module_name):
-    module = importlib.import_module(f"gru_cy.{module_name}")
+    module = importlib.import_module(f"gru_cy.kernels.{module_name}")
     stubbed = _stub_functions(module_name)
     compiled = {name: obj for name, obj in vars(module).items()
                 if callable(obj) and not isinstance(obj, type)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gru_cy
-from gru_cy import _base
+from gru_cy.nn import base as _base
 from reference import ref_gru_backward, ref_gru_forward
 
 TOL = dict(rtol=1e-10, atol=1e-12)

@@ -106,7 +106,7 @@ def main(argv=None):
         return info()
     if args.command == "bench":
         try:
-            from gru_cy._bench import run_cli
+            from gru_cy.bench import run_cli
         except ImportError as exc:
             print(f"benchmark unavailable: {exc}", file=sys.stderr)
             return 2

@@ -62,7 +62,7 @@ _INT32_MAX = 2**31 - 1
 def _module_class(cls):
     if cls is not None:
         return cls
-    from gru_cy.gru import GRU
+    from gru_cy.nn.gru import GRU
 
     return GRU
 
@@ -225,7 +225,7 @@ def _config_from_state_dict(state_dict):
     (``gru.weight_ih_l0`` in a larger model's state dict); entries outside
     the GRU are ignored and returned.
     """
-    from gru_cy._base import to_numpy
+    from gru_cy.nn.base import to_numpy
 
     flat = _flatten_mapping(state_dict)
     groups = {}
@@ -1480,7 +1480,7 @@ def _load_npz(f, source, cls):
                 raise ValueError(f"{source}: array {name!r} is truncated or corrupted "
                                  f"({type(exc).__name__}: {exc})") from exc
     if cls is None:
-        from gru_cy.gru import GRU as cls
+        from gru_cy.nn.gru import GRU as cls
     gru = cls(**checked, dtype=dtype)
     gru.load_state_dict(state)
     return gru

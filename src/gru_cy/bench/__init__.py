@@ -13,7 +13,7 @@ each one's median time is reported.
 Per row: median seconds, GF/s (2 flops per multiply-add of the GEMMs a GRU
 needs, gate math not counted), each peer's time divided by gru_cy's, and
 gru_cy's fraction of the GEMM-only floor: the time SciPy's BLAS takes for
-exactly the GEMM/GEMV calls gru_cy makes (``gru_cy._gru.gemm_floor``),
+exactly the GEMM/GEMV calls gru_cy makes (``gru_cy.kernels._gru.gemm_floor``),
 divided by gru_cy's time.
 
 This module is imported only by the ``bench`` command; NumPy is the only
@@ -301,8 +301,8 @@ class GruCyPeer:
 def gemm_floor_seconds(case, params, x, repeats):
     """Median seconds of the BLAS calls gru_cy makes for this case (all layers
     and directions, full lengths)."""
-    from gru_cy import _gru
-    from gru_cy.gru import _CHUNK_ELEMENTS
+    from gru_cy.kernels import _gru
+    from gru_cy.nn.gru import _CHUNK_ELEMENTS
 
     dt = np.dtype(case.dtype)
     result = {}

@@ -1,7 +1,7 @@
 """GRU kernels: one layer, one direction, a time-major padded batch.
 
 Shapes (see DESIGN.md §1): T steps, B batch, I inputs, H hidden units.
-Gate order r, z, n. Arrays are C-contiguous; the caller (gru_cy.gru)
+Gate order r, z, n. Arrays are C-contiguous; the caller (gru_cy.nn.gru)
 validates and allocates every output, tape and workspace (plan,
 tape_sizes, forward_work_size and backward_work_size give the sizes). The
 time loops run with the GIL released, never allocate and never call into
@@ -40,7 +40,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport NAN
 
-from gru_cy._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
 
 cdef extern from "<time.h>" nogil:
     cdef struct timespec:

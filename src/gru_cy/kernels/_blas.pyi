@@ -1,4 +1,4 @@
-"""Type stubs for gru_cy._blas, the BLAS shim (row-major, over SciPy's BLAS).
+"""Type stubs for gru_cy.kernels._blas, the BLAS shim (row-major, over SciPy's BLAS).
 
 The cdef functions gemm / gemv / axpy are C-level only; these are the
 Python-visible test helpers, which write into their last array in place.

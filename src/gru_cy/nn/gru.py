@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gru_cy import _gru
-from gru_cy._base import _POISON, RNNBase, empty
+from gru_cy.kernels import _gru
+from gru_cy.nn.base import _POISON, RNNBase, empty
 
 _gru.set_poison(_POISON)
 

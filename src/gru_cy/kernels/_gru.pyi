@@ -1,4 +1,4 @@
-"""Type stubs for gru_cy._gru, the GRU kernels (one layer, one direction).
+"""Type stubs for gru_cy.kernels._gru, the GRU kernels (one layer, one direction).
 
 Every array is C-contiguous and of one float dtype (float32 or float64)
 throughout a call; lengths is int64. The kernels trust their arguments:

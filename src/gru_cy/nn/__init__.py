@@ -1,0 +1,1 @@
+"""The modules: recurrent cells over one shared driver (``base``)."""
