@@ -118,10 +118,7 @@ def _build(cls, config, state, dtype):
 
 
 def _module_config(gru):
-    return dict(input_size=gru.input_size, hidden_size=gru.hidden_size,
-                num_layers=gru.num_layers, bias=gru.bias, batch_first=gru.batch_first,
-                dropout=gru.dropout, bidirectional=gru.bidirectional,
-                reset_after=gru.reset_after, go_backwards=gru.go_backwards)
+    return gru._config()
 
 
 # ---------------------------------------------------------------------------
@@ -1599,3 +1596,12 @@ def convert_cli(src, dst, out=None, err=None):
         print(f"note: {note}", file=out)
     print(f"wrote {dst}: {gru!r}", file=out)
     return 0
+
+
+def _install_hooks():
+    from gru_cy.nn import base
+
+    base.IO_HOOKS["save"] = save
+
+
+_install_hooks()

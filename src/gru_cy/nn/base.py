@@ -138,62 +138,48 @@ class Tape:
 # the base module
 
 
-class RNNBase:
-    """Layers x directions of one recurrent cell, PyTorch parameter layout.
+# ---------------------------------------------------------------------------
+# what every module shares
 
-    Subclasses set ``_gates`` (gate blocks per weight matrix) and
-    ``_mode`` (for messages), and implement ``_kernel_forward`` and
-    ``_kernel_backward`` for one layer and one direction.
+# Module classes by name (class attribute ``_kind``), filled by
+# register_module as each class is defined; gru_cy.io rebuilds modules from
+# files through it, so nn never imports io.
+MODULES = {}
+
+# Functions that gru_cy.io installs when it is imported (gru_cy's __init__
+# imports it): "save" -> save(module, path). Module.save looks them up here.
+IO_HOOKS = {}
+
+
+def register_module(cls):
+    """Class decorator: make cls loadable by name (its ``_kind``)."""
+    kind = cls.__dict__.get("_kind") or cls.__name__
+    cls._kind = kind
+    MODULES[kind] = cls
+    return cls
+
+
+class Module:
+    """The protocol every trainable module follows.
+
+    ``params`` and ``grads`` are live dicts of NumPy arrays under the same
+    names; ``zero_grad``, ``state_dict`` / ``load_state_dict``, ``save`` and
+    plain pickling work alike for every module. A subclass sets ``dtype``,
+    ``params`` and ``grads`` in its constructor and implements
+    ``_param_shapes()`` (name, shape pairs in the stored order) and
+    ``_config()`` (the constructor arguments other than dtype and seed, as
+    JSON-able values, so that ``cls(**config, dtype=dtype)`` rebuilds it).
     """
 
-    _gates = 1
-    _mode = "RNN"
+    _kind = None
+    # Values derived from the configuration alone, kept in these instance
+    # attributes until a public attribute is set (see __setattr__).
+    _CACHES = ("_shapes",)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype=np.float32, seed=None, go_backwards=False):
-        self.input_size = check_int("input_size", input_size, 1)
-        self.hidden_size = check_int("hidden_size", hidden_size, 1)
-        self.num_layers = check_int("num_layers", num_layers, 1)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias should be a bool, got {type(bias).__name__}")
-        if not isinstance(batch_first, (bool, np.bool_)):
-            raise TypeError(f"batch_first should be a bool, got {type(batch_first).__name__}")
-        if not isinstance(bidirectional, (bool, np.bool_)):
-            raise TypeError(
-                f"bidirectional should be a bool, got {type(bidirectional).__name__}")
-        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
-                or not 0.0 <= float(dropout) <= 1.0):
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability "
-                f"of an element being zeroed, got {dropout!r}")
-        if not isinstance(go_backwards, (bool, np.bool_)):
-            raise TypeError(f"go_backwards should be a bool, got {type(go_backwards).__name__}")
-        if go_backwards and bidirectional:
-            raise ValueError("go_backwards=True makes a reverse-only module; it cannot be combined "
-                             "with bidirectional=True")
-        self.go_backwards = bool(go_backwards)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
-        self.dtype = check_dtype(dtype)
-        self.seed = seed
-        try:
-            self._rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
-        self._check_size()
-        self.params = {}
-        for name, shape in self._param_shapes():
-            self.params[name] = np.empty(shape, dtype=self.dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.reset_parameters()
-
-    # What is derived from the configuration alone is computed once and kept
-    # in these instance attributes until a public attribute is set.
-    _CACHES = ("_lean", "_shapes", "_names", "_sig")
+    @property
+    def _mode(self):
+        """The module's name in messages."""
+        return type(self).__name__
 
     def __setattr__(self, name, value):
         if name == "dtype":
@@ -205,79 +191,30 @@ class RNNBase:
             for key in self._CACHES:
                 self.__dict__.pop(key, None)
 
-    def _check_size(self):
-        """Refuse, before allocating anything, sizes no machine can hold."""
-        G, H, D, L = self._gates, self.hidden_size, self.num_directions, self.num_layers
-        # 32-bit BLAS integers bound every matrix dimension.
-        if G * H > _INT32_MAX or self.input_size > _INT32_MAX or D * H > _INT32_MAX:
-            raise ValueError(f"input_size={self.input_size}, hidden_size={H}: too large for "
-                             "32-bit BLAS (dimensions must stay below 2**31)")
-        per_direction_first = G * H * (self.input_size + H) + (2 * G * H if self.bias else 0)
-        per_direction_rest = G * H * (D * H + H) + (2 * G * H if self.bias else 0)
-        elements = D * (per_direction_first + (L - 1) * per_direction_rest)
-        need = 2 * elements * self.dtype.itemsize  # parameters and gradients
-        try:
-            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, ValueError, OSError):
-            physical = 1 << 46
-        if need > physical:
-            raise MemoryError(
-                f"{self._mode} parameters and gradients would need {need / 2**30:.1f} GiB, more "
-                f"than this machine's {physical / 2**30:.1f} GiB of memory")
+    def __getstate__(self):
+        # Caches are rebuilt on demand; everything else (parameters,
+        # gradients, the random generator's state) pickles as it is.
+        state = dict(self.__dict__)
+        for key in self._CACHES:
+            state.pop(key, None)
+        return state
 
-    # -- parameters ---------------------------------------------------------
-
-    @property
-    def num_directions(self):
-        return 2 if self.bidirectional else 1
-
-    def _directions(self):
-        """Reverse flag of each direction, in output order."""
-        if self.bidirectional:
-            return (False, True)
-        return (self.go_backwards,)
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     def _param_shapes(self):
-        G, H, D = self._gates, self.hidden_size, self.num_directions
-        for k in range(self.num_layers):
-            in_k = self.input_size if k == 0 else D * H
-            for d in range(D):
-                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                yield "weight_ih" + sfx, (G * H, in_k)
-                yield "weight_hh" + sfx, (G * H, H)
-                if self.bias:
-                    yield "bias_ih" + sfx, (G * H,)
-                    yield "bias_hh" + sfx, (G * H,)
+        raise NotImplementedError
+
+    def _config(self):
+        raise NotImplementedError
 
     def _shape_table(self):
-        """(((name, shape), ...) in PyTorch order, {name: shape}), cached."""
+        """(((name, shape), ...) in stored order, {name: shape}), cached."""
         table = self.__dict__.get("_shapes")
         if table is None:
             pairs = tuple(self._param_shapes())
             table = self.__dict__["_shapes"] = (pairs, dict(pairs))
         return table
-
-    def _layer_names(self):
-        """[[(w_ih, w_hh, b_ih, b_hh) names per direction] per layer], the
-        bias names None when bias=False; cached."""
-        names = self.__dict__.get("_names")
-        if names is None:
-            names = []
-            for k in range(self.num_layers):
-                row = []
-                for d in range(self.num_directions):
-                    sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                    row.append(("weight_ih" + sfx, "weight_hh" + sfx)
-                               + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
-                names.append(tuple(row))
-            names = self.__dict__["_names"] = tuple(names)
-        return names
-
-    def reset_parameters(self):
-        """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)), like PyTorch."""
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        for p in self.params.values():
-            p[...] = self._rng.uniform(-bound, bound, size=p.shape)
 
     def zero_grad(self):
         """Set every gradient to zero (in place: references stay valid)."""
@@ -338,6 +275,129 @@ class RNNBase:
             else:
                 self.params[name] = arr.copy()
         return missing, unexpected
+
+    def save(self, path):
+        """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
+        return IO_HOOKS["save"](self, path)
+
+class RNNBase(Module):
+    """Layers x directions of one recurrent cell, PyTorch parameter layout.
+
+    Subclasses set ``_gates`` (gate blocks per weight matrix) and implement ``_kernel_forward`` and
+    ``_kernel_backward`` for one layer and one direction.
+    """
+
+    _gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype=np.float32, seed=None, go_backwards=False):
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias should be a bool, got {type(bias).__name__}")
+        if not isinstance(batch_first, (bool, np.bool_)):
+            raise TypeError(f"batch_first should be a bool, got {type(batch_first).__name__}")
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(
+                f"bidirectional should be a bool, got {type(bidirectional).__name__}")
+        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
+                or not 0.0 <= float(dropout) <= 1.0):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability "
+                f"of an element being zeroed, got {dropout!r}")
+        if not isinstance(go_backwards, (bool, np.bool_)):
+            raise TypeError(f"go_backwards should be a bool, got {type(go_backwards).__name__}")
+        if go_backwards and bidirectional:
+            raise ValueError("go_backwards=True makes a reverse-only module; it cannot be combined "
+                             "with bidirectional=True")
+        self.go_backwards = bool(go_backwards)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        try:
+            self._rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
+        self._check_size()
+        self.params = {}
+        for name, shape in self._param_shapes():
+            self.params[name] = np.empty(shape, dtype=self.dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.reset_parameters()
+
+    _CACHES = ("_lean", "_shapes", "_names", "_sig")
+
+    def _check_size(self):
+        """Refuse, before allocating anything, sizes no machine can hold."""
+        G, H, D, L = self._gates, self.hidden_size, self.num_directions, self.num_layers
+        # 32-bit BLAS integers bound every matrix dimension.
+        if G * H > _INT32_MAX or self.input_size > _INT32_MAX or D * H > _INT32_MAX:
+            raise ValueError(f"input_size={self.input_size}, hidden_size={H}: too large for "
+                             "32-bit BLAS (dimensions must stay below 2**31)")
+        per_direction_first = G * H * (self.input_size + H) + (2 * G * H if self.bias else 0)
+        per_direction_rest = G * H * (D * H + H) + (2 * G * H if self.bias else 0)
+        elements = D * (per_direction_first + (L - 1) * per_direction_rest)
+        need = 2 * elements * self.dtype.itemsize  # parameters and gradients
+        try:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            physical = 1 << 46
+        if need > physical:
+            raise MemoryError(
+                f"{self._mode} parameters and gradients would need {need / 2**30:.1f} GiB, more "
+                f"than this machine's {physical / 2**30:.1f} GiB of memory")
+
+    # -- parameters ---------------------------------------------------------
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _directions(self):
+        """Reverse flag of each direction, in output order."""
+        if self.bidirectional:
+            return (False, True)
+        return (self.go_backwards,)
+
+    def _param_shapes(self):
+        G, H, D = self._gates, self.hidden_size, self.num_directions
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                yield "weight_ih" + sfx, (G * H, in_k)
+                yield "weight_hh" + sfx, (G * H, H)
+                if self.bias:
+                    yield "bias_ih" + sfx, (G * H,)
+                    yield "bias_hh" + sfx, (G * H,)
+
+    def _layer_names(self):
+        """[[(w_ih, w_hh, b_ih, b_hh) names per direction] per layer], the
+        bias names None when bias=False; cached."""
+        names = self.__dict__.get("_names")
+        if names is None:
+            names = []
+            for k in range(self.num_layers):
+                row = []
+                for d in range(self.num_directions):
+                    sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                    row.append(("weight_ih" + sfx, "weight_hh" + sfx)
+                               + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
+                names.append(tuple(row))
+            names = self.__dict__["_names"] = tuple(names)
+        return names
+
+    def reset_parameters(self):
+        """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)), like PyTorch."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for p in self.params.values():
+            p[...] = self._rng.uniform(-bound, bound, size=p.shape)
 
     def _weights(self):
         """Checked, contiguous (w_ih, w_hh, b_ih, b_hh) per layer and direction.
@@ -540,7 +600,7 @@ class RNNBase:
         if train and not self._split_train(B):
             return 0
         H, L = self.hidden_size, self.num_layers
-        if 3 * T * B * H * (I + H + (L - 1) * 2 * H) < 2 * MIN_MULTIPLY_ADDS:
+        if self._gates * T * B * H * (I + H + (L - 1) * 2 * H) < 2 * MIN_MULTIPLY_ADDS:
             return 0
         if blas_threads() < 2:
             return 0
@@ -624,7 +684,7 @@ class RNNBase:
                                         layer_in, weights[k][d], lengths, full, reverse,
                                         saved_k[d])
                                 for d, reverse in enumerate(self._directions())],
-                               3 * T * B * H * (layer_in.shape[2] + H))
+                               self._gates * T * B * H * (layer_in.shape[2] + H))
             if train:
                 inputs.append(layer_in)
                 saved.append(saved_k)
@@ -656,7 +716,7 @@ class RNNBase:
         """step() for arguments that need checks and conversions."""
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional module: the reverse direction of a "
-                             "bidirectional GRU depends on the whole sequence")
+                             f"bidirectional {self._mode} depends on the whole sequence")
         x_t = as_float_array(x_t, "x_t", self.dtype)
         if x_t.ndim not in (1, 2):
             raise ValueError(f"step: Expected x_t to be 1D or 2D, got {x_t.ndim}D input instead")
@@ -800,7 +860,7 @@ class RNNBase:
                                         grads[k][d], dout, d * H, saved[k][d], layer_in,
                                         weights[k][d], lengths, full, reverse)
                                 for d, reverse in enumerate(self._directions())],
-                               6 * T * B * H * (layer_in.shape[2] + H))
+                               2 * self._gates * T * B * H * (layer_in.shape[2] + H))
                 for extra in dxs[1:]:
                     dx += extra
             if k > 0 and masks is not None and masks[k - 1] is not None:
@@ -868,6 +928,12 @@ class RNNBase:
         raise NotImplementedError
 
     # -- presentation ----------------------------------------------------------
+
+    def _config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                    dropout=self.dropout, bidirectional=self.bidirectional,
+                    go_backwards=self.go_backwards)
 
     def _extra_repr_items(self):
         items = [str(self.input_size), str(self.hidden_size)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from gru_cy.kernels import _gru
-from gru_cy.nn.base import _POISON, RNNBase, empty
+from gru_cy.nn.base import _POISON, RNNBase, empty, register_module
 
 _gru.set_poison(_POISON)
 
@@ -26,6 +26,7 @@ _CHUNK_ELEMENTS = 1 << 18
 
 
 
+@register_module
 class GRU(RNNBase):
     """Multi-layer gated recurrent unit over NumPy arrays.
 
@@ -43,7 +44,6 @@ class GRU(RNNBase):
     """
 
     _gates = 3
-    _mode = "GRU"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
@@ -54,6 +54,9 @@ class GRU(RNNBase):
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed, go_backwards=go_backwards)
+
+    def _config(self):
+        return dict(super()._config(), reset_after=self.reset_after)
 
     def _make_signature(self):
         return super()._make_signature() + (self.reset_after,)
@@ -97,12 +100,6 @@ class GRU(RNNBase):
         from gru_cy import interop
 
         return interop.to_onnx(self, path, *args, **kwargs)
-
-    def save(self, path):
-        """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
-        from gru_cy import interop
-
-        return interop.save(self, path)
 
     # -- kernels ----------------------------------------------------------
 
