@@ -968,8 +968,10 @@ def gru_step(object x, object h, object params, tuple names, int input_size, int
 
     x      (B, I) or (I,)
     h      None (zeros), or (L, B, H), (L, H) for unbatched x
-    Runs gru_forward's kernel with T = 1 per layer, so the result is the
-    whole-sequence one bit for bit (same BLAS calls).
+    Runs gru_forward's kernel with T = 1 per layer: bit for bit the
+    whole-sequence call over that one step. Over a longer sequence the
+    whole-sequence call projects many steps' inputs in one GEMM, which BLAS
+    may round differently from this one-step GEMM (a few ulp).
     """
     cdef cnp.ndarray xa
     cdef cnp.npy_intp dims[2]

@@ -698,8 +698,14 @@ class RNNBase(Module):
 
         x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
         zeros. y_t (B, H) is the top layer's output, h the new state of every
-        layer. Feeding a sequence one step at a time gives what the whole
-        sequence gives (see the README for when this is bit for bit).
+        layer. One call returns bit for bit what the whole-sequence call
+        returns for that one step (when it runs its batch in one piece).
+        Fed a sequence one step at a time, it agrees with one whole-sequence
+        call to within a few units in the last place: both make the same
+        recurrent BLAS calls, but the whole-sequence call projects the
+        inputs of many steps in one GEMM, which BLAS may round differently
+        (with SciPy's OpenBLAS: identical while every layer's input is
+        narrower than 32 features in the rows layout).
         Inference only: no dropout, no tape. Not for bidirectional modules,
         whose reverse direction needs the whole sequence.
         """
