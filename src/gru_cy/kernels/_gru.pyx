@@ -321,7 +321,8 @@ def set_layout(str layout):
     """Force a layout for every later call: "rows", "columns" (used when
     lengths are full) or "auto" (the default). Process-wide; for tests and
     measurements, not for use while other threads run the kernels. A tape
-    must be used by backward under the layout that recorded it."""
+    keeps the layout it was recorded in (gru_cy.nn.gru), whatever is set
+    before backward."""
     global _layout_override
     _layout_override = {"auto": 0, "rows": 1, "columns": 2}[layout]
 
