@@ -308,3 +308,42 @@ def test_a_module_with_its_gradient_lock_pickles_and_copies():
         clone.backward(tape, np.ones_like(out))
         for k in gru.grads:
             np.testing.assert_allclose(clone.grads[k], 2 * gru.grads[k], rtol=1e-6, atol=1e-6)
+
+
+def _scipy_wheel_blas(infos):
+    """Independently of gru_cy: the BLAS entry whose file lies in SciPy's own
+    folders (scipy.libs or scipy/.dylibs of a wheel install), or skip."""
+    import scipy
+
+    scipy_dir = os.path.realpath(os.path.dirname(scipy.__file__))
+    folders = (scipy_dir, scipy_dir + ".libs")
+    mine = [i for i in infos if i.get("user_api") == "blas"
+            and os.path.dirname(os.path.realpath(i["filepath"])).startswith(folders)]
+    if len(mine) != 1:
+        pytest.skip("SciPy's BLAS is not a library of its own wheel here")
+    return mine[0]
+
+
+def test_info_names_the_blas_scipy_calls_not_numpys():
+    """NumPy's wheels ship libscipy_openblas64_ too; `info` must report the
+    one SciPy's cython_blas calls, whatever order threadpoolctl lists them in."""
+    import subprocess
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401
+
+    from gru_cy.__main__ import _blas_info
+
+    infos = threadpoolctl.threadpool_info()
+    want = _scipy_wheel_blas(infos)
+    described = f"{want['internal_api']} {want['version']} ({want['architecture']})"
+    for order in (infos, infos[::-1]):
+        original = threadpoolctl.threadpool_info
+        threadpoolctl.threadpool_info = lambda order=order: order
+        try:
+            assert _blas_info()[0] == described
+        finally:
+            threadpoolctl.threadpool_info = original
+    run = subprocess.run([sys.executable, "-m", "gru_cy", "info"], capture_output=True,
+                         text=True, timeout=300)
+    assert f"BLAS: {described};" in run.stdout, run.stdout + run.stderr

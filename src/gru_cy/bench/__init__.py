@@ -719,11 +719,11 @@ def _scipy_blas():
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown (threadpoolctl not installed)"
-    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    mine = [i for i in infos if "scipy" in os.path.dirname(i.get("filepath", ""))] or infos
-    if not mine:
+    from gru_cy._threads import scipy_blas_entry
+
+    i = scipy_blas_entry(threadpool_info())
+    if i is None:
         return "unknown"
-    i = mine[0]
     return f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
 
 
