@@ -321,8 +321,9 @@ def clip_grad_norm(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
     with np.errstate(divide="ignore", invalid="ignore"):
         clip_coef = t(max_norm) / (total + t(1e-6))
     clip_coef = min(clip_coef, t(1.0)) if not np.isnan(clip_coef) else clip_coef
-    for g in grads:
-        g *= g.dtype.type(clip_coef)
+    with np.errstate(invalid="ignore"):  # a non-finite norm scales by NaN, as in torch
+        for g in grads:
+            g *= g.dtype.type(clip_coef)
     return total
 
 
