@@ -16,6 +16,6 @@ import sys as _sys
 # `import gru_cy.losses` / `from gru_cy.optim import Adam` work too.
 _sys.modules.setdefault("gru_cy.losses", losses)
 _sys.modules.setdefault("gru_cy.optim", optim)
-from gru_cy.interop import load, load_onnx
+from gru_cy.io import load, load_onnx
 
 __all__ = ["GRU", "Embedding", "Linear", "losses", "optim", "load", "load_onnx", "__version__"]
