@@ -11,6 +11,11 @@ from gru_cy._version import __version__
 from gru_cy.nn.gru import GRU
 from gru_cy.nn.layers import Embedding, Linear
 from gru_cy.nn import losses, optim
+import sys as _sys
+
+# `import gru_cy.losses` / `from gru_cy.optim import Adam` work too.
+_sys.modules.setdefault("gru_cy.losses", losses)
+_sys.modules.setdefault("gru_cy.optim", optim)
 from gru_cy.io import load, load_onnx
 
 __all__ = ["GRU", "Embedding", "Linear", "losses", "optim", "load", "load_onnx", "__version__"]
