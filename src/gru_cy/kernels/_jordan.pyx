@@ -100,6 +100,18 @@ cdef inline void sum_rows(int rows, int n, const floating *x, floating *acc) noe
         jordan_sum_rows_f64(rows, n, x, acc)
 
 
+cdef inline void transpose(int rows, int cols, const floating *src,
+                           floating *dst) noexcept nogil:
+    """dst (cols, rows) = src (rows, cols).T, both contiguous"""
+    cdef int i, j, i0, j0
+    # 32 x 32 tiles keep reads and writes within a few cache lines.
+    for i0 in range(0, rows, 32):
+        for j0 in range(0, cols, 32):
+            for i in range(i0, min(i0 + 32, rows)):
+                for j in range(j0, min(j0 + 32, cols)):
+                    dst[<Py_ssize_t>j * rows + i] = src[<Py_ssize_t>i * cols + j]
+
+
 cdef inline int _max_len(const long long *lengths, bint full, int T, int B) noexcept nogil:
     cdef int b, m = 0
     if full:
@@ -124,7 +136,7 @@ cdef inline bint _sorted_desc(const long long *lengths, bint full, int B) noexce
 # ---- forward ----------------------------------------------------------------
 
 cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
-                   floating *gi, int chunk, floating *z,
+                   floating *gi, int chunk, floating *z, floating *w_yh_t, floating *w_hy_t,
                    const floating *x, const floating *w_ih, const floating *b_ih,
                    const floating *w_yh, const floating *w_hy, const floating *b_hy,
                    const long long *lengths, bint full,
@@ -132,7 +144,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
                    bint train) noexcept nogil:
     # out (T, B, O); y (B, O) the state, y0 in and y_n out; hs (T, B, H) and
     # ys (T + 1, B, O) the tape (train), else gi (chunk * B, H) a workspace;
-    # z (B, O) a workspace.
+    # z (B, O), w_yh_t (O, H) and w_hy_t (H, O) workspaces (the last two
+    # unused when B = 1).
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BO = <Py_ssize_t>B * O
     cdef int max_len = _max_len(lengths, full, T, B)
     cdef bint prefix = _sorted_desc(lengths, full, B)
@@ -142,6 +155,12 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
     cdef floating *a
     cdef floating *out_s
 
+    if B > 1:
+        # OpenBLAS runs small GEMMs with both operands untransposed up to 2x
+        # faster: the per-step products use transposed copies of the weights.
+        # w_yh_t = w_yh.T, w_hy_t = w_hy.T
+        transpose(H, O, w_yh, w_yh_t)
+        transpose(O, H, w_hy, w_hy_t)
     if train:
         # ys[0] = y0, zero rows for sequences that never start
         memcpy(ys, y, BO * sizeof(floating))
@@ -170,8 +189,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
             # a += w_yh @ y
             gemv(NoTrans, H, O, <floating>1.0, w_yh, O, y, 1, <floating>1.0, a, 1)
         else:
-            # a[:n] += y[:n] @ w_yh.T
-            gemm(NoTrans, Trans, n, H, O, <floating>1.0, y, O, w_yh, O, <floating>1.0, a, H)
+            # a[:n] += y[:n] @ w_yh_t
+            gemm(NoTrans, NoTrans, n, H, O, <floating>1.0, y, O, w_yh_t, H, <floating>1.0, a, H)
         if block:
             hidden(act, n, H, a, b_ih)
             memset(a + <Py_ssize_t>n * H, 0, <Py_ssize_t>(B - n) * H * sizeof(floating))
@@ -185,8 +204,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
             # z = w_hy @ h
             gemv(NoTrans, O, H, <floating>1.0, w_hy, H, a, 1, <floating>0.0, z, 1)
         else:
-            # z[:n] = h[:n] @ w_hy.T
-            gemm(NoTrans, Trans, n, O, H, <floating>1.0, a, H, w_hy, H, <floating>0.0, z, O)
+            # z[:n] = h[:n] @ w_hy_t
+            gemm(NoTrans, NoTrans, n, O, H, <floating>1.0, a, H, w_hy_t, O, <floating>0.0, z, O)
         out_s = out + s * BO
         if block:
             output(out_act, n, O, z, b_hy, out_s)
@@ -315,6 +334,8 @@ cdef void _backward(floating *dx, floating *dy,
 def forward_work_size(int B, int H, int O, int chunk, bint train):
     """Elements of the workspace jordan_forward needs."""
     cdef Py_ssize_t n = <Py_ssize_t>B * O                        # z
+    if B > 1:
+        n += 2 * <Py_ssize_t>H * O                               # transposed weights
     if not train:
         n += <Py_ssize_t>chunk * B * H                           # gi
     return n
@@ -346,6 +367,7 @@ def jordan_forward(floating[:, :, ::1] out, floating[:, ::1] y, floating[:, :, :
     if T == 0 or B == 0:
         return
     cdef floating *w = &work[0]
+    cdef Py_ssize_t w_t = 2 * <Py_ssize_t>H * O if B > 1 else 0
     cdef floating *hs_p = &hs[0, 0, 0] if train else NULL
     cdef floating *ys_p = &ys[0, 0, 0] if train else NULL
     cdef const floating *bi = NULL
@@ -354,7 +376,8 @@ def jordan_forward(floating[:, :, ::1] out, floating[:, ::1] y, floating[:, :, :
         bi = &b_ih[0]
         bh = &b_hy[0]
     with nogil:
-        _forward(&out[0, 0, 0], &y[0, 0], hs_p, ys_p, w + <Py_ssize_t>B * O, chunk, w,
+        _forward(&out[0, 0, 0], &y[0, 0], hs_p, ys_p, w + <Py_ssize_t>B * O + w_t, chunk, w,
+                 w + <Py_ssize_t>B * O, w + <Py_ssize_t>B * O + H * O,
                  &x[0, 0, 0], &w_ih[0, 0], bi, &w_yh[0, 0], &w_hy[0, 0], bh,
                  &lengths[0], full, T, B, I, H, O, act, out_act, train)
 
