@@ -475,3 +475,18 @@ def test_matches_a_pytorch_loop(act, out_act):
     np.testing.assert_allclose(dy0[0], ty0.grad.numpy(), **tol)
     for name, p in tp.items():
         np.testing.assert_allclose(jordan.grads[name], p.grad.numpy(), err_msg=name, **tol)
+
+
+def test_concurrent_calls_from_threads_agree_with_serial_ones():
+    # The kernels release the GIL and share no workspace between calls.
+    from concurrent.futures import ThreadPoolExecutor
+
+    jordan = gru_cy.Jordan(6, 32, 5, "relu", "tanh", seed=0)
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((40, 4, 6)).astype(np.float32) for _ in range(8)]
+    lengths = [None, [40, 3, 17, 0]] * 4
+    serial = [jordan(x, None, n) for x, n in zip(xs, lengths)]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda a: jordan(*a), zip(xs, [None] * 8, lengths)))
+    for (a, b), (c, d) in zip(serial, threaded):
+        assert same_bits(a, c) and same_bits(b, d)
