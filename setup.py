@@ -49,7 +49,8 @@ extensions = [
     ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c",
                                 "src/gru_cy/kernels/_layout.c"]),
     ext("gru_cy.kernels._jordan",
-        ["src/gru_cy/kernels/_jordan.pyx", "src/gru_cy/kernels/_jordan_gates.c"]),
+        ["src/gru_cy/kernels/_jordan.pyx", "src/gru_cy/kernels/_jordan_gates.c",
+         "src/gru_cy/kernels/_layout.c"]),
 ]
 
 setup(

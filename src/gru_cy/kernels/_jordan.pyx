@@ -34,6 +34,10 @@ from cython cimport floating
 from libc.string cimport memset, memcpy
 
 from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._recurrent cimport (
+    max_length, project, rows_input_grads, rows_recurrent, rows_recurrent_back,
+    rows_recurrent_grads, sorted_desc, sum_rows, transpose,
+)
 
 cdef extern from "_jordan_gates.h" nogil:
     void jordan_hidden_f32(int act, int rows, int H, float *a, const float *b_ih)
@@ -48,8 +52,6 @@ cdef extern from "_jordan_gates.h" nogil:
                        const double *y, double *dz)
     void jordan_da_f32(int act, int rows, int H, const float *h, float *da)
     void jordan_da_f64(int act, int rows, int H, const double *h, double *da)
-    void jordan_sum_rows_f32(int rows, int n, const float *x, float *acc)
-    void jordan_sum_rows_f64(int rows, int n, const double *x, double *acc)
 
 
 # Activation codes shared with _jordan_gates.h.
@@ -92,47 +94,6 @@ cdef inline void d_hidden(int act, int rows, int H, const floating *h,
     else:
         jordan_da_f64(act, rows, H, h, da)
 
-cdef inline void sum_rows(int rows, int n, const floating *x, floating *acc) noexcept nogil:
-    """acc += x[:rows, :n].sum(0)"""
-    if floating is float:
-        jordan_sum_rows_f32(rows, n, x, acc)
-    else:
-        jordan_sum_rows_f64(rows, n, x, acc)
-
-
-cdef inline void transpose(int rows, int cols, const floating *src,
-                           floating *dst) noexcept nogil:
-    """dst (cols, rows) = src (rows, cols).T, both contiguous"""
-    cdef int i, j, i0, j0
-    # 32 x 32 tiles keep reads and writes within a few cache lines.
-    for i0 in range(0, rows, 32):
-        for j0 in range(0, cols, 32):
-            for i in range(i0, min(i0 + 32, rows)):
-                for j in range(j0, min(j0 + 32, cols)):
-                    dst[<Py_ssize_t>j * rows + i] = src[<Py_ssize_t>i * cols + j]
-
-
-cdef inline int _max_len(const long long *lengths, bint full, int T, int B) noexcept nogil:
-    cdef int b, m = 0
-    if full:
-        return T
-    for b in range(B):
-        if lengths[b] > m:
-            m = <int>lengths[b]
-    return m
-
-
-cdef inline bint _sorted_desc(const long long *lengths, bint full, int B) noexcept nogil:
-    """Uneven lengths in non-increasing order: the running rows come first."""
-    cdef int b
-    if full:
-        return False
-    for b in range(1, B):
-        if lengths[b] > lengths[b - 1]:
-            return False
-    return True
-
-
 # ---- forward ----------------------------------------------------------------
 
 cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
@@ -147,8 +108,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
     # z (B, O), w_yh_t (O, H) and w_hy_t (H, O) workspaces (the last two
     # unused when B = 1).
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BO = <Py_ssize_t>B * O
-    cdef int max_len = _max_len(lengths, full, T, B)
-    cdef bint prefix = _sorted_desc(lengths, full, B)
+    cdef int max_len = max_length(lengths, full, T, B)
+    cdef bint prefix = sorted_desc(lengths, full, B)
     cdef bint block = full or prefix     # the running rows are rows 0 .. n - 1
     cdef int n = B                       # rows the per-step products cover
     cdef int s, b, t0 = 0, count = 0
@@ -159,8 +120,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
         # OpenBLAS runs small GEMMs with both operands untransposed up to 2x
         # faster: the per-step products use transposed copies of the weights.
         # w_yh_t = w_yh.T, w_hy_t = w_hy.T
-        transpose(H, O, w_yh, w_yh_t)
-        transpose(O, H, w_hy, w_hy_t)
+        transpose(H, O, w_yh, O, w_yh_t, H)
+        transpose(O, H, w_hy, H, w_hy_t, O)
     if train:
         # ys[0] = y0, zero rows for sequences that never start
         memcpy(ys, y, BO * sizeof(floating))
@@ -169,8 +130,7 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
                 if lengths[b] == 0:
                     memset(ys + <Py_ssize_t>b * O, 0, O * sizeof(floating))
         # hs[:max_len] = x[:max_len] @ w_ih.T      (max_len * B, H)
-        gemm(NoTrans, Trans, max_len * B, H, I, <floating>1.0, x, I, w_ih, I,
-             <floating>0.0, hs, H)
+        project(False, max_len, B, I, H, x, w_ih, hs)
         gi = hs
         count = max_len
 
@@ -179,8 +139,7 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
             t0 = s
             count = min(chunk, max_len - s)
             # gi = x[t0:t0 + count] @ w_ih.T     (count * B, H)
-            gemm(NoTrans, Trans, count * B, H, I, <floating>1.0, x + <Py_ssize_t>t0 * B * I,
-                 I, w_ih, I, <floating>0.0, gi, H)
+            project(False, count, B, I, H, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
         a = gi + (s - t0) * BH
         if prefix:
             while lengths[n - 1] <= s:
@@ -200,12 +159,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
                     hidden(act, 1, H, a + <Py_ssize_t>b * H, b_ih)
                 else:
                     memset(a + <Py_ssize_t>b * H, 0, H * sizeof(floating))
-        if n == 1:
-            # z = w_hy @ h
-            gemv(NoTrans, O, H, <floating>1.0, w_hy, H, a, 1, <floating>0.0, z, 1)
-        else:
-            # z[:n] = h[:n] @ w_hy_t
-            gemm(NoTrans, NoTrans, n, O, H, <floating>1.0, a, H, w_hy_t, O, <floating>0.0, z, O)
+        # z[:n] = h[:n] @ w_hy.T     (n, O)
+        rows_recurrent(n, O, H, O, a, w_hy, w_hy_t, z)
         out_s = out + s * BO
         if block:
             output(out_act, n, O, z, b_hy, out_s)
@@ -243,8 +198,8 @@ cdef void _backward(floating *dx, floating *dy,
     # (g_bih, g_bhy NULL without bias); da_all (T, B, H), dz_all (T, B, O),
     # tmp (B, O) workspaces; dout (T, B, O); hs, ys the forward's tape.
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BO = <Py_ssize_t>B * O
-    cdef int max_len = _max_len(lengths, full, T, B)
-    cdef bint prefix = _sorted_desc(lengths, full, B)
+    cdef int max_len = max_length(lengths, full, T, B)
+    cdef bint prefix = sorted_desc(lengths, full, B)
     cdef bint block = full or prefix
     cdef int n = 0 if prefix else B
     cdef int s, b
@@ -275,12 +230,8 @@ cdef void _backward(floating *dx, floating *dy,
                              y_s + <Py_ssize_t>b * O, dz + <Py_ssize_t>b * O)
                 else:
                     memset(dz + <Py_ssize_t>b * O, 0, O * sizeof(floating))
-        if n == 1:
-            # da = w_hy.T @ dz
-            gemv(Trans, O, H, <floating>1.0, w_hy, H, dz, 1, <floating>0.0, da, 1)
-        else:
-            # da[:n] = dz[:n] @ w_hy
-            gemm(NoTrans, NoTrans, n, H, O, <floating>1.0, dz, O, w_hy, H, <floating>0.0, da, H)
+        # da[:n] = dz[:n] @ w_hy     (n, H)
+        rows_recurrent_back(n, n, O, H, O, dz, w_hy, <floating>0.0, da)
         # da *= act'(h_s)   (running rows; others zero)
         if block:
             d_hidden(act, n, H, h_s, da)
@@ -293,40 +244,28 @@ cdef void _backward(floating *dx, floating *dy,
                     memset(da + <Py_ssize_t>b * H, 0, H * sizeof(floating))
         # The gradient reaching y_{s-1}: dy = da @ w_yh for the running rows.
         if block:
-            if n == 1:
-                # dy = w_yh.T @ da
-                gemv(Trans, H, O, <floating>1.0, w_yh, O, da, 1, <floating>0.0, dy, 1)
-            else:
-                # dy[:n] = da[:n] @ w_yh
-                gemm(NoTrans, NoTrans, n, O, H, <floating>1.0, da, H, w_yh, O,
-                     <floating>0.0, dy, O)
+            # dy[:n] = da[:n] @ w_yh     (n, O)
+            rows_recurrent_back(n, n, H, O, H, da, w_yh, <floating>0.0, dy)
         else:
             # tmp = da @ w_yh, copied to the running rows of dy
-            gemm(NoTrans, NoTrans, B, O, H, <floating>1.0, da, H, w_yh, O,
-                 <floating>0.0, tmp, O)
+            rows_recurrent_back(B, B, H, O, H, da, w_yh, <floating>0.0, tmp)
             for b in range(B):
                 if s < lengths[b]:
                     memcpy(dy + <Py_ssize_t>b * O, tmp + <Py_ssize_t>b * O, O * sizeof(floating))
 
-    memset(dx + M * I, 0, <Py_ssize_t>(T - max_len) * B * I * sizeof(floating))
+    memset(dx, 0, <Py_ssize_t>T * B * I * sizeof(floating))
     if M == 0:
         return
-    # dx[:max_len] = da @ w_ih        (M, I)
-    gemm(NoTrans, NoTrans, <int>M, I, H, <floating>1.0, da_all, H, w_ih, I,
-         <floating>0.0, dx, I)
-    # g_wih += da.T @ x               (H, I)
-    gemm(Trans, NoTrans, H, I, <int>M, <floating>1.0, da_all, H, x, I,
-         <floating>1.0, g_wih, I)
+    # g_wih += da.T @ x; dx[:max_len] += da @ w_ih
+    rows_input_grads(g_wih, dx, da_all, x, w_ih, <int>M, I, H)
     # g_wyh += da.T @ ys[:max_len]    (H, O)
-    gemm(Trans, NoTrans, H, O, <int>M, <floating>1.0, da_all, H, ys, O,
-         <floating>1.0, g_wyh, O)
+    rows_recurrent_grads(g_wyh, da_all, ys, <int>M, H, O, H)
     # g_why += dz.T @ hs[:max_len]    (O, H)
-    gemm(Trans, NoTrans, O, H, <int>M, <floating>1.0, dz_all, O, hs, H,
-         <floating>1.0, g_why, H)
+    rows_recurrent_grads(g_why, dz_all, hs, <int>M, O, H, O)
     if g_bih != NULL:
         # g_bih += da.sum(0); g_bhy += dz.sum(0)
-        sum_rows(<int>M, H, da_all, g_bih)
-        sum_rows(<int>M, O, dz_all, g_bhy)
+        sum_rows(<int>M, H, da_all, H, g_bih)
+        sum_rows(<int>M, O, dz_all, O, g_bhy)
 
 
 # ---- entry points -------------------------------------------------------------

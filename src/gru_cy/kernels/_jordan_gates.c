@@ -5,7 +5,6 @@
  *   jordan_output    y := out_act(z + b_hy)             (rows, O)
  *   jordan_dz        dz := (dout + dy) * out_act'(y)    (rows, O)
  *   jordan_da        da := da * act'(h)                 in place, (rows, H)
- *   jordan_sum_rows  acc += x.sum(0)                    (rows, n)
  *
  * Every derivative is written in terms of the activation's value (tanh:
  * 1 - h^2, sigmoid: h (1 - h), relu: h > 0), so that the training tape
@@ -13,8 +12,7 @@
  * of _activations.h (no libm call). relu keeps NaN (a < 0 is false for
  * NaN) and, like PyTorch, passes no gradient where its value is not > 0.
  *
- * On x86-64 Linux with GCC each function is cloned for AVX-512, AVX2 and
- * baseline x86-64 and picked at load time, as for the GRU's gate loops.
+ * Each function is cloned per instruction set (RC_DISPATCH, _recurrent.h).
  */
 
 /* The clamps in _activations.h are selects that GCC will not if-convert
@@ -23,22 +21,9 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 
-#include <stddef.h>
-
 #include "_activations.h"
+#include "_recurrent.h"
 #include "_jordan_gates.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__) && !defined(GRU_CY_DEBUG)
-#if __GNUC__ >= 12
-#define JORDAN_DISPATCH \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define JORDAN_DISPATCH __attribute__((target_clones("avx2", "default")))
-#endif
-#else
-#define JORDAN_DISPATCH
-#endif
 
 #define T float
 #define S(name) name##_f32

@@ -14,8 +14,7 @@ void jordan_output##S(int out_act, int rows, int O, const T *z,               \
                       const T *b_hy, T *y);                                   \
 void jordan_dz##S(int out_act, int rows, int O, const T *dout, const T *dy,   \
                   const T *y, T *dz);                                         \
-void jordan_da##S(int act, int rows, int H, const T *h, T *da);               \
-void jordan_sum_rows##S(int rows, int n, const T *x, T *acc);
+void jordan_da##S(int act, int rows, int H, const T *h, T *da);
 
 JORDAN_DECLARE(float, _f32)
 JORDAN_DECLARE(double, _f64)

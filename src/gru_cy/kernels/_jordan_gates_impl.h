@@ -27,7 +27,7 @@
         }                                                                     \
     } while (0)
 
-JORDAN_DISPATCH
+RC_DISPATCH
 void S(jordan_hidden)(int act, int rows, int n, T *a, const T *b_ih)
 {
     switch (act) {
@@ -37,7 +37,7 @@ void S(jordan_hidden)(int act, int rows, int n, T *a, const T *b_ih)
     }
 }
 
-JORDAN_DISPATCH
+RC_DISPATCH
 void S(jordan_output)(int out_act, int rows, int n, const T *z, const T *b_hy, T *y)
 {
     switch (out_act) {
@@ -49,7 +49,7 @@ void S(jordan_output)(int out_act, int rows, int n, const T *z, const T *b_hy, T
 
 #undef JORDAN_MAP
 
-JORDAN_DISPATCH
+RC_DISPATCH
 void S(jordan_dz)(int out_act, int rows, int n, const T *restrict dout, const T *restrict dy,
                   const T *restrict y, T *restrict dz)
 {
@@ -70,7 +70,7 @@ void S(jordan_dz)(int out_act, int rows, int n, const T *restrict dout, const T 
     }
 }
 
-JORDAN_DISPATCH
+RC_DISPATCH
 void S(jordan_da)(int act, int rows, int n, const T *restrict h, T *restrict da)
 {
     ptrdiff_t total = (ptrdiff_t)rows * n;
@@ -87,15 +87,5 @@ void S(jordan_da)(int act, int rows, int n, const T *restrict h, T *restrict da)
         for (ptrdiff_t j = 0; j < total; j++)
             da[j] *= h[j] * ((T)1 - h[j]);
         break;
-    }
-}
-
-JORDAN_DISPATCH
-void S(jordan_sum_rows)(int rows, int n, const T *restrict x, T *restrict acc)
-{
-    for (int r = 0; r < rows; r++) {
-        const T *restrict row = x + (ptrdiff_t)r * n;
-        for (int j = 0; j < n; j++)
-            acc[j] += row[j];
     }
 }
