@@ -62,6 +62,9 @@ extensions = [
                                 "src/gru_cy/kernels/_layout.c"]),
     ext("gru_cy.kernels._rnn", ["src/gru_cy/kernels/_rnn.pyx", "src/gru_cy/kernels/_rnn_gates.c",
                                 "src/gru_cy/kernels/_layout.c"]),
+    ext("gru_cy.kernels._jordan",
+        ["src/gru_cy/kernels/_jordan.pyx", "src/gru_cy/kernels/_jordan_gates.c",
+         "src/gru_cy/kernels/_layout.c"]),
 ]
 
 setup(

@@ -10,6 +10,7 @@ Cython kernels over BLAS (through SciPy) behind a PyTorch-shaped API::
 from gru_cy._version import __version__
 from gru_cy.nn.gru import GRU
 from gru_cy.nn.rnn import RNN
+from gru_cy.nn.jordan import Jordan
 from gru_cy.nn.layers import Embedding, Linear
 from gru_cy.nn import losses, optim
 import sys as _sys
@@ -19,5 +20,5 @@ _sys.modules.setdefault("gru_cy.losses", losses)
 _sys.modules.setdefault("gru_cy.optim", optim)
 from gru_cy.io import load, load_onnx
 
-__all__ = ["GRU", "RNN", "Embedding", "Linear", "losses", "optim", "load", "load_onnx",
+__all__ = ["GRU", "RNN", "Jordan", "Embedding", "Linear", "losses", "optim", "load", "load_onnx",
            "__version__"]
