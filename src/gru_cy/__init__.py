@@ -9,6 +9,7 @@ Cython kernels over BLAS (through SciPy) behind a PyTorch-shaped API::
 
 from gru_cy._version import __version__
 from gru_cy.nn.gru import GRU
+from gru_cy.nn.lstm import LSTM
 from gru_cy.interop import load, load_onnx
 
-__all__ = ["GRU", "load", "load_onnx", "__version__"]
+__all__ = ["GRU", "LSTM", "load", "load_onnx", "__version__"]
