@@ -398,3 +398,48 @@ def test_bad_call_arguments():
     assert dx.shape == x.shape and dh0.shape == h0.shape and dc0.shape == c0.shape
     dx2, _ = m.backward(tape, out)
     np.testing.assert_array_equal(dx, dx2)
+
+
+# -- the lean one-call paths ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("L,B,T,P", [(1, 1, 1, 0), (2, 3, 1, 0), (3, 4, 9, 2), (2, 1, 7, 3),
+                                     (1, 6, 5, 0)])
+def test_lean_paths_equal_the_general_path_bitwise(L, B, T, P, dtype):
+    from helpers import same_bits
+
+    m = gru_cy.LSTM(5, 8, num_layers=L, proj_size=P, dtype=dtype, seed=1)
+    R = P or 8
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((T, B, 5)).astype(dtype)
+    hx = (rng.standard_normal((L, B, R)).astype(dtype), rng.standard_normal((L, B, 8)).astype(dtype))
+    assert m._kernel_infer(x, hx) is not None  # the lean path takes these arguments
+    lean = m(x, hx)
+    general = m(x, list(hx), lengths=np.full(B, T))  # lengths and a list: the general path
+    assert same_bits(lean[0], general[0])
+    assert same_bits(lean[1][0], general[1][0]) and same_bits(lean[1][1], general[1][1])
+    # step: lean (tuple of arrays) and general (a list)
+    assert m._kernel_step(x[0], hx) is not None
+    y, (h, c) = m.step(x[0], hx)
+    y2, (h2, c2) = m.step(x[0], list(hx))
+    assert same_bits(y, y2) and same_bits(h, h2) and same_bits(c, c2)
+    # unbatched lean calls
+    y, (h, c) = m.step(x[0, 0])
+    y2, (h2, c2) = m.step(x[0, 0].tolist())
+    assert same_bits(y, y2) and same_bits(c, c2)
+    out, (h, c) = m(x[:, 0])
+    out2, (h2, c2) = m(x[:, 0], lengths=T)
+    assert same_bits(out, out2) and same_bits(h, h2)
+
+
+def test_lean_path_declines_what_it_cannot_take():
+    m = gru_cy.LSTM(3, 4, num_layers=2)
+    x = np.zeros((2, 3, 3), np.float32)
+    assert m._kernel_infer(x.astype(np.float64), None) is None
+    assert m._kernel_infer(x, [np.zeros((2, 3, 4), np.float32)] * 2) is None
+    assert m._kernel_infer(x, (np.zeros((2, 3, 4), np.float32), np.zeros((2, 3, 5), np.float32))) is None
+    m.params["weight_hh_l1"] = m.params["weight_hh_l1"].astype(np.float64)
+    assert m._kernel_infer(x, None) is None
+    out, _ = m(x)   # the general path converts it
+    assert out.dtype == np.float32

@@ -28,7 +28,7 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.math cimport NAN
 
 from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
@@ -227,11 +227,13 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
     cdef floating *m = w_t + (<Py_ssize_t>R * H4 if B > 1 else 0)
     cdef floating *p = m + <Py_ssize_t>B * H
     cdef floating *w_hr_t = p + <Py_ssize_t>B * P
+    # With one step, copying W_hh^T costs more than the transposed operand.
+    cdef bint copy_t = B > 1 and max_len > 1
     if P == 0:
         m = NULL
     for j in range(H4):
         bias[j] = (b_ih[j] + b_hh[j]) if b_ih != NULL else <floating>0.0
-    if B > 1:
+    if copy_t:
         # w_t = w_hh.T   (R, 4H)
         transpose(H4, R, w_hh, R, w_t, H4)
         if P > 0:
@@ -282,9 +284,13 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
         if B == 1:
             # gh = w_hh @ h
             gemv(NoTrans, H4, R, <floating>1.0, w_hh, R, h, 1, <floating>0.0, gh, 1)
+        elif copy_t:
+            # gh[:n_act] = h[:n_act] @ w_t
+            gemm(NoTrans, NoTrans, n_act, H4, R, <floating>1.0, h, R, w_t, H4,
+                 <floating>0.0, gh, H4)
         else:
             # gh[:n_act] = h[:n_act] @ w_hh.T
-            gemm(NoTrans, NoTrans, n_act, H4, R, <floating>1.0, h, R, w_t, H4,
+            gemm(NoTrans, Trans, n_act, H4, R, <floating>1.0, h, R, w_hh, R,
                  <floating>0.0, gh, H4)
         if train:
             row_fwd(&st, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev, m_tape)
@@ -295,9 +301,13 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
             if B == 1:
                 # p = w_hr @ m
                 gemv(NoTrans, P, H, <floating>1.0, w_hr, H, m, 1, <floating>0.0, p, 1)
+            elif copy_t:
+                # p[:n_act] = m[:n_act] @ w_hr_t
+                gemm(NoTrans, NoTrans, n_act, P, H, <floating>1.0, m, H, w_hr_t, P,
+                     <floating>0.0, p, P)
             else:
                 # p[:n_act] = m[:n_act] @ w_hr.T
-                gemm(NoTrans, NoTrans, n_act, P, H, <floating>1.0, m, H, w_hr_t, P,
+                gemm(NoTrans, Trans, n_act, P, H, <floating>1.0, m, H, w_hr, H,
                      <floating>0.0, p, P)
             row_proj_out(&st, p, h, out, out_ld)
 
@@ -408,6 +418,248 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
             free(work)
     if work == NULL:
         raise MemoryError()
+
+
+# ---- the lean paths ---------------------------------------------------------
+#
+# Whole-module inference with full lengths, unidirectional, in one call from
+# Python, for arguments already of the kernels' types (LSTM.__call__ and
+# LSTM.step); anything else returns None and takes the general path, which
+# converts or raises the right error. They run lstm_forward's loop on each
+# layer, so the results are the general path's bit for bit.
+
+cdef Py_ssize_t _INT32_MAX = 2147483647
+
+
+cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
+    """o is a C-contiguous ndarray of the type, (rows, cols), or (rows,) when
+    cols is 0."""
+    cdef cnp.ndarray a
+    if type(o) is not np.ndarray:
+        return False
+    a = <cnp.ndarray>o
+    if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return False
+    if cols == 0:
+        return a.ndim == 1 and a.shape[0] == rows
+    return a.ndim == 2 and a.shape[0] == rows and a.shape[1] == cols
+
+
+cdef inline bint _is_state(object o, int typenum, int ndim, int L, int B, int W) noexcept:
+    cdef cnp.ndarray a
+    if type(o) is not np.ndarray:
+        return False
+    a = <cnp.ndarray>o
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(a)
+            and a.ndim == ndim and a.shape[0] == L and a.shape[ndim - 1] == W
+            and (ndim == 2 or a.shape[1] == B))
+
+
+cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, int B,
+                  int input_size, int H, int P, int typenum, bint reverse, int s_ndim,
+                  int y_ndim, cnp.npy_intp *y_dims, Py_ssize_t chunk_elements):
+    """Every layer over x (T, B, I), full lengths: (y, (h, c)), or None when
+    hx or a parameter is not already what the kernels take."""
+    cdef int L = len(names), k, chunk, R = P if P > 0 else H
+    cdef cnp.ndarray h_new, c_new, y
+    cdef Py_ssize_t item, seq, per_layer, RB = <Py_ssize_t>R * B, HB = <Py_ssize_t>H * B
+    cdef cnp.npy_intp dims[3]
+    cdef tuple row
+    cdef list keep = []
+    cdef bint has_bias = len(<tuple>names[0]) >= 4 and (<tuple>names[0])[2] is not None
+    cdef char *work = NULL
+    cdef char *bufs[2]
+    cdef char *dst
+    cdef char *y_p
+    cdef char *h_p
+    cdef char *c_p
+    cdef const char *x_p
+    cdef const char **lp
+    if L == 0:
+        return None
+    if hx is not None:
+        if type(hx) is not tuple or len(<tuple>hx) != 2:
+            return None
+        if (not _is_state((<tuple>hx)[0], typenum, s_ndim, L, B, R)
+                or not _is_state((<tuple>hx)[1], typenum, s_ndim, L, B, H)):
+            return None
+    for k in range(L):
+        row = <tuple>names[k]
+        w_ih = params.get(row[0])
+        w_hh = params.get(row[1])
+        if (not _is_param(w_ih, typenum, 4 * H, input_size if k == 0 else R)
+                or not _is_param(w_hh, typenum, 4 * H, R)):
+            return None
+        keep.append(w_ih)
+        keep.append(w_hh)
+        if has_bias:
+            b_ih = params.get(row[2])
+            b_hh = params.get(row[3])
+            if not _is_param(b_ih, typenum, 4 * H, 0) or not _is_param(b_hh, typenum, 4 * H, 0):
+                return None
+        else:
+            b_ih = b_hh = None
+        keep.append(b_ih)
+        keep.append(b_hh)
+        if P > 0:
+            w_hr = params.get(row[4])
+            if not _is_param(w_hr, typenum, P, H):
+                return None
+        else:
+            w_hr = None
+        keep.append(w_hr)
+    # The arrays stay alive in `keep` while the GIL is released (another
+    # thread may replace entries of params).
+    lp = <const char **>malloc(5 * L * sizeof(char *))
+    if lp == NULL:
+        raise MemoryError()
+    try:
+        for k in range(5 * L):
+            lp[k] = _data(keep[k])
+        chunk = <int>max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 4 * H)))
+        per_layer = _forward_work(B, H, R, P, chunk)
+        seq = <Py_ssize_t>T * RB
+        dims[0] = L
+        dims[1] = B
+        item = cnp.PyArray_ITEMSIZE(xa)
+        if s_ndim == 2:
+            dims[1] = R
+        else:
+            dims[2] = R
+        if hx is None:
+            h_new = cnp.PyArray_ZEROS(s_ndim, dims, typenum, 0)
+        else:
+            h_new = cnp.PyArray_EMPTY(s_ndim, dims, typenum, 0)
+            memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(<cnp.ndarray>(<tuple>hx)[0]),
+                   L * RB * item)
+        if s_ndim == 2:
+            dims[1] = H
+        else:
+            dims[2] = H
+        if hx is None:
+            c_new = cnp.PyArray_ZEROS(s_ndim, dims, typenum, 0)
+        else:
+            c_new = cnp.PyArray_EMPTY(s_ndim, dims, typenum, 0)
+            memcpy(cnp.PyArray_DATA(c_new), cnp.PyArray_DATA(<cnp.ndarray>(<tuple>hx)[1]),
+                   L * HB * item)
+        y = cnp.PyArray_EMPTY(y_ndim, y_dims, typenum, 0)
+        h_p = <char *>cnp.PyArray_DATA(h_new)
+        c_p = <char *>cnp.PyArray_DATA(c_new)
+        x_p = <const char *>cnp.PyArray_DATA(xa)
+        y_p = <char *>cnp.PyArray_DATA(y)
+        with nogil:
+            # One layer's workspace, then the outputs of the layers below the
+            # top (two alternating buffers).
+            work = _alloc_work(per_layer + (0 if L == 1 else 2 * seq), typenum)
+            if work != NULL:
+                bufs[0] = work + per_layer * item
+                bufs[1] = bufs[0] + seq * item
+                for k in range(L):
+                    dst = y_p if k == L - 1 else bufs[k % 2]
+                    if typenum == cnp.NPY_FLOAT32:
+                        _forward(<float *>work, <float *>dst, R, <float *>(h_p + k * RB * item),
+                                 <float *>(c_p + k * HB * item), NULL, NULL, NULL, NULL, NULL,
+                                 chunk, <const float *>x_p, <const float *>lp[5 * k],
+                                 <const float *>lp[5 * k + 1], <const float *>lp[5 * k + 2],
+                                 <const float *>lp[5 * k + 3], <const float *>lp[5 * k + 4],
+                                 NULL, True, T, B, input_size if k == 0 else R, H, P, reverse,
+                                 False)
+                    else:
+                        _forward(<double *>work, <double *>dst, R,
+                                 <double *>(h_p + k * RB * item),
+                                 <double *>(c_p + k * HB * item), NULL, NULL, NULL, NULL, NULL,
+                                 chunk, <const double *>x_p, <const double *>lp[5 * k],
+                                 <const double *>lp[5 * k + 1], <const double *>lp[5 * k + 2],
+                                 <const double *>lp[5 * k + 3], <const double *>lp[5 * k + 4],
+                                 NULL, True, T, B, input_size if k == 0 else R, H, P, reverse,
+                                 False)
+                    x_p = dst
+                free(work)
+        if work == NULL:
+            raise MemoryError()
+    finally:
+        free(lp)
+    return y, (h_new, c_new)
+
+
+cdef inline bint _lean_x(object x, int typenum, int input_size) noexcept:
+    cdef cnp.ndarray xa
+    if type(x) is not np.ndarray:
+        return False
+    xa = <cnp.ndarray>x
+    return (cnp.PyArray_TYPE(xa) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(xa)
+            and xa.ndim >= 1 and xa.shape[xa.ndim - 1] == input_size)
+
+
+def lstm_infer(object x, object hx, object params, tuple names, int input_size,
+               int hidden_size, int proj_size, int typenum, bint reverse, bint batch_first,
+               Py_ssize_t chunk_elements):
+    """Inference over every layer with full lengths, the lean path of
+    LSTM.__call__ for unidirectional modules: (out, (h_n, c_n)), or None when
+    an argument is not already what the kernels take.
+
+    x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
+           T = 1, where both orders share one memory layout), or (T, I)
+    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
+           unbatched x
+    params the module's parameters (a dict); names holds per layer the names
+           of (w_ih, w_hh, b_ih, b_hh, w_hr), None for absent ones
+    """
+    cdef cnp.ndarray xa
+    cdef int T, B, R = proj_size if proj_size > 0 else hidden_size
+    cdef cnp.npy_intp dims[3]
+    if type(params) is not dict or not _lean_x(x, typenum, input_size):
+        return None
+    xa = <cnp.ndarray>x
+    if xa.ndim == 2:
+        if xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
+            return None
+        dims[0] = xa.shape[0]
+        dims[1] = R
+        return _lean(xa, hx, params, names, <int>xa.shape[0], 1, input_size, hidden_size,
+                     proj_size, typenum, reverse, 2, 2, dims, chunk_elements)
+    if xa.ndim != 3 or xa.shape[0] == 0 or xa.shape[1] == 0:
+        return None
+    if <double>xa.shape[0] * <double>xa.shape[1] > _INT32_MAX:
+        return None
+    if batch_first:
+        if xa.shape[0] != 1 and xa.shape[1] != 1:
+            return None
+        T, B = <int>xa.shape[1], <int>xa.shape[0]
+    else:
+        T, B = <int>xa.shape[0], <int>xa.shape[1]
+    dims[0] = xa.shape[0]
+    dims[1] = xa.shape[1]
+    dims[2] = R
+    return _lean(xa, hx, params, names, T, B, input_size, hidden_size, proj_size, typenum,
+                 reverse, 3, 3, dims, chunk_elements)
+
+
+def lstm_step(object x, object hx, object params, tuple names, int input_size,
+              int hidden_size, int proj_size, int typenum, bint reverse):
+    """One step of every layer, the lean path of LSTM.step: (y, (h, c)), or
+    None when an argument is not already what the kernels take.
+
+    x      (B, I) or (I,)
+    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
+           unbatched x
+    """
+    cdef cnp.ndarray xa
+    cdef int R = proj_size if proj_size > 0 else hidden_size
+    cdef cnp.npy_intp dims[2]
+    if type(params) is not dict or not _lean_x(x, typenum, input_size):
+        return None
+    xa = <cnp.ndarray>x
+    if xa.ndim == 1:
+        dims[0] = R
+        return _lean(xa, hx, params, names, 1, 1, input_size, hidden_size, proj_size, typenum,
+                     reverse, 2, 1, dims, 1)
+    if xa.ndim != 2 or xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
+        return None
+    dims[0] = xa.shape[0]
+    dims[1] = R
+    return _lean(xa, hx, params, names, 1, <int>xa.shape[0], input_size, hidden_size,
+                 proj_size, typenum, reverse, 3, 2, dims, 1)
 
 
 # ---- backward -------------------------------------------------------------

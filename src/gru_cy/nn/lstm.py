@@ -108,7 +108,7 @@ class LSTM(RNNBase):
         (h0, c0) with h0 (L*D, B, R) and c0 (L*D, B, H) ((L*D, R) and
         (L*D, H) unbatched), or None for zeros; lengths (B,) in any order.
         """
-        return self._forward_general(x, hx, lengths)
+        return RNNBase.__call__(self, x, hx, lengths)
 
     forward = __call__
 
@@ -139,7 +139,7 @@ class LSTM(RNNBase):
         sequence one step at a time gives what the whole sequence gives.
         Inference only; not for bidirectional modules.
         """
-        return self._step_general(x_t, hx)
+        return RNNBase.step(self, x_t, hx)
 
     def _state_pair(self, hx):
         if not isinstance(hx, (tuple, list)):
@@ -212,3 +212,25 @@ class LSTM(RNNBase):
         w_ih, w_hh, _, _, w_hr = weights
         _lstm.lstm_backward(dx, dh, dc, tuple(grads), dout, col, saved, x, w_ih, w_hh, w_hr,
                             lengths, full, reverse)
+
+    # -- the lean paths (RNNBase's hooks) -----------------------------------
+
+    _lean = None    # cached _lean_args(), per instance
+
+    def _lean_args(self):
+        """(names, I, H, P, dtype number, reverse) for _lstm.lstm_step and
+        lstm_infer; cached until a public attribute is set."""
+        args = self.__dict__.get("_lean")
+        if args is None:
+            names = tuple(row[0] for row in self._layer_names())
+            args = (names, self.input_size, self.hidden_size, self.proj_size, self.dtype.num,
+                    self.go_backwards)
+            self.__dict__["_lean"] = args
+        return args
+
+    def _kernel_step(self, x_t, hx):
+        return _lstm.lstm_step(x_t, hx, self.params, *(self._lean or self._lean_args()))
+
+    def _kernel_infer(self, x, hx):
+        return _lstm.lstm_infer(x, hx, self.params, *(self._lean or self._lean_args()),
+                                self.batch_first, _CHUNK_ELEMENTS)
