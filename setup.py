@@ -65,6 +65,8 @@ extensions = [
     ext("gru_cy.kernels._jordan",
         ["src/gru_cy/kernels/_jordan.pyx", "src/gru_cy/kernels/_jordan_gates.c",
          "src/gru_cy/kernels/_layout.c"]),
+    ext("gru_cy.kernels._lstm",
+        ["src/gru_cy/kernels/_lstm.pyx", "src/gru_cy/kernels/_lstm_gates.c"]),
 ]
 
 setup(
