@@ -764,9 +764,9 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         unknown = self.classes_[idx] != y
         if np.any(unknown):
             raise ValueError(
-                f"y contains labels not seen in classes {self.classes_!r}: "
-                f"{np.unique(y[unknown])!r}. Pass every label in `classes` on the first call to "
-                "partial_fit.")
+                f"y contains previously unseen labels: {np.unique(y[unknown])} (the classes are "
+                f"{self.classes_}; pass every label in `classes` on the first call to "
+                "partial_fit)")
         return idx.astype(np.int64)
 
     def _decode_y(self, y_idx):
