@@ -485,3 +485,18 @@ def test_import_gru_cy_does_not_import_sklearn():
             "try:\n    gru_cy.RNNRegressor\nexcept ImportError as e:\n"
             "    assert 'pip install gru_cy[sklearn]' in str(e), e\nelse:\n    raise SystemExit(1)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("script", ["classify_digits.py", "forecast_sunspots.py"])
+def test_examples_run(script):
+    import os
+
+    if script == "forecast_sunspots.py":
+        pytest.importorskip("statsmodels")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", script)
+    if not os.path.exists(path):
+        pytest.skip("examples/ is not part of this installation")
+    res = subprocess.run([sys.executable, path, "--epochs", "1"], capture_output=True, text=True,
+                         check=True, timeout=600)
+    assert "gru_cy RNN" in res.stdout
