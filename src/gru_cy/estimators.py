@@ -790,15 +790,17 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
 
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes), columns as classes_."""
+        proba = self.predict_log_proba(X)
+        np.exp(proba, out=proba)
+        return proba
+
+    def predict_log_proba(self, X):
+        """Logarithms of the class probabilities (a log-softmax of the logits)."""
         check_is_fitted(self, "network_")
         logits = self._predict_raw(self._check_X(X)).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
+        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits
-
-    def predict_log_proba(self, X):
-        return np.log(self.predict_proba(X))
 
     def predict(self, X):
         """Predicted labels."""
