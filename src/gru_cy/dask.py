@@ -500,6 +500,77 @@ def _l2_term(estimator):
                              for module in estimator.network_ for p in module.params.values())
 
 
+class _Cluster:
+    """The encoded pieces of (X, y) on the workers and the gradients of any
+    set of global sample indices over them."""
+
+    def __init__(self, estimator, X, y, client, timeout):
+        from sklearn.base import clone, is_classifier
+
+        needed = ("_initialize", "_encode", "_loss_and_grads", "_apply_gradients",
+                  "_get_weights", "_set_weights", "_epoch_order")
+        if not all(hasattr(estimator, name) for name in needed):
+            raise TypeError(
+                f"estimator must be a gru_cy RNNClassifier or RNNRegressor, got "
+                f"{type(estimator).__name__}")
+        self.client = client = _get_client(client)
+        self.estimator = estimator
+        self.wait = _Waiter(estimator, timeout)
+        self.token = uuid.uuid4().hex
+        x_parts, y_parts, sizes = _parts(client, X, y, self.wait)
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n = int(self.bounds[-1])
+        if self.n == 0:
+            raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+        if not (estimator.warm_start and hasattr(estimator, "network_")):
+            probe = clone(estimator)
+            described = self.wait(client.map(_describe_part, x_parts, est=probe, pure=False),
+                                  "describing X")
+            y_infos = self.wait(client.map(_y_info_part, y_parts, est=probe, pure=False),
+                                "reading the targets")
+            n_features, info = _combine_inputs(described)
+            estimator._initialize(n_features, _combine_targets(y_infos, is_classifier(estimator)),
+                                  info)
+        # The estimator is one task of the graph, so the engine reruns it if
+        # its worker dies (a copy: the client goes on changing the original).
+        # Each worker thread then trains a private copy of it.
+        self.template = client.submit(_identity, copy.deepcopy(estimator), pure=False)
+        self.data = client.map(_encode_part, x_parts, y_parts, template=self.template,
+                               token=self.token, pure=False)
+        self.wait(self.data, "encoding X and y")
+        # (The encoded pieces keep their lineage: the scheduler can recompute
+        # a lost one from the pieces of X and y without the client.)
+
+    def gradients(self, indices, what):
+        """(loss sum, {key: gradient sum}) over the global samples at
+        ``indices``, with the estimator's current weights."""
+        indices = np.asarray(indices, dtype=np.int64)
+        owner = np.searchsorted(self.bounds, indices, side="right") - 1
+        weights = self.estimator._get_weights()
+        shares = [self.client.submit(_grads_part, self.template, self.token, weights,
+                                     self.data[p], indices[owner == p] - self.bounds[p],
+                                     pure=False)
+                  for p in np.unique(owner)]
+        return self.wait(_tree_sum(self.client, shares), what)
+
+    def close(self):
+        self.template = self.data = None
+        try:
+            self.client.run(_forget_replicas, self.token, on_error="ignore")
+        except Exception:  # pragma: no cover - best effort on a failing cluster
+            pass
+
+
+def _gradients(estimator, X, y, client=None, timeout=None):
+    """(loss sum, gradient sums) of the whole data set, computed on the
+    cluster as fit computes each step (for tests)."""
+    cluster = _Cluster(estimator, X, y, client, timeout)
+    try:
+        return cluster.gradients(np.arange(cluster.n), "the gradient")
+    finally:
+        cluster.close()
+
+
 def fit(estimator, X, y, client=None, *, timeout=None):
     """Train ``estimator`` on a dask.distributed cluster; returns it.
 
@@ -531,78 +602,30 @@ def fit(estimator, X, y, client=None, *, timeout=None):
     X are recomputed from their graph); when it cannot, a RuntimeError says
     at which epoch and step the fit stopped.
     """
-    from sklearn.base import clone, is_classifier
+    import warnings
+
     from sklearn.exceptions import ConvergenceWarning
 
-    needed = ("_initialize", "_encode", "_loss_and_grads", "_apply_gradients",
-              "_get_weights", "_set_weights", "_epoch_order")
-    if not all(hasattr(estimator, name) for name in needed):
-        raise TypeError(
-            f"estimator must be a gru_cy RNNClassifier or RNNRegressor, got "
-            f"{type(estimator).__name__}")
     if getattr(estimator, "early_stopping", False):
         raise ValueError("gru_cy.dask.fit does not support early_stopping=True; set "
                          "early_stopping=False (tol and n_iter_no_change still apply to the "
                          "training loss)")
-    client = _get_client(client)
-    wait_for = _Waiter(estimator, timeout)
-    estimator._check_params()
-    token = uuid.uuid4().hex
-    x_parts, y_parts, sizes = _parts(client, X, y, wait_for)
-    n = sum(sizes)
-    if n == 0:
-        raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
-    template = None
-    try:
-        if not (estimator.warm_start and hasattr(estimator, "network_")):
-            probe = clone(estimator)
-            described = wait_for(client.map(_describe_part, x_parts, est=probe, pure=False),
-                                 "describing X")
-            y_infos = wait_for(client.map(_y_info_part, y_parts, est=probe, pure=False),
-                               "reading the targets")
-            n_features, info = _combine_inputs(described)
-            estimator._initialize(n_features, _combine_targets(y_infos, is_classifier(estimator)),
-                                  info)
-        # The estimator is one task of the graph (rerun elsewhere if its
-        # worker dies); each worker thread trains a private copy of it.
-        template = client.submit(_identity, estimator, pure=False)
-        data = client.map(_encode_part, x_parts, y_parts, template=template, token=token,
-                          pure=False)
-        wait_for(data, "encoding X and y")
-        del x_parts, y_parts  # the encoded pieces keep their lineage
-        _train(client, estimator, template, token, data, sizes, wait_for, ConvergenceWarning)
-    finally:
-        template = data = None
-        try:
-            client.run(_forget_replicas, token, on_error="ignore")
-        except Exception:  # pragma: no cover - best effort on a failing cluster
-            pass
-    return estimator
-
-
-def _train(client, estimator, template, token, data, sizes, wait_for, convergence_warning):
-    import warnings
-
-    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    n = int(bounds[-1])
+    if hasattr(estimator, "_check_params"):
+        estimator._check_params()
+    cluster = _Cluster(estimator, X, y, client, timeout)
+    n = cluster.n
     batch_size = estimator._batch_size(n)
     epochs = int(estimator.max_iter)
     bar = estimator._progress(epochs)
     stopped = False
     try:
-        for epoch in range(epochs):
+        for _ in range(epochs):
             order = estimator._epoch_order(n)
-            owners = np.searchsorted(bounds, order, side="right") - 1
             total = 0.0
             for step, start in enumerate(range(0, n, batch_size)):
                 batch = order[start:start + batch_size]
-                owner = owners[start:start + batch_size]
-                weights = estimator._get_weights()
-                shares = [client.submit(_grads_part, template, token, weights, data[p],
-                                        batch[owner == p] - bounds[p], pure=False)
-                          for p in np.unique(owner)]
-                loss_sum, grads = wait_for(_tree_sum(client, shares),
-                                           f"epoch {estimator.n_iter_ + 1}, step {step + 1}")
+                loss_sum, grads = cluster.gradients(
+                    batch, f"epoch {estimator.n_iter_ + 1}, step {step + 1}")
                 estimator._apply_gradients(grads, len(batch))
                 total += loss_sum
             loss = total / n + _l2_term(estimator)
@@ -615,7 +638,9 @@ def _train(client, estimator, template, token, data, sizes, wait_for, convergenc
     finally:
         if bar is not None:
             bar.close()
+        cluster.close()
     if not stopped:
         warnings.warn(
             f"Stochastic Optimizer: Maximum iterations ({estimator.max_iter}) reached and the "
-            "optimization hasn't converged yet.", convergence_warning)
+            "optimization hasn't converged yet.", ConvergenceWarning)
+    return estimator
