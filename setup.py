@@ -46,7 +46,8 @@ def ext(name, sources):
 
 extensions = [
     ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx"]),
-    ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c"]),
+    ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c",
+                                "src/gru_cy/kernels/_layout.c"]),
 ]
 
 setup(
