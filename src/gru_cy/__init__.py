@@ -14,3 +14,24 @@ from gru_cy.nn import losses, optim
 from gru_cy.io import load, load_onnx
 
 __all__ = ["GRU", "Embedding", "Linear", "losses", "optim", "load", "load_onnx", "__version__"]
+
+# The scikit-learn estimators load on first use: importing gru_cy never
+# imports scikit-learn, which is an optional extra.
+_ESTIMATORS = ("RNNClassifier", "RNNRegressor")
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        try:
+            from gru_cy import estimators
+        except ImportError as exc:
+            if getattr(exc, "name", None) is None or not exc.name.startswith("sklearn"):
+                raise
+            raise ImportError(
+                f"gru_cy.{name} needs scikit-learn: pip install gru_cy[sklearn]") from exc
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'gru_cy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_ESTIMATORS))
