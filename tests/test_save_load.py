@@ -160,7 +160,7 @@ def _config_with(arrays, **changes):
     (dict(format=_DROP), "not a gru_cy model"),
     (dict(format_version=2), "newer gru_cy"),
     (dict(format_version="1"), "format_version"),
-    (dict(**{"class": "LSTM"}), "class"),
+    (dict(**{"class": "Transformer"}), "class"),
     (dict(hidden_size=5), "shape"),
     (dict(hidden_size=2**30), "shape"),
     (dict(hidden_size=-4), "hidden_size"),

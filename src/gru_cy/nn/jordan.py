@@ -241,7 +241,7 @@ class Jordan(Module):
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         tape.weights = weights
         out, y_n = self._finish(out, y, unbatched)
-        tape.out_shape, tape.h_shape = out.shape, y_n.shape
+        tape.out_shape, tape.state_shapes = out.shape, (y_n.shape,)
         return out, y_n, tape
 
     def _run(self, x, y, lengths, full, weights, tape):
@@ -327,7 +327,7 @@ class Jordan(Module):
         T, B = tape.T, tape.B
         I, O = self.input_size, self.output_size
         dout = self._grad_arg(dout, "dout", tape.out_shape)
-        dy = self._grad_arg(dy_n, "dy_n", tape.h_shape)
+        dy = self._grad_arg(dy_n, "dy_n", tape.state_shapes[0])
         if tape.unbatched:
             dout = dout[:, None, :]
         elif tape.batch_first:
