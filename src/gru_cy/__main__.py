@@ -24,10 +24,10 @@ def _blas_info():
     if threadpool_info is not None:
         import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so it is listed)
 
-        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        scipy_infos = [i for i in infos if "scipy" in i.get("filepath", "")] or infos
-        if scipy_infos:
-            i = scipy_infos[0]
+        from gru_cy._threads import scipy_blas_entry
+
+        i = scipy_blas_entry(threadpool_info())
+        if i is not None:
             desc = f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
             return desc, i.get("num_threads")
     import scipy

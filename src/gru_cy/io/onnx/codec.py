@@ -352,6 +352,9 @@ def onnx_node(op_type, inputs, outputs, name, **attrs):
     for key, value in attrs.items():
         if isinstance(value, str):
             attr = pb_bytes(1, key) + pb_int(20, 3) + pb_bytes(4, value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str)
+                                                                 for v in value):
+            attr = pb_bytes(1, key) + pb_int(20, 8) + b"".join(pb_bytes(9, v) for v in value)
         elif isinstance(value, (list, tuple)):
             attr = pb_bytes(1, key) + pb_int(20, 7) + b"".join(pb_int(8, v) for v in value)
         else:
