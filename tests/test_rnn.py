@@ -496,3 +496,44 @@ def test_pickle_round_trip_is_identical():
     # the random generator travels too: the same dropout masks
     assert same_bits(clone.forward_train(x)[0], m.forward_train(x)[0])
 
+
+
+# ---- IEEE -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_nan_propagates_along_its_own_sequence_only(act, layout):
+    x = np.random.default_rng(0).standard_normal((6, 3, 2))
+    x[2, 1, 0] = np.nan
+    m = _module(2, 4, 1, act)
+    _rnn.set_layout(layout)
+    try:
+        out, h_n = m(x)
+        out_t, h_t, tape = m.forward_train(x)
+        dx, dh0 = m.backward(tape, np.ones_like(out_t))
+    finally:
+        _rnn.set_layout("auto")
+    for o in (out, out_t):
+        assert np.all(np.isnan(o[2:, 1])) and np.all(np.isfinite(o[:2, 1]))
+        assert np.all(np.isfinite(o[:, [0, 2]]))
+    assert np.all(np.isnan(h_n[0, 1])) and np.all(np.isfinite(h_n[0, [0, 2]]))
+    assert np.all(np.isfinite(dx[:, [0, 2]]))
+
+
+def test_infinite_inputs_saturate_tanh_exactly():
+    m = _module(1, 3, 1, "tanh", bias=False)
+    m.params["weight_ih_l0"][...] = [[1.0], [-1.0], [2.0]]
+    out, _ = m(np.array([[[np.inf]]]))
+    np.testing.assert_array_equal(out[0, 0], [1.0, -1.0, 1.0])
+
+
+def test_padding_never_reaches_the_gradients():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3, 2))
+    x[3:, 0] = np.nan
+    x[1:, 2] = np.inf
+    m = _module(2, 4, 2, "relu", bidirectional=True)
+    out, h_n, tape = m.forward_train(x, None, [3, 5, 1])
+    dx, dh0 = m.backward(tape, np.ones_like(out), np.ones_like(h_n))
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx)) and np.all(np.isfinite(dh0))
+    assert all(np.all(np.isfinite(g)) for g in m.grads.values())
