@@ -232,7 +232,7 @@ def test_default_activations_spelled_out_are_accepted():
 def test_graphs_gru_cy_cannot_represent():
     W, R, B = _weights()
     inits = [_tensor("W", W), _tensor("R", R), _tensor("B", B)]
-    with pytest.raises(ValueError, match="no ONNX .*node.*LSTM"):
+    with pytest.raises(ValueError, match="no ONNX GRU.* node in the graph.*LSTM"):
         gru_cy.load_onnx(_model([_node("LSTM", ["X", "W", "R"], ["Y"])], inits))
     # weights fed at run time are not in the file
     with pytest.raises(ValueError, match="computed from graph inputs"):
@@ -726,20 +726,3 @@ def test_type_confused_attributes_and_inputs_are_bad_files(nodes, match):
         return
     with pytest.raises(ValueError, match=match):
         gru_cy.load_onnx(model)
-
-
-def test_fuzz_target_holds_on_its_folding_seeds():
-    """The fuzz target's contract (ValueError or a working module, memory within the bound
-    the file's size sets) on its seeds at the folding limits; fuzz/run.sh mutates them."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(GOLDEN_DIR), os.pardir, "fuzz", "fuzz_loaders.py")
-    spec = importlib.util.spec_from_file_location("fuzz_loaders", os.path.abspath(path))
-    fuzz = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fuzz)
-    seeds = fuzz.folding_seeds()
-    assert len(seeds) >= 7
-    for seed in seeds:
-        fuzz.check_one(b"\x01" + seed)
-    assert fuzz.stats["rejected"] >= 4 and fuzz.stats["loaded"] >= 2
-    assert 0 < fuzz.stats["peak_of_bound"] <= 1

@@ -17,8 +17,9 @@ import numpy as np
 __all__ = ["convert_cli"]
 
 FORMATS = {".npz": "npz", ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".keras": "keras"}
-FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU), "
-               ".keras (a Keras 3 model made of GRU / Bidirectional(GRU) layers)")
+FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU or "
+               "nn.RNN), .keras (a Keras 3 model made of GRU / Bidirectional(GRU) or SimpleRNN / "
+               "Bidirectional(SimpleRNN) layers)")
 
 # Exit codes, one per kind of error.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_PACKAGE = 0, 1, 2, 3
