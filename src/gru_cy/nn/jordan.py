@@ -243,7 +243,7 @@ class Jordan(Module):
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         tape.weights = weights
         out, y_n = self._finish(out, y, unbatched)
-        tape.out_shape, tape.h_shape = out.shape, y_n.shape
+        tape.out_shape, tape.state_shapes = out.shape, (y_n.shape,)
         return out, y_n, tape
 
     def _batch_split(self, T, B, I):
@@ -372,7 +372,7 @@ class Jordan(Module):
                              "the module has now; run forward_train again")
         B, O = tape.B, self.output_size
         dout = self._grad_arg(dout, "dout", tape.out_shape)
-        dy = self._grad_arg(dy_n, "dy_n", tape.h_shape)
+        dy = self._grad_arg(dy_n, "dy_n", tape.state_shapes[0])
         if tape.unbatched:
             dout = dout[:, None, :]
         elif tape.batch_first:
