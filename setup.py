@@ -46,9 +46,11 @@ def ext(name, sources):
 
 extensions = [
     ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx"]),
-    ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c"]),
+    ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c",
+                                "src/gru_cy/kernels/_layout.c"]),
     ext("gru_cy.kernels._lstm",
-        ["src/gru_cy/kernels/_lstm.pyx", "src/gru_cy/kernels/_lstm_gates.c"]),
+        ["src/gru_cy/kernels/_lstm.pyx", "src/gru_cy/kernels/_lstm_gates.c",
+         "src/gru_cy/kernels/_layout.c"]),
 ]
 
 setup(

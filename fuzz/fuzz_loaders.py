@@ -53,7 +53,7 @@ def _import_gru_cy():
         with atheris.instrument_imports(include=["gru_cy"]):
             import gru_cy
             try:
-                import gru_cy.interop  # noqa: F401
+                import gru_cy.io.onnx  # noqa: F401
             except ImportError:
                 pass
     else:

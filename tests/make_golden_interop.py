@@ -14,7 +14,7 @@ A model ONNX Runtime cannot run (layout=1) is run as the equivalent layout-0 mod
 inputs and outputs transposed. onnx_unsupported_<attr>.onnx hold attributes gru_cy refuses.
 
 Keras: keras_<case>.npz holds
-  spec      0-d str: JSON, the layer descriptions of gru_cy.interop._keras_specs without
+  spec      0-d str: JSON, the layer descriptions of gru_cy.io.keras._keras_specs without
             their weights (get_config() of each GRU, Bidirectional merge_mode)
   w<i>_<j>  weight j (get_weights() order) of GRU number i in the spec, depth first
   x (B, T, I), lengths (optional; the Keras call used the mask t < lengths[b])
@@ -34,7 +34,7 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from gru_cy.interop import _keras_specs  # noqa: E402
+from gru_cy.io.keras import _keras_specs  # noqa: E402
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 

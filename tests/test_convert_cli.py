@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import gru_cy  # noqa: E402
-from gru_cy.interop import convert_cli  # noqa: E402
+from gru_cy.io.convert import convert_cli  # noqa: E402
 
 NEEDS = {".npz": None, ".onnx": None, ".pt": "torch", ".pth": "torch", ".keras": "keras"}
 

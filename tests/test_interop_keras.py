@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import gru_cy  # noqa: E402
-from gru_cy import interop  # noqa: E402
+from gru_cy.io import keras as keras_io  # noqa: E402
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 GOLDEN = sorted(glob.glob(os.path.join(GOLDEN_DIR, "keras_*.npz")))
@@ -72,7 +72,7 @@ def test_golden_files_exist():
 @pytest.mark.parametrize("path", GOLDEN, ids=os.path.basename)
 def test_golden(path):
     specs, arrays = _golden(path)
-    gru = interop._from_keras_specs(specs)
+    gru = keras_io._from_keras_specs(specs)
     assert gru.batch_first and gru.num_layers == len(specs)
     lengths = arrays.get("lengths")
     out, h_n = gru(arrays["x"], lengths=lengths)
@@ -84,7 +84,7 @@ def test_golden_cover_both_variants_and_directions():
     kinds = set()
     for path in GOLDEN:
         specs, _ = _golden(path)
-        gru = interop._from_keras_specs(specs)
+        gru = keras_io._from_keras_specs(specs)
         kinds.add((gru.reset_after, gru.bidirectional, gru.go_backwards, gru.bias))
     assert {k[0] for k in kinds} == {True, False}
     assert any(k[1] for k in kinds) and any(k[2] for k in kinds) and not all(k[3] for k in kinds)
@@ -94,7 +94,7 @@ def test_reset_before_bias_goes_to_bias_ih():
     """Keras reset_after=False keeps one (input) bias: it becomes bias_ih, bias_hh is 0."""
     path = os.path.join(GOLDEN_DIR, "keras_gru_reset_before.npz")
     specs, arrays = _golden(path)
-    gru = interop._from_keras_specs(specs)
+    gru = keras_io._from_keras_specs(specs)
     np.testing.assert_array_equal(gru.params["bias_hh_l0"], 0)
     H = gru.hidden_size
     z, r, n = np.split(arrays["w0_2"], 3)

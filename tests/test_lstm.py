@@ -443,3 +443,17 @@ def test_lean_path_declines_what_it_cannot_take():
     assert m._kernel_infer(x, None) is None
     out, _ = m(x)   # the general path converts it
     assert out.dtype == np.float32
+
+
+def test_save_and_load(tmp_path):
+    m = gru_cy.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2, batch_first=True,
+                    dtype=np.float64, seed=4)
+    x = np.random.default_rng(1).standard_normal((2, 5, 3))
+    out, (hn, cn) = m(x)
+    m.save(tmp_path / "lstm.npz")
+    m2 = gru_cy.load(tmp_path / "lstm.npz")
+    assert type(m2) is gru_cy.LSTM and repr(m2) == repr(m)
+    out2, (hn2, cn2) = m2(x)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(cn2, cn)
+    assert list(m2.params) == list(m.params)

@@ -10,6 +10,9 @@ Cython kernels over BLAS (through SciPy) behind a PyTorch-shaped API::
 from gru_cy._version import __version__
 from gru_cy.nn.gru import GRU
 from gru_cy.nn.lstm import LSTM
-from gru_cy.interop import load, load_onnx
+from gru_cy.nn.layers import Embedding, Linear
+from gru_cy.nn import losses, optim
+from gru_cy.io import load, load_onnx
 
-__all__ = ["GRU", "LSTM", "load", "load_onnx", "__version__"]
+__all__ = ["GRU", "LSTM", "Embedding", "Linear", "losses", "optim", "load", "load_onnx",
+           "__version__"]

@@ -113,7 +113,7 @@ def main(argv=None):
         return run_cli(args, rest)
     if args.command == "convert":
         try:
-            from gru_cy.interop import convert_cli
+            from gru_cy.io.convert import convert_cli
         except ImportError as exc:
             print(f"convert unavailable: {exc}", file=sys.stderr)
             return 2

@@ -23,7 +23,7 @@ columns  every per-step array is transposed, the state is h^T (H, B) and
          passes 3 * 2^18. Full lengths only. The tape holds gates (3H rows),
          aux (H rows) and the T + 1 states h^T (H rows; h0 in slot 0, the
          state after step s in slot s + 1), each in blocks of Tb steps
-         (_slot); backward keeps one block of dgi and dgh and runs the
+         (slot); backward keeps one block of dgi and dgh and runs the
          weight-gradient GEMMs of a block as soon as it is complete.
 
 The input projection x @ W_ih^T is one GEMM per chunk of steps, so the
@@ -37,10 +37,15 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset, memcpy
-from libc.math cimport NAN
+from libc.string cimport memset
 
 from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._recurrent cimport (
+    LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps, blocked_size,
+    check_array, check_lengths, columns_layout, float_type, init_steps, lean_infer, lean_step,
+    masked_input, max_length, next_chunk, plan_chunk, project, rows_input_grads,
+    rows_recurrent, rows_recurrent_back, rows_recurrent_grads, slot, sorted_desc, sum_cols,
+    sum_rows, transpose, zero_unvisited)
 
 cdef extern from "<time.h>" nogil:
     cdef struct timespec:
@@ -50,9 +55,7 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_MONOTONIC
 
 cdef extern from "_gru_gates.h" nogil:
-    ctypedef struct gru_steps_t:
-        int B, H, s, T, t0, reverse
-        const long long *lengths
+    ctypedef rc_steps_t gru_steps_t
 
     void gru_row_fwd_after_f32(const gru_steps_t *st, const float *gi, const float *gh,
                                const float *b_ih, const float *b_hh, float *h, float *out,
@@ -134,14 +137,6 @@ cdef extern from "_gru_gates.h" nogil:
     void gru_col_bwd_before_rz_f64(int B, int H, const double *gates, Py_ssize_t sv_ld,
                                    const double *hprev, Py_ssize_t hp_ld, const double *drh,
                                    double *dh, double *dgi, double *dgh, Py_ssize_t dg_ld)
-    void gru_transpose_f32(int rows, int cols, const float *src, Py_ssize_t src_ld,
-                           float *dst, Py_ssize_t dst_ld)
-    void gru_transpose_f64(int rows, int cols, const double *src, Py_ssize_t src_ld,
-                           double *dst, Py_ssize_t dst_ld)
-    void gru_sum_rows_f32(int rows, int n, const float *x, Py_ssize_t ld, float *acc)
-    void gru_sum_rows_f64(int rows, int n, const double *x, Py_ssize_t ld, double *acc)
-    void gru_sum_cols_f32(int n, int cols, const float *x, Py_ssize_t ld, float *acc)
-    void gru_sum_cols_f64(int n, int cols, const double *x, Py_ssize_t ld, double *acc)
 
 
 cnp.import_array()
@@ -268,31 +263,6 @@ cdef inline void col_bwd_before_rz(int B, int H, const floating *gates, Py_ssize
     else:
         gru_col_bwd_before_rz_f64(B, H, gates, sv_ld, hprev, hp_ld, drh, dh, dgi, dgh, dg_ld)
 
-cdef inline void transpose(int rows, int cols, const floating *src, Py_ssize_t src_ld,
-                           floating *dst, Py_ssize_t dst_ld) noexcept nogil:
-    """dst[j, i] = src[i, j] for i < rows, j < cols."""
-    if floating is float:
-        gru_transpose_f32(rows, cols, src, src_ld, dst, dst_ld)
-    else:
-        gru_transpose_f64(rows, cols, src, src_ld, dst, dst_ld)
-
-cdef inline void sum_rows(int rows, int n, const floating *x, Py_ssize_t ld,
-                          floating *acc) noexcept nogil:
-    """acc += x[:rows, :n].sum(0)"""
-    if floating is float:
-        gru_sum_rows_f32(rows, n, x, ld, acc)
-    else:
-        gru_sum_rows_f64(rows, n, x, ld, acc)
-
-cdef inline void sum_cols(int n, int cols, const floating *x, Py_ssize_t ld,
-                          floating *acc) noexcept nogil:
-    """acc += x[:n, :cols].sum(1)"""
-    if floating is float:
-        gru_sum_cols_f32(n, cols, x, ld, acc)
-    else:
-        gru_sum_cols_f64(n, cols, x, ld, acc)
-
-
 # ---- layout choice ---------------------------------------------------------
 
 # 0: choose by shape; 1: always rows; 2: columns whenever lengths are full
@@ -301,15 +271,7 @@ cdef int _layout_override = 0
 
 
 cdef inline bint _columns(int B, int H, bint full) noexcept nogil:
-    # Measured with OpenBLAS (SkylakeX kernels): while 3H * H * B is at most
-    # 3 * 2^18 OpenBLAS runs the rows-layout GEMM h @ W_hh^T (on a transposed
-    # copy of W_hh) in its small-matrix kernel, which is the fastest; above,
-    # W_hh @ h^T is 1.1-1.8x faster (more with two threads).
-    if _layout_override == 1:
-        return False
-    if _layout_override == 2:
-        return full and B >= 1
-    return full and B >= 2 and <double>3 * H * H * B > 786432.0
+    return columns_layout(_layout_override, 3 * H, B, H, full)
 
 
 def use_columns(int B, int H, bint full):
@@ -326,91 +288,19 @@ def set_layout(str layout):
     _layout_override = {"auto": 0, "rows": 1, "columns": 2}[layout]
 
 
-cdef inline int _block_steps(int B) noexcept nogil:
-    # Steps per block of the columns layout: blocks of about 128 columns keep
-    # what one step reads or writes of a (rows, T*B) array within a few
-    # hundred kilobytes (a flat (rows, T*B) array puts each of its rows T*B
-    # floats apart: the gate loops then ran 2-4x slower), while the GEMMs
-    # over a block (K = 128) run as fast as one over all T*B columns.
-    return max(1, 128 // B) if B > 0 else 1
-
-
-cdef inline Py_ssize_t _slot(int s, int Tb, int B, int rows) noexcept nogil:
-    """Offset of step s in a blocked (rows, T*B) array: block s // Tb holds
-    rows x (Tb * B) floats, row stride Tb * B, step s at column (s % Tb) * B."""
-    return <Py_ssize_t>(s // Tb) * rows * Tb * B + <Py_ssize_t>(s % Tb) * B
-
-
-cdef inline Py_ssize_t _blocked_size(int steps, int B, int rows) noexcept nogil:
-    cdef int Tb = _block_steps(B)
-    return <Py_ssize_t>((steps + Tb - 1) // Tb) * rows * Tb * B
-
-
 def plan(int T, int B, int H, bint full, bint reverse, Py_ssize_t chunk_elements):
-    """(columns, chunk): the layout and the steps per input-projection GEMM.
-
-    Rows: as many steps as fit in chunk_elements floats (all T when reverse
-    with uneven lengths, where steps of one block need different times);
-    columns: 256 columns (OpenBLAS slows down below; measured at B=128,
-    H=512, one step per GEMM costs 12% more than two), at least a block."""
+    """(columns, chunk): the layout and the steps per input-projection GEMM."""
     cdef bint columns = _columns(B, H, full)
-    cdef int chunk
-    if columns:
-        chunk = max(_block_steps(B), 256 // B)
-    elif reverse and not full:
-        chunk = T
-    else:
-        chunk = <int>max(1, min(T, chunk_elements // max(1, <Py_ssize_t>B * 3 * H)))
-    return columns, max(1, min(chunk, T))
+    return columns, plan_chunk(columns, T, B, 3 * H, full, reverse, chunk_elements)
 
 
 def tape_sizes(int T, int B, int H):
     """Elements of the tape arrays (gates, aux, hprev) of gru_forward,
     enough for either layout."""
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
-    return (max(3 * H * TB, _blocked_size(T, B, 3 * H)),
-            max(H * TB, _blocked_size(T, B, H)),
-            max(H * (TB + B), _blocked_size(T + 1, B, H)))
-
-
-cdef inline void _project(bint columns, int count, int B, int I, int H3,
-                          const floating *x, const floating *w_ih,
-                          floating *gi) noexcept nogil:
-    if columns:
-        # gi^T = w_ih @ x[t0:t0 + count].T      (3H, count * B)
-        gemm(NoTrans, Trans, H3, count * B, I, <floating>1.0, w_ih, I, x, I,
-             <floating>0.0, gi, count * B)
-    else:
-        # gi = x[t0:t0 + count] @ w_ih.T        (count * B, 3H)
-        gemm(NoTrans, Trans, count * B, H3, I, <floating>1.0, x, I, w_ih, I,
-             <floating>0.0, gi, H3)
-
-
-cdef inline void _rows_recurrent(int B, int n, int H, const floating *h,
-                                 const floating *w, const floating *w_t,
-                                 floating *gh) noexcept nogil:
-    """gh[:, :n] = h @ w.T with w the n rows of W_hh starting at the gate
-    wanted and w_t the same rows' columns of W_hh^T (row stride 3H)."""
-    if B == 1:
-        # gh = w @ h
-        gemv(NoTrans, n, H, <floating>1.0, w, H, h, 1, <floating>0.0, gh, 1)
-    else:
-        # gh = h @ w_t
-        gemm(NoTrans, NoTrans, B, n, H, <floating>1.0, h, H, w_t, 3 * H,
-             <floating>0.0, gh, 3 * H)
-
-
-cdef inline bint _sorted_desc(const long long *lengths, bint full, int B) noexcept nogil:
-    """Lengths given and non-increasing: the sequences still running at any
-    step are then the first rows, and the rows layout's per-step products
-    cover only those (gru_cy sorts batches with uneven lengths so)."""
-    cdef int b
-    if full:
-        return False
-    for b in range(1, B):
-        if lengths[b] > lengths[b - 1]:
-            return False
-    return True
+    return (max(3 * H * TB, blocked_size(T, B, 3 * H)),
+            max(H * TB, blocked_size(T, B, H)),
+            max(H * (TB + B), blocked_size(T + 1, B, H)))
 
 
 # ---- forward --------------------------------------------------------------
@@ -427,9 +317,9 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef Py_ssize_t h_ld = B, hn_ld = B, sv_ld = B
-    cdef int s, b, t, t0 = 0, count = 0, max_len = 0, need
-    cdef int Tb = _block_steps(B)
-    cdef bint prefix = (not columns) and _sorted_desc(lengths, full, B)
+    cdef int s, t, t0 = 0, count = 0, max_len = max_length(lengths, full, T, B)
+    cdef int Tb = block_steps(B)
+    cdef bint prefix = (not columns) and sorted_desc(lengths, full, B)
     cdef int n_act = B      # rows still running (all of them unless prefix)
     cdef gru_steps_t st
     cdef floating *g_s
@@ -439,20 +329,7 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
     cdef floating *h_new
     cdef floating *swap
 
-    if full:
-        max_len = T
-    else:
-        for b in range(B):
-            if lengths[b] > max_len:
-                max_len = <int>lengths[b]
-    st.B = B
-    st.H = H
-    st.T = T
-    st.reverse = reverse
-    st.lengths = NULL
-    if not full:
-        st.lengths = lengths
-
+    init_steps(&st, B, H, T, reverse, lengths, full)
     if columns:
         # State h^T: the tape's state slots in training (blocked, ld
         # Tb * B), two buffers (in hprev) otherwise.
@@ -471,28 +348,16 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
         # Refill the input projection when step s needs times outside the
         # chunk: gi holds times [t0, t0 + count). (With uneven lengths in
         # reverse the caller passes chunk = T.)
-        need = s if not reverse else T - 1 - s
-        if chunk >= T:
-            if count == 0:
-                t0 = 0
-                count = T
-                _project(columns, T, B, I, H3, x, w_ih, gi)
-        elif need < t0 or need >= t0 + count:
-            if not reverse:
-                t0 = s
-                count = min(chunk, T - s)
-            else:
-                t0 = max(0, need - chunk + 1)
-                count = need - t0 + 1
-            _project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+        if next_chunk(s, T, chunk, reverse, &t0, &count):
+            project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
 
         if columns:
-            t = need
+            t = s if not reverse else T - 1 - s
             if train:
-                h_cur = hprev + _slot(s, Tb, B, H)
-                h_new = hprev + _slot(s + 1, Tb, B, H)
-                g_s = gates + _slot(s, Tb, B, H3)
-                a_s = aux + _slot(s, Tb, B, H)
+                h_cur = hprev + slot(s, Tb, B, H)
+                h_new = hprev + slot(s + 1, Tb, B, H)
+                g_s = gates + slot(s, Tb, B, H3)
+                a_s = aux + slot(s, Tb, B, H)
             else:
                 g_s = gates
                 a_s = aux
@@ -532,20 +397,20 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
                 while n_act > 0 and lengths[n_act - 1] <= s:
                     n_act -= 1
             if reset_after:
-                _rows_recurrent(n_act, H3, H, h, w_hh, w_t, gh)
+                rows_recurrent(n_act, H3, H, H3, h, w_hh, w_t, gh)
                 row_fwd_after(&st, gi, gh, b_ih, b_hh, h, out, out_ld,
                               g_s if train else NULL, a_s, p_s)
             else:
-                _rows_recurrent(n_act, 2 * H, H, h, w_hh, w_t, gh)
+                rows_recurrent(n_act, 2 * H, H, H3, h, w_hh, w_t, gh)
                 row_fwd_before_rz(&st, gi, gh, b_ih, b_hh, h, g_s, a_s, train)
-                _rows_recurrent(n_act, H, H, a_s, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H,
+                rows_recurrent(n_act, H, H, H3, a_s, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H,
                                 gh + 2 * H)
                 row_fwd_before_n(&st, gi, gh, b_ih, b_hh, g_s, h, out, out_ld, p_s)
 
     if columns:
         # h_n = the last state, back to (B, H)
         if train:
-            h_cur = hprev + _slot(T, Tb, B, H)
+            h_cur = hprev + slot(T, Tb, B, H)
         transpose(H, B, h_cur, h_ld, h, H)
     elif train and max_len < T:
         # Steps past the longest sequence change nothing; their tape rows
@@ -556,34 +421,10 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
         memset(hprev + max_len * HB, 0, (T - max_len) * HB * sizeof(floating))
 
 
-# ---- entry points -----------------------------------------------------------
-#
-# The entry points take ndarrays, not typed memoryviews: acquiring a
-# memoryview costs about 0.15 us per array, several microseconds per call,
-# which is the whole budget of a one-step call. They check what a mistake
-# would turn into a memory error (dtype, C order, writability, sizes) and
-# trust the rest, as the kernels do.
-
-cdef inline int _check(cnp.ndarray a, int typenum, Py_ssize_t size, bint write,
-                       str name) except -1:
-    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
-            or cnp.PyArray_SIZE(a) < size or (write and not cnp.PyArray_ISWRITEABLE(a))):
-        raise ValueError(
-            f"{name}: expected a C-contiguous{' writable' if write else ''} array of "
-            f"{np.dtype(np.float32 if typenum == cnp.NPY_FLOAT32 else np.float64)} with at "
-            f"least {size} elements")
-    return 0
-
-
-cdef inline int _float_type(cnp.ndarray x) except -1:
-    cdef int t = cnp.PyArray_TYPE(x)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError(f"x: expected float32 or float64, got {x.dtype}")
-    return t
-
+# ---- entry points (checks in _recurrent.pxd) -------------------------------
 
 cdef Py_ssize_t _forward_work(int B, int H, int chunk, bint train, bint columns,
-                              bint has_bias) noexcept:
+                              bint has_bias) noexcept nogil:
     cdef Py_ssize_t H3B = <Py_ssize_t>3 * H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * H3B + H3B          # gi, gh
     if not columns and B > 1:
@@ -652,7 +493,7 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
                        with uneven lengths
     All arrays C-contiguous, of x's float dtype.
     """
-    cdef int typenum = _float_type(x)
+    cdef int typenum = float_type(x)
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h.shape[1]
     cdef bint train = saved is not None
     cdef bint has_bias = b_ih is not None
@@ -666,25 +507,24 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
             or h.shape[0] != B or w_ih.shape[0] != 3 * H or w_ih.shape[1] != I
             or w_hh.shape[0] != 3 * H or w_hh.shape[1] != H or chunk < 1):
         raise ValueError("gru_forward: inconsistent shapes")
-    _check(out, typenum, 0, True, "out")
-    _check(h, typenum, 0, True, "h")
+    check_array(out, typenum, 0, True, "out")
+    check_array(h, typenum, 0, True, "h")
     cdef Py_ssize_t n_work = _forward_work(B, H, chunk, train, columns, has_bias)
     if work is not None:
-        _check(work, typenum, n_work, True, "work")
-    _check(w_ih, typenum, 0, False, "w_ih")
-    _check(w_hh, typenum, 0, False, "w_hh")
+        check_array(work, typenum, n_work, True, "work")
+    check_array(w_ih, typenum, 0, False, "w_ih")
+    check_array(w_hh, typenum, 0, False, "w_hh")
     if has_bias:
         bi, bh = b_ih, b_hh
-        _check(bi, typenum, 3 * H, False, "b_ih")
-        _check(bh, typenum, 3 * H, False, "b_hh")
-    if cnp.PyArray_TYPE(lengths) != cnp.NPY_INT64 or cnp.PyArray_SIZE(lengths) < B:
-        raise ValueError("lengths: expected int64 with one entry per batch row")
+        check_array(bi, typenum, 3 * H, False, "b_ih")
+        check_array(bh, typenum, 3 * H, False, "b_hh")
+    check_lengths(lengths, B)
     if train:
         gates, aux, hprev = saved
         sizes = tape_sizes(T, B, H)
-        _check(gates, typenum, sizes[0], True, "gates")
-        _check(aux, typenum, sizes[1], True, "aux")
-        _check(hprev, typenum, sizes[2], True, "hprev")
+        check_array(gates, typenum, sizes[0], True, "gates")
+        check_array(aux, typenum, sizes[1], True, "aux")
+        check_array(hprev, typenum, sizes[2], True, "hprev")
     cdef char *out_p = <char *>cnp.PyArray_DATA(out) + col * cnp.PyArray_ITEMSIZE(out)
     cdef char *g_p = NULL
     cdef char *a_p = NULL
@@ -708,7 +548,7 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
     cdef Py_ssize_t out_ld = out.shape[2]
     with nogil:
         if own:
-            w_p = _alloc_work(n_work, typenum)
+            w_p = alloc_work(n_work, typenum, _poison)
         if w_p != NULL:
             if typenum == cnp.NPY_FLOAT32:
                 _forward_call(out_p, out_ld, h_p, g_p, a_p, p_p, w_p, chunk, x_p, wi_p, wh_p,
@@ -724,24 +564,9 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
         raise MemoryError()
 
 
-cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
-    """o is a C-contiguous ndarray of the type, (rows, cols), or (rows,) when
-    cols is 0."""
-    cdef cnp.ndarray a
-    if type(o) is not np.ndarray:
-        return False
-    a = <cnp.ndarray>o
-    if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        return False
-    if cols == 0:
-        return a.ndim == 1 and a.shape[0] == rows
-    return a.ndim == 2 and a.shape[0] == rows and a.shape[1] == cols
-
-
 # The lean path: whole-module inference with full lengths, unidirectional,
-# in one call from Python, for arguments already of the kernels' types.
-
-cdef Py_ssize_t _INT32_MAX = 2147483647
+# in one call from Python, for arguments already of the kernels' types
+# (the driver is _recurrent.pxd's lean_layers).
 
 # GRU_CY_POISON: fill the workspaces the kernels allocate themselves with
 # NaN (set_poison).
@@ -756,158 +581,37 @@ def set_poison(bint on):
     _poison = on
 
 
-cdef int _lean_chunk(int T, int B, int H, bint columns, Py_ssize_t chunk_elements) noexcept:
-    """plan()'s chunk for full lengths."""
-    cdef Py_ssize_t c
-    if columns:
-        c = max(_block_steps(B), 256 // B)
+cdef Py_ssize_t _lean_plan(void *cell, int T, int B, bint has_bias) noexcept nogil:
+    cdef LeanCell *c = <LeanCell *>cell
+    c.columns = _columns(B, c.H, True)
+    c.chunk = plan_chunk(c.columns, T, B, 3 * c.H, True, c.reverse, c.chunk_elements)
+    return _forward_work(B, c.H, c.chunk, False, c.columns, has_bias)
+
+
+cdef void _lean_layer(void *cell, char *out, char *h, char *work, const char *x,
+                      const char **w, int T, int B, int I) noexcept nogil:
+    cdef LeanCell *c = <LeanCell *>cell
+    if c.typenum == cnp.NPY_FLOAT32:
+        _forward_call(out, c.H, h, NULL, NULL, NULL, work, c.chunk, x, w[0], w[1], w[2], w[3],
+                      NULL, True, T, B, I, c.H, c.reverse, c.flags, False, c.columns,
+                      <float *>NULL)
     else:
-        c = max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 3 * H)))
-    return <int>max(1, min(c, <Py_ssize_t>T))
+        _forward_call(out, c.H, h, NULL, NULL, NULL, work, c.chunk, x, w[0], w[1], w[2], w[3],
+                      NULL, True, T, B, I, c.H, c.reverse, c.flags, False, c.columns,
+                      <double *>NULL)
 
 
-cdef object _lean(cnp.ndarray xa, object h, dict params, tuple names, int T, int B,
-                  int input_size, int H, int typenum, bint reverse, bint reset_after,
-                  int h_ndim, int y_ndim, cnp.npy_intp *y_dims, Py_ssize_t chunk_elements):
-    """Every layer over x (T, B, I), full lengths: (y, h_new) with y the top
-    layer's output, of shape y_dims (T * B * H elements), or None when h or a
-    parameter is not already what the kernels take."""
-    cdef int L = len(names), k, chunk
-    cdef cnp.ndarray ha, h_new, y
-    cdef bint columns, has_bias
-    cdef Py_ssize_t HB = <Py_ssize_t>H * B, per_layer, item, seq, n_work
-    cdef cnp.npy_intp dims[3]
-    cdef tuple row
-    cdef list layers = None
-    cdef const char *ptrs[64]
-    cdef const char **lp = ptrs
-    cdef char *work = NULL
-    cdef char *bufs[2]
-    cdef char *h_p
-    cdef char *y_p
-    cdef char *dst
-    cdef const char *x_p
-    if L == 0:
-        return None
-    if h is not None:
-        if type(h) is not np.ndarray:
-            return None
-        ha = <cnp.ndarray>h
-        if (cnp.PyArray_TYPE(ha) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(ha)
-                or ha.ndim != h_ndim or ha.shape[0] != L or ha.shape[h_ndim - 1] != H
-                or (h_ndim == 3 and ha.shape[1] != B)):
-            return None
-    # The parameters, checked, as data pointers (4 per layer).
-    has_bias = len(<tuple>names[0]) == 4
-    # The arrays must stay alive while the GIL is released (another thread
-    # may replace entries of params): with one layer the locals w_ih ...
-    # b_hh hold them, with more the list does.
-    if L > 1:
-        layers = []
-    if L > 16:
-        lp = <const char **>malloc(4 * L * sizeof(char *))
-        if lp == NULL:
-            raise MemoryError()
-    try:
-        for k in range(L):
-            row = <tuple>names[k]
-            w_ih = params.get(row[0])
-            w_hh = params.get(row[1])
-            if (not _is_param(w_ih, typenum, 3 * H, input_size if k == 0 else H)
-                    or not _is_param(w_hh, typenum, 3 * H, H)):
-                return None
-            lp[4 * k] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>w_ih)
-            lp[4 * k + 1] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>w_hh)
-            lp[4 * k + 2] = lp[4 * k + 3] = NULL
-            if L > 1:
-                layers.append(w_ih)
-                layers.append(w_hh)
-            if has_bias:
-                b_ih = params.get(row[2])
-                b_hh = params.get(row[3])
-                if not _is_param(b_ih, typenum, 3 * H, 0) or not _is_param(b_hh, typenum, 3 * H, 0):
-                    return None
-                lp[4 * k + 2] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b_ih)
-                lp[4 * k + 3] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b_hh)
-                if L > 1:
-                    layers.append(b_ih)
-                    layers.append(b_hh)
-        columns = _columns(B, H, True)
-        chunk = _lean_chunk(T, B, H, columns, chunk_elements)
-        per_layer = _forward_work(B, H, chunk, False, columns, has_bias)
-        seq = <Py_ssize_t>T * HB
-        dims[0] = L
-        dims[1] = B
-        dims[2] = H
-        if h_ndim == 2:
-            dims[1] = H
-        item = cnp.PyArray_ITEMSIZE(xa)
-        if h is None:
-            h_new = cnp.PyArray_ZEROS(h_ndim, dims, typenum, 0)
-        else:
-            # (PyArray_NewCopy goes through NumPy's general assignment machinery.)
-            h_new = cnp.PyArray_EMPTY(h_ndim, dims, typenum, 0)
-            memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(ha), L * HB * item)
-        y = cnp.PyArray_EMPTY(y_ndim, y_dims, typenum, 0)
-        h_p = <char *>cnp.PyArray_DATA(h_new)
-        y_p = <char *>cnp.PyArray_DATA(y)
-        x_p = <const char *>cnp.PyArray_DATA(xa)
-        # Workspace of one layer, then the outputs of the layers below the
-        # top (two alternating buffers; with T = 1 a layer's output is its
-        # new state, so one scratch buffer does).
-        n_work = per_layer + (0 if L == 1 else (seq if (T == 1 or L == 2) else 2 * seq))
-        with nogil:
-            work = _alloc_work(n_work, typenum)
-            if work != NULL:
-                bufs[0] = work + per_layer * item
-                bufs[1] = bufs[0] if (T == 1 or L == 2) else bufs[0] + seq * item
-                for k in range(L):
-                    dst = y_p if k == L - 1 else bufs[k % 2]
-                    if typenum == cnp.NPY_FLOAT32:
-                        _forward_call(dst, H, h_p + k * HB * item, NULL, NULL, NULL, work, chunk,
-                                      x_p, lp[4 * k], lp[4 * k + 1], lp[4 * k + 2],
-                                      lp[4 * k + 3], NULL, True, T, B,
-                                      input_size if k == 0 else H, H, reverse, reset_after,
-                                      False, columns, <float *>NULL)
-                    else:
-                        _forward_call(dst, H, h_p + k * HB * item, NULL, NULL, NULL, work, chunk,
-                                      x_p, lp[4 * k], lp[4 * k + 1], lp[4 * k + 2],
-                                      lp[4 * k + 3], NULL, True, T, B,
-                                      input_size if k == 0 else H, H, reverse, reset_after,
-                                      False, columns, <double *>NULL)
-                    # Layer k + 1 reads layer k's output (with T = 1, its new
-                    # state: the same values, in a buffer no later layer writes).
-                    x_p = (h_p + k * HB * item) if T == 1 else dst
-                free(work)
-        if work == NULL:
-            raise MemoryError()
-    finally:
-        if lp != ptrs:
-            free(lp)
-    return y, h_new
-
-
-cdef char *_alloc_work(Py_ssize_t n, int typenum) noexcept nogil:
-    """malloc n elements of the type (NaN-filled under set_poison), or NULL."""
-    cdef Py_ssize_t i
-    cdef char *w = <char *>malloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
-    if w != NULL and _poison:
-        if typenum == cnp.NPY_FLOAT32:
-            for i in range(n):
-                (<float *>w)[i] = <float>NAN
-        else:
-            for i in range(n):
-                (<double *>w)[i] = NAN
-    return w
-
-
-cdef inline bint _lean_x(object x, int typenum, int input_size) noexcept:
-    cdef cnp.ndarray xa
-    if type(x) is not np.ndarray:
-        return False
-    xa = <cnp.ndarray>x
-    return (cnp.PyArray_TYPE(xa) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(xa)
-            and xa.ndim >= 1 and xa.shape[xa.ndim - 1] == input_size)
+cdef inline void _lean_cell(LeanCell *c, int hidden_size, int typenum, bint reverse,
+                            bint reset_after, Py_ssize_t chunk_elements) noexcept:
+    c.H = hidden_size
+    c.GH = 3 * hidden_size
+    c.typenum = typenum
+    c.flags = reset_after
+    c.reverse = reverse
+    c.poison = _poison
+    c.chunk_elements = chunk_elements
+    c.plan = _lean_plan
+    c.run = _lean_layer
 
 
 def gru_infer(object x, object h, object params, tuple names, int input_size, int hidden_size,
@@ -929,35 +633,9 @@ def gru_infer(object x, object h, object params, tuple names, int input_size, in
     Runs gru_forward's kernel on each layer, so the results are the
     general path's bit for bit.
     """
-    cdef cnp.ndarray xa
-    cdef int T, B, H = hidden_size
-    cdef cnp.npy_intp dims[3]
-    if type(params) is not dict or not _lean_x(x, typenum, input_size):
-        return None
-    xa = <cnp.ndarray>x
-    if xa.ndim == 2:
-        if xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
-            return None
-        T, B = <int>xa.shape[0], 1
-        dims[0] = T
-        dims[1] = H
-        return _lean(xa, h, params, names, T, B, input_size, H, typenum, reverse, reset_after,
-                     2, 2, dims, chunk_elements)
-    if xa.ndim != 3 or xa.shape[0] == 0 or xa.shape[1] == 0:
-        return None
-    if <double>xa.shape[0] * <double>xa.shape[1] > _INT32_MAX:
-        return None
-    if batch_first:
-        if xa.shape[0] != 1 and xa.shape[1] != 1:
-            return None
-        T, B = <int>xa.shape[1], <int>xa.shape[0]
-    else:
-        T, B = <int>xa.shape[0], <int>xa.shape[1]
-    dims[0] = xa.shape[0]
-    dims[1] = xa.shape[1]
-    dims[2] = H
-    return _lean(xa, h, params, names, T, B, input_size, H, typenum, reverse, reset_after,
-                 3, 3, dims, chunk_elements)
+    cdef LeanCell cell
+    _lean_cell(&cell, hidden_size, typenum, reverse, reset_after, chunk_elements)
+    return lean_infer(&cell, x, h, params, names, input_size, batch_first)
 
 
 def gru_step(object x, object h, object params, tuple names, int input_size, int hidden_size,
@@ -971,21 +649,9 @@ def gru_step(object x, object h, object params, tuple names, int input_size, int
     Runs gru_forward's kernel with T = 1 per layer, so the result is the
     whole-sequence one bit for bit (same BLAS calls).
     """
-    cdef cnp.ndarray xa
-    cdef cnp.npy_intp dims[2]
-    if type(params) is not dict or not _lean_x(x, typenum, input_size):
-        return None
-    xa = <cnp.ndarray>x
-    if xa.ndim == 1:
-        dims[0] = hidden_size
-        return _lean(xa, h, params, names, 1, 1, input_size, hidden_size, typenum, reverse,
-                     reset_after, 2, 1, dims, 1)
-    if xa.ndim != 2 or xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
-        return None
-    dims[0] = xa.shape[0]
-    dims[1] = hidden_size
-    return _lean(xa, h, params, names, 1, <int>xa.shape[0], input_size, hidden_size, typenum,
-                 reverse, reset_after, 3, 2, dims, 1)
+    cdef LeanCell cell
+    _lean_cell(&cell, hidden_size, typenum, reverse, reset_after, 1)
+    return lean_step(&cell, x, h, params, names, input_size)
 
 
 # ---- backward -------------------------------------------------------------
@@ -998,29 +664,16 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
                          bint reset_after) noexcept nogil:
     cdef int H3 = 3 * H
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
-    cdef int s, b, t
+    cdef int s
     cdef gru_steps_t st
     cdef floating *dgh_s
     # Sorted lengths: the products below cover only the rows still running
     # at step s (the others have dgh = 0, and their drh is never read).
-    cdef bint prefix = _sorted_desc(lengths, full, B)
+    cdef bint prefix = sorted_desc(lengths, full, B)
     cdef int n_act = B if not prefix else 0
-    st.B = B
-    st.H = H
-    st.T = T
-    st.t0 = 0
-    st.reverse = reverse
-    st.lengths = NULL
+    init_steps(&st, B, H, T, reverse, lengths, full)
     if not full:
-        st.lengths = lengths
-    if not full:
-        # Times no step visits keep zero input-gate gradients, and steps
-        # past the longest sequence zero recurrent ones.
-        for b in range(B):
-            for t in range(<int>lengths[b], T):
-                memset(dgi + (<Py_ssize_t>t * B + b) * H3, 0, H3 * sizeof(floating))
-        memset(dgh + <Py_ssize_t>max_len * B * H3, 0,
-               <Py_ssize_t>(T - max_len) * B * H3 * sizeof(floating))
+        zero_unvisited(dgi, dgh, lengths, max_len, T, B, H3)
     for s in range(max_len - 1, -1, -1):
         st.s = s
         dgh_s = dgh + <Py_ssize_t>s * B * H3
@@ -1030,33 +683,18 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
         if reset_after:
             row_bwd_after(&st, gates + <Py_ssize_t>s * B * H3, aux + s * HB, hprev + s * HB,
                           dout, dout_ld, dh, dgi, dgh_s)
-            if B == 1:
-                # dh += w_hh.T @ dgh_s
-                gemv(Trans, H3, H, <floating>1.0, w_hh, H, dgh_s, 1, <floating>1.0, dh, 1)
-            else:
-                # dh += dgh_s @ w_hh
-                gemm(NoTrans, NoTrans, n_act, H, H3, <floating>1.0, dgh_s, H3, w_hh, H,
-                     <floating>1.0, dh, H)
+            # dh += dgh_s @ w_hh
+            rows_recurrent_back(B, n_act, H3, H, H3, dgh_s, w_hh, <floating>1.0, dh)
         else:
             row_bwd_before_n(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, dout,
                              dout_ld, dh, dgi, dgh_s)
-            if B == 1:
-                # drh = w_hh[2H:].T @ dgh_s[2H:]
-                gemv(Trans, H, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
-                     dgh_s + 2 * H, 1, <floating>0.0, drh, 1)
-            else:
-                # drh = dgh_s[:, 2H:] @ w_hh[2H:]
-                gemm(NoTrans, NoTrans, n_act, H, H, <floating>1.0, dgh_s + 2 * H, H3,
-                     w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, drh, H)
+            # drh = dgh_s[:, 2H:] @ w_hh[2H:]
+            rows_recurrent_back(B, n_act, H, H, H3, dgh_s + 2 * H, w_hh + 2 * <Py_ssize_t>H * H,
+                                <floating>0.0, drh)
             row_bwd_before_rz(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, drh, dh,
                               dgi, dgh_s)
-            if B == 1:
-                # dh += w_hh[:2H].T @ dgh_s[:2H]
-                gemv(Trans, 2 * H, H, <floating>1.0, w_hh, H, dgh_s, 1, <floating>1.0, dh, 1)
-            else:
-                # dh += dgh_s[:, :2H] @ w_hh[:2H]
-                gemm(NoTrans, NoTrans, n_act, H, 2 * H, <floating>1.0, dgh_s, H3, w_hh, H,
-                     <floating>1.0, dh, H)
+            # dh += dgh_s[:, :2H] @ w_hh[:2H]
+            rows_recurrent_back(B, n_act, 2 * H, H, H3, dgh_s, w_hh, <floating>1.0, dh)
 
 
 cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
@@ -1071,7 +709,7 @@ cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floatin
     run, so the workspace does not grow with T (and stays in cache)."""
     cdef int H3 = 3 * H
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
-    cdef int Tb = _block_steps(B)
+    cdef int Tb = block_steps(B)
     cdef int W = Tb * B
     cdef int s, t, first
     # work: dgi and dgh blocks (3H, W), w_t (H, 3H), dh^T, dout_t^T, drh^T (H, B)
@@ -1092,9 +730,9 @@ cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floatin
         t = s if not reverse else T - 1 - s
         dgh_s = dgh_b + (s % Tb) * B
         dgi_t = dgi_b + (t % Tb) * B
-        g_s = gates + _slot(s, Tb, B, H3)
-        a_s = aux + _slot(s, Tb, B, H)
-        hp_s = hs + _slot(s, Tb, B, H)
+        g_s = gates + slot(s, Tb, B, H3)
+        a_s = aux + slot(s, Tb, B, H)
+        hp_s = hs + slot(s, Tb, B, H)
         transpose(B, H, dout + <Py_ssize_t>t * B * dout_ld, dout_ld, dout_t, B)
         if reset_after:
             col_bwd_after(B, H, g_s, a_s, W, hp_s, W, dout_t, dh_t, dgi_t, dgh_s, W)
@@ -1112,14 +750,14 @@ cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floatin
                  <floating>1.0, dh_t, B)
         if s % Tb == 0:
             # Steps [s, s + Tb) done: their recurrent weight gradients.
-            _recurrent_grads(dw_hh, db_hh, dgh_b, aux + _slot(s, Tb, B, H), hp_s,
+            _recurrent_grads(dw_hh, db_hh, dgh_b, aux + slot(s, Tb, B, H), hp_s,
                              (min(s + Tb, T) - s) * B, W, H, reset_after)
         if (t % Tb == 0) if not reverse else (t % Tb == Tb - 1 or t == T - 1):
             # Times [first, first + Tb) done: their input weight gradients and dx.
             first = t - t % Tb
-            _input_grads(dx + <Py_ssize_t>first * B * I, dw_ih, db_ih, dgi_b,
-                         x + <Py_ssize_t>first * B * I, w_ih, (min(first + Tb, T) - first) * B,
-                         W, I, H)
+            block_input_grads(dx + <Py_ssize_t>first * B * I, dw_ih, db_ih, dgi_b,
+                              x + <Py_ssize_t>first * B * I, w_ih,
+                              (min(first + Tb, T) - first) * B, W, I, H3)
     transpose(H, B, dh_t, B, dh, H)
 
 
@@ -1129,33 +767,15 @@ cdef void _recurrent_grads(floating *dw_hh, floating *db_hh, const floating *dgh
     """dw_hh and db_hh from one block of dgh^T (3H, cols) with row stride ld."""
     if reset_after:
         # dw_hh += dgh_p @ hprev_p          (hprev_p^T = the block's state slots)
-        gemm(NoTrans, Trans, 3 * H, H, cols, <floating>1.0, dgh_p, ld, hs_p, ld,
-             <floating>1.0, dw_hh, H)
+        block_recurrent_grads(dw_hh, dgh_p, hs_p, 3 * H, cols, ld, H)
     else:
         # dw_hh[:2H] += dgh_p[:2H] @ hprev_p ; dw_hh[2H:] += dgh_p[2H:] @ (r * hprev)_p
-        gemm(NoTrans, Trans, 2 * H, H, cols, <floating>1.0, dgh_p, ld, hs_p, ld,
-             <floating>1.0, dw_hh, H)
-        gemm(NoTrans, Trans, H, H, cols, <floating>1.0, dgh_p + <Py_ssize_t>2 * H * ld, ld,
-             aux_p, ld, <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+        block_recurrent_grads(dw_hh, dgh_p, hs_p, 2 * H, cols, ld, H)
+        block_recurrent_grads(dw_hh + 2 * <Py_ssize_t>H * H, dgh_p + <Py_ssize_t>2 * H * ld,
+                              aux_p, H, cols, ld, H)
     if db_hh != NULL:
         # db_hh += dgh_p.sum(1)
         sum_cols(3 * H, cols, dgh_p, ld, db_hh)
-
-
-cdef void _input_grads(floating *dx_p, floating *dw_ih, floating *db_ih,
-                       const floating *dgi_p, const floating *x_p, const floating *w_ih,
-                       int cols, int ld, int I, int H) noexcept nogil:
-    """dw_ih, db_ih and the block's rows of dx from one block of dgi^T
-    (3H, cols) with row stride ld."""
-    # dw_ih += dgi_p @ x_p
-    gemm(NoTrans, NoTrans, 3 * H, I, cols, <floating>1.0, dgi_p, ld, x_p, I,
-         <floating>1.0, dw_ih, I)
-    # dx_p += dgi_p.T @ w_ih
-    gemm(Trans, NoTrans, cols, I, 3 * H, <floating>1.0, dgi_p, ld, w_ih, I,
-         <floating>1.0, dx_p, I)
-    if db_ih != NULL:
-        # db_ih += dgi_p.sum(1)
-        sum_cols(3 * H, cols, dgi_p, ld, db_ih)
 
 
 cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
@@ -1167,19 +787,12 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
                     bint reverse, bint reset_after, bint columns) noexcept nogil:
     cdef int H3 = 3 * H
     cdef int rows = T * B
-    cdef int b, t, max_len = 0
+    cdef int max_len = max_length(lengths, full, T, B)
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef floating *dgi = work
     cdef floating *dgh = dgi + TB * H3
     cdef floating *rest = dgh + TB * H3
-    cdef floating *x_masked
     cdef const floating *x_used = x
-    if full:
-        max_len = T
-    else:
-        for b in range(B):
-            if lengths[b] > max_len:
-                max_len = <int>lengths[b]
     if columns:
         _backward_columns(dx, dh, dw_ih, dw_hh, db_ih, db_hh, work, dout, dout_ld, gates, aux,
                           hprev, x, w_ih, w_hh, T, B, I, H, reverse, reset_after)
@@ -1187,34 +800,17 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
     _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
                    lengths, full, max_len, T, B, H, reverse, reset_after)
     if not full:
-        # x with the rows of padded times zeroed: NaN or Inf there must not
-        # meet the zero gradient rows in dw_ih (0 * NaN = NaN).
-        x_masked = rest + <Py_ssize_t>B * H
-        for t in range(T):
-            for b in range(B):
-                if t < lengths[b]:
-                    memcpy(x_masked + (<Py_ssize_t>t * B + b) * I,
-                           x + (<Py_ssize_t>t * B + b) * I, I * sizeof(floating))
-                else:
-                    memset(x_masked + (<Py_ssize_t>t * B + b) * I, 0, I * sizeof(floating))
-        x_used = x_masked
+        x_used = masked_input(rest + <Py_ssize_t>B * H, x, lengths, T, B, I)
     # Weight gradients: one GEMM each over all T * B rows.
-    # dw_ih += dgi.T @ x
-    gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, dgi, H3, x_used, I,
-         <floating>1.0, dw_ih, I)
-    # dx += dgi @ w_ih
-    gemm(NoTrans, NoTrans, rows, I, H3, <floating>1.0, dgi, H3, w_ih, I,
-         <floating>1.0, dx, I)
+    # dw_ih += dgi.T @ x ; dx += dgi @ w_ih
+    rows_input_grads(dw_ih, dx, dgi, x_used, w_ih, rows, I, H3)
     if reset_after:
         # dw_hh += dgh.T @ hprev
-        gemm(Trans, NoTrans, H3, H, rows, <floating>1.0, dgh, H3, hprev, H,
-             <floating>1.0, dw_hh, H)
+        rows_recurrent_grads(dw_hh, dgh, hprev, rows, H3, H, H3)
     else:
         # dw_hh[:2H] += dgh[:, :2H].T @ hprev ; dw_hh[2H:] += dgh[:, 2H:].T @ (r * hprev)
-        gemm(Trans, NoTrans, 2 * H, H, rows, <floating>1.0, dgh, H3, hprev, H,
-             <floating>1.0, dw_hh, H)
-        gemm(Trans, NoTrans, H, H, rows, <floating>1.0, dgh + 2 * H, H3, aux, H,
-             <floating>1.0, dw_hh + 2 * <Py_ssize_t>H * H, H)
+        rows_recurrent_grads(dw_hh, dgh, hprev, rows, 2 * H, H, H3)
+        rows_recurrent_grads(dw_hh + 2 * <Py_ssize_t>H * H, dgh + 2 * H, aux, rows, H, H, H3)
     if db_ih != NULL:
         # db_ih += dgi.sum(0) ; db_hh += dgh.sum(0)
         sum_rows(rows, H3, dgi, H3, db_ih)
@@ -1226,7 +822,7 @@ cdef Py_ssize_t _backward_work(int T, int B, int I, int H, bint full,
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef Py_ssize_t n = 2 * TB * 3 * H                         # dgi, dgh
     if columns:
-        n = 2 * <Py_ssize_t>3 * H * _block_steps(B) * B        # one block of each
+        n = 2 * <Py_ssize_t>3 * H * block_steps(B) * B        # one block of each
         n += <Py_ssize_t>3 * H * H + <Py_ssize_t>3 * H * B     # w_t, dh^T, dout^T, drh^T
     else:
         n += <Py_ssize_t>H * B                                 # drh
@@ -1257,7 +853,7 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, object work,
                        to gru_forward
     All arrays C-contiguous, of x's float dtype.
     """
-    cdef int typenum = _float_type(x)
+    cdef int typenum = float_type(x)
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh.shape[1]
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef cnp.ndarray dw_ih, dw_hh, db_ih = None, db_hh = None, gates, aux, hprev
@@ -1273,28 +869,27 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, object work,
             or w_hh.shape[1] != H or cnp.PyArray_SIZE(dw_ih) != 3 * H * I
             or cnp.PyArray_SIZE(dw_hh) != 3 * H * H):
         raise ValueError("gru_backward: inconsistent shapes")
-    _check(dx, typenum, 0, True, "dx")
-    _check(dh, typenum, 0, True, "dh")
-    _check(dw_ih, typenum, 0, True, "dw_ih")
-    _check(dw_hh, typenum, 0, True, "dw_hh")
+    check_array(dx, typenum, 0, True, "dx")
+    check_array(dh, typenum, 0, True, "dh")
+    check_array(dw_ih, typenum, 0, True, "dw_ih")
+    check_array(dw_hh, typenum, 0, True, "dw_hh")
     if b1 is not None:
         db_ih, db_hh = b1, b2
-        _check(db_ih, typenum, 3 * H, True, "db_ih")
-        _check(db_hh, typenum, 3 * H, True, "db_hh")
+        check_array(db_ih, typenum, 3 * H, True, "db_ih")
+        check_array(db_hh, typenum, 3 * H, True, "db_hh")
     cdef Py_ssize_t n_work = _backward_work(T, B, I, H, full, columns)
     cdef bint own = work is None
     if not own:
-        _check(work, typenum, n_work, True, "work")
-    _check(dout, typenum, 0, False, "dout")
+        check_array(work, typenum, n_work, True, "work")
+    check_array(dout, typenum, 0, False, "dout")
     sizes = tape_sizes(T, B, H)
-    _check(gates, typenum, sizes[0], False, "gates")
-    _check(aux, typenum, sizes[1], False, "aux")
-    _check(hprev, typenum, sizes[2], False, "hprev")
-    _check(x, typenum, 0, False, "x")
-    _check(w_ih, typenum, 0, False, "w_ih")
-    _check(w_hh, typenum, 0, False, "w_hh")
-    if cnp.PyArray_TYPE(lengths) != cnp.NPY_INT64 or cnp.PyArray_SIZE(lengths) < B:
-        raise ValueError("lengths: expected int64 with one entry per batch row")
+    check_array(gates, typenum, sizes[0], False, "gates")
+    check_array(aux, typenum, sizes[1], False, "aux")
+    check_array(hprev, typenum, sizes[2], False, "hprev")
+    check_array(x, typenum, 0, False, "x")
+    check_array(w_ih, typenum, 0, False, "w_ih")
+    check_array(w_hh, typenum, 0, False, "w_hh")
+    check_lengths(lengths, B)
     cdef char *p[9]
     p[0] = <char *>cnp.PyArray_DATA(dx)
     p[1] = <char *>cnp.PyArray_DATA(dh)
@@ -1314,7 +909,7 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, object work,
     cdef Py_ssize_t dout_ld = dout.shape[2]
     with nogil:
         if own:
-            p[6] = _alloc_work(n_work, typenum)
+            p[6] = alloc_work(n_work, typenum, _poison)
         if p[6] != NULL:
             if typenum == cnp.NPY_FLOAT32:
                 _backward(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3],
@@ -1353,7 +948,7 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
     cdef int H3 = 3 * H
     cdef int rows = T * B
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
-    cdef int Tb = _block_steps(B)
+    cdef int Tb = block_steps(B)
     cdef int W = Tb * B
     cdef int s, t0 = 0, count = 0
     cdef floating *dgh_s
@@ -1361,7 +956,7 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
         if s >= t0 + count:
             t0 = s
             count = min(chunk, T - s)
-            _project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+            project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
         if columns:
             if reset_after:
                 gemm(NoTrans, NoTrans, H3, B, H, <floating>1.0, w_hh, H, h, B,
@@ -1372,15 +967,15 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
                 gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
                      rh, B, <floating>0.0, gh + 2 * HB, B)
         elif reset_after:
-            _rows_recurrent(B, H3, H, h, w_hh, w_t, gh)
+            rows_recurrent(B, H3, H, H3, h, w_hh, w_t, gh)
         else:
-            _rows_recurrent(B, 2 * H, H, h, w_hh, w_t, gh)
-            _rows_recurrent(B, H, H, rh, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H, gh + 2 * H)
+            rows_recurrent(B, 2 * H, H, H3, h, w_hh, w_t, gh)
+            rows_recurrent(B, H, H, H3, rh, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H, gh + 2 * H)
     if not train:
         return
     for s in range(T - 1, -1, -1):
         if columns:
-            dgh_s = dgh + _slot(s, Tb, B, H3)
+            dgh_s = dgh + slot(s, Tb, B, H3)
             if reset_after:
                 gemm(NoTrans, NoTrans, H, B, H3, <floating>1.0, w_t, H3, dgh_s, W,
                      <floating>1.0, dh, B)
@@ -1411,8 +1006,9 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
         while s < T:
             _recurrent_grads(dw_hh, <floating *>NULL, dgh, hs, hs, (min(s + Tb, T) - s) * B,
                              W, H, reset_after)
-            _input_grads(dx + <Py_ssize_t>s * B * I, dw_ih, <floating *>NULL, dgi,
-                         x + <Py_ssize_t>s * B * I, w_ih, (min(s + Tb, T) - s) * B, W, I, H)
+            block_input_grads(dx + <Py_ssize_t>s * B * I, dw_ih, <floating *>NULL, dgi,
+                              x + <Py_ssize_t>s * B * I, w_ih, (min(s + Tb, T) - s) * B, W, I,
+                              H3)
             s += Tb
     else:
         gemm(Trans, NoTrans, H3, I, rows, <floating>1.0, dgi, H3, x, I, <floating>1.0,

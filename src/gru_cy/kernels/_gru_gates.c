@@ -23,36 +23,11 @@
 #include "_activations.h"
 #include "_gru_gates.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__) && !defined(GRU_CY_DEBUG)
-#if __GNUC__ >= 12
-/* (x86-64-vN levels in target_clones need GCC 12.) */
-#define GRU_DISPATCH \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define GRU_DISPATCH __attribute__((target_clones("avx2", "default")))
-#endif
-#else
-#define GRU_DISPATCH
-#endif
-
-/* The per-row loops are written once and inlined into each clone, so that
- * they are compiled for the clone's instruction set. */
-#if defined(__GNUC__)
-#define GRU_INLINE inline __attribute__((always_inline))
-#else
-#define GRU_INLINE inline
-#endif
-
-/* Time index of batch row b at step st->s, or -1 once its sequence is over:
- * the forward direction reads t = s, the reverse one t = len_b - 1 - s. */
-static inline int gru_row_time(const gru_steps_t *st, int b)
-{
-    int len = st->lengths ? (int)st->lengths[b] : st->T;
-    if (st->s >= len)
-        return -1;
-    return st->reverse ? len - 1 - st->s : st->s;
-}
+/* Dispatch (target_clones) and always-inline loops as _recurrent.h sets
+ * them for every cell. */
+#define GRU_DISPATCH RC_DISPATCH
+#define GRU_INLINE RC_INLINE
+#define gru_row_time rc_row_time
 
 #define T float
 #define S(name) name##_f32

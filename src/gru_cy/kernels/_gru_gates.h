@@ -1,5 +1,5 @@
 /* Fused gate math for one GRU time step over the whole batch (see
- * _gru_gates_impl.h), and the small layout helpers the kernels need.
+ * _gru_gates_impl.h).
  * Declared for float (_f32) and double (_f64).
  *
  * Two layouts, chosen per call by _gru.pyx:
@@ -15,15 +15,10 @@
 
 #include <stddef.h>
 
+#include "_recurrent.h"
+
 /* Which time index each batch row handles at step s (rows layout). */
-typedef struct {
-    int B, H;
-    int s;                      /* step */
-    int T;                      /* padded sequence length */
-    int t0;                     /* time index of row block 0 of gi */
-    int reverse;
-    const long long *lengths;   /* NULL: every row has length T */
-} gru_steps_t;
+typedef rc_steps_t gru_steps_t;
 
 #define GRU_DECLARE(T, S)                                                     \
 void gru_row_fwd_after##S(const gru_steps_t *st, const T *gi, const T *gh,    \
@@ -66,11 +61,7 @@ void gru_col_bwd_before_n##S(int B, int H, const T *gates, ptrdiff_t sv_ld,   \
                              T *dh, T *dgi, T *dgh, ptrdiff_t dg_ld);         \
 void gru_col_bwd_before_rz##S(int B, int H, const T *gates, ptrdiff_t sv_ld,  \
                               const T *hprev, ptrdiff_t hp_ld, const T *drh,  \
-                              T *dh, T *dgi, T *dgh, ptrdiff_t dg_ld);        \
-void gru_transpose##S(int rows, int cols, const T *src, ptrdiff_t src_ld,     \
-                      T *dst, ptrdiff_t dst_ld);                              \
-void gru_sum_rows##S(int rows, int n, const T *x, ptrdiff_t ld, T *acc);      \
-void gru_sum_cols##S(int n, int cols, const T *x, ptrdiff_t ld, T *acc);
+                              T *dh, T *dgi, T *dgh, ptrdiff_t dg_ld);
 
 GRU_DECLARE(float, _f32)
 GRU_DECLARE(double, _f64)

@@ -147,7 +147,8 @@ class Tape:
 MODULES = {}
 
 # Functions that gru_cy.io installs when it is imported (gru_cy's __init__
-# imports it): "save" -> save(module, path). Module.save looks them up here.
+# imports it): "save" -> save(module, path), and the converters "from_torch",
+# "to_torch", "from_keras", "to_keras", "to_onnx" that RNNBase's methods call.
 IO_HOOKS = {}
 
 
@@ -1007,6 +1008,32 @@ class RNNBase(Module):
                     num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
                     dropout=self.dropout, bidirectional=self.bidirectional,
                     go_backwards=self.go_backwards)
+
+    # -- conversions: gru_cy.io installs IO_HOOKS when imported (nn never imports io) --
+
+    @classmethod
+    def from_torch(cls, module, *args, **kwargs):
+        """A module of this class with the configuration and weights of the matching
+        ``torch.nn`` module (or of its state dict)."""
+        return IO_HOOKS["from_torch"](module, *args, cls=cls, **kwargs)
+
+    def to_torch(self, *args, **kwargs):
+        """An equivalent ``torch.nn`` module, in eval mode."""
+        return IO_HOOKS["to_torch"](self, *args, **kwargs)
+
+    @classmethod
+    def from_keras(cls, layer, *args, **kwargs):
+        """A module of this class from a Keras 3 layer, a ``Bidirectional`` of one, a
+        list of them or a model made of them."""
+        return IO_HOOKS["from_keras"](layer, *args, cls=cls, **kwargs)
+
+    def to_keras(self, *args, **kwargs):
+        """An equivalent Keras 3 layer (a ``keras.Sequential`` for several layers)."""
+        return IO_HOOKS["to_keras"](self, *args, **kwargs)
+
+    def to_onnx(self, path, *args, **kwargs):
+        """Write an ONNX model that ONNX Runtime runs with the same results."""
+        return IO_HOOKS["to_onnx"](self, path, *args, **kwargs)
 
     def _extra_repr_items(self):
         items = [str(self.input_size), str(self.hidden_size)]

@@ -67,40 +67,6 @@ class GRU(RNNBase):
             items.append("reset_after=False")
         return items
 
-    # -- interop (gru_cy.interop; optional packages are imported there) ----
-
-    @classmethod
-    def from_torch(cls, module, *args, **kwargs):
-        """A GRU with the configuration and weights of a ``torch.nn.GRU``."""
-        from gru_cy import interop
-
-        return interop.from_torch(module, *args, cls=cls, **kwargs)
-
-    def to_torch(self, *args, **kwargs):
-        """An equivalent ``torch.nn.GRU`` (reset_after=True only)."""
-        from gru_cy import interop
-
-        return interop.to_torch(self, *args, **kwargs)
-
-    @classmethod
-    def from_keras(cls, layer, *args, **kwargs):
-        """A GRU from a Keras 3 ``GRU`` layer or ``Bidirectional(GRU)``."""
-        from gru_cy import interop
-
-        return interop.from_keras(layer, *args, cls=cls, **kwargs)
-
-    def to_keras(self, *args, **kwargs):
-        """An equivalent Keras 3 layer."""
-        from gru_cy import interop
-
-        return interop.to_keras(self, *args, **kwargs)
-
-    def to_onnx(self, path, *args, **kwargs):
-        """Write an ONNX model that ONNX Runtime runs with the same results."""
-        from gru_cy import interop
-
-        return interop.to_onnx(self, path, *args, **kwargs)
-
     # -- kernels ----------------------------------------------------------
 
     def _split_train(self, B):

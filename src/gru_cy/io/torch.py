@@ -1,0 +1,242 @@
+"""PyTorch: from_torch, to_torch, and reading torch state dicts.
+
+gru_cy's recurrent modules use PyTorch's parameter names, shapes and gate
+order (``weight_ih_l{k}[_reverse]`` of G gate blocks), so converting is
+copying. What differs between cells is a few facts, one ``TorchCell`` entry
+in ``TORCH_CELLS`` per gru_cy kind:
+
+- ``torch_class``: the ``torch.nn`` class name ("GRU", "RNN", "LSTM");
+- ``gates``: gate blocks per weight matrix (3, 1, 4); state dicts of
+  unknown origin are matched to a cell by ``weight_hh_l0``'s rows / H;
+- ``from_torch(module) -> dict``: the cell's own constructor arguments read
+  from the torch module (an Elman RNN's ``nonlinearity``); raise ValueError
+  for torch settings gru_cy cannot reproduce (an LSTM's ``proj_size``);
+- ``to_torch(module) -> dict``: the extra ``torch.nn`` constructor arguments;
+- ``check(module, what)``: raise ValueError when the module has no torch
+  form (a GRU with reset_after=False; go_backwards for every cell).
+
+Adding a cell is adding its entry; nothing else here changes. torch is
+imported inside the functions that need it; ``torch.load`` is only ever
+called with ``weights_only=True`` (by the convert command).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from gru_cy.io._common import (build, cell_spec, float_dtype, kind_of, module_class,
+                               param_shapes)
+
+__all__ = ["TorchCell", "TORCH_CELLS", "from_torch", "to_torch"]
+
+
+def _no_extra(module):
+    return {}
+
+
+def _check_directions(module, what):
+    if module.go_backwards:
+        name = cell_spec(TORCH_CELLS, type(module)).torch_class
+        raise ValueError(
+            f"{what}: go_backwards=True (a reverse-only module) has no torch.nn.{name} form "
+            f"(torch.nn.{name} runs forward or bidirectional); use to_onnx, to_keras or save "
+            f"instead")
+
+
+@dataclass(frozen=True)
+class TorchCell:
+    torch_class: str
+    gates: int
+    from_torch: Callable = _no_extra
+    to_torch: Callable = _no_extra
+    check: Callable = _check_directions
+
+
+def _check_gru(gru, what):
+    if not gru.reset_after:
+        raise ValueError(
+            f"{what}: reset_after=False has no torch.nn.GRU form (torch.nn.GRU applies the reset "
+            f"gate after the recurrent product: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); "
+            f"use to_onnx, to_keras or save instead")
+    _check_directions(gru, what)
+
+
+TORCH_CELLS = {
+    "GRU": TorchCell(torch_class="GRU", gates=3, check=_check_gru),
+}
+
+# What a state dict's gate rows say when no cell of that size is known.
+_GATE_NAMES = {1: "an Elman RNN (H rows)", 3: "a GRU (3H rows)", 4: "an LSTM (4H gate rows)"}
+
+
+def check_torch_expressible(module, what):
+    cell_spec(TORCH_CELLS, type(module)).check(module, what)
+
+
+def from_torch(module, *, cls=None, dtype=None, batch_first=None):
+    """A gru_cy module with the configuration and weights of a ``torch.nn`` recurrent module.
+
+    ``module`` may also be a state dict (a mapping of names to tensors or
+    arrays, e.g. ``torch.load(path, weights_only=True)``); the configuration
+    is then inferred from the key names and shapes (see ``config_from_state_dict``).
+    dtype defaults to the module's (float64 stays float64, anything else
+    becomes float32).
+    """
+    spec = None if cls is None else cell_spec(TORCH_CELLS, cls)
+    if hasattr(module, "keys") and hasattr(module, "__getitem__"):
+        config, state, _ = config_from_state_dict(module, spec)
+        cls = module_class(cls, config.pop("kind"))
+        if batch_first is not None:
+            config["batch_first"] = bool(batch_first)
+        file_dtype = config.pop("dtype")
+        return build(cls, config, state, float_dtype(dtype if dtype is not None else file_dtype))
+    import torch
+
+    if spec is None:  # the cell whose torch class this module is (GRU if none)
+        spec = next((s for s in TORCH_CELLS.values()
+                     if isinstance(module, getattr(torch.nn, s.torch_class))), TORCH_CELLS["GRU"])
+    cls = module_class(cls, kind_of(TORCH_CELLS, spec))
+    name = spec.torch_class
+    if not isinstance(module, getattr(torch.nn, name)):
+        raise TypeError(f"from_torch expects a torch.nn.{name} (or its state_dict), got "
+                        f"{type(module).__module__}.{type(module).__name__}; pass the {name} "
+                        f"submodule itself (e.g. model.{name.lower()})")
+    state = {}
+    for pname, p in module.named_parameters():
+        t = p.detach().cpu()
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.float()
+        state[pname] = t.numpy()
+    dt = float_dtype(dtype if dtype is not None else state["weight_ih_l0"].dtype)
+    config = dict(input_size=module.input_size, hidden_size=module.hidden_size,
+                  num_layers=module.num_layers, bias=module.bias,
+                  batch_first=module.batch_first if batch_first is None else bool(batch_first),
+                  dropout=float(module.dropout), bidirectional=module.bidirectional,
+                  **spec.from_torch(module))
+    return build(cls, config, state, dt)
+
+
+def to_torch(module, *, dtype=None):
+    """An equivalent ``torch.nn`` module, in eval mode (dropout off, as gru_cy's inference).
+
+    Settings torch cannot compute (a GRU's reset_after=False, go_backwards)
+    raise ValueError.
+    """
+    spec = cell_spec(TORCH_CELLS, type(module))
+    spec.check(module, "to_torch")
+    import warnings
+
+    import torch
+
+    np_dtype = float_dtype(dtype if dtype is not None else module.dtype)
+    torch_dtype = torch.float64 if np_dtype == np.float64 else torch.float32
+    with warnings.catch_warnings():
+        # torch warns about dropout with one layer; gru_cy accepts it silently.
+        warnings.simplefilter("ignore", UserWarning)
+        out = getattr(torch.nn, spec.torch_class)(
+            module.input_size, module.hidden_size, num_layers=module.num_layers,
+            bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+            bidirectional=module.bidirectional, dtype=torch_dtype, **spec.to_torch(module))
+    state = module.state_dict()
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(state[name], dtype=np_dtype)))
+    return out.eval()
+
+
+_TORCH_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+
+
+def _flatten_mapping(mapping, prefix="", depth=0):
+    """Nested dicts (checkpoints like {"model": state_dict}) as one "a.b.c" -> value dict."""
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if hasattr(value, "keys") and hasattr(value, "__getitem__") and depth < 8:
+            flat.update(_flatten_mapping(value, name + ".", depth + 1))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_from_state_dict(state_dict, spec=None):
+    """(config, state, ignored_keys) from a torch recurrent module's state dict.
+
+    The configuration is inferred: num_layers from the largest ``_l{k}``,
+    bidirectional from ``_reverse`` keys, bias from ``bias_ih_l0``,
+    input_size and hidden_size from the shapes of weight_ih_l0 and
+    weight_hh_l0, dtype from weight_ih_l0. Keys may share a prefix
+    (``gru.weight_ih_l0`` in a larger model's state dict); entries outside
+    the module are ignored and returned. ``spec`` is the expected cell
+    (a ``TORCH_CELLS`` entry); None picks the cell by the gate rows of
+    weight_hh_l0. The config gets a "kind" entry naming the cell.
+    """
+    from gru_cy.nn.base import to_numpy
+
+    name = "GRU" if spec is None else spec.torch_class
+    flat = _flatten_mapping(state_dict)
+    groups = {}
+    for key in flat:
+        m = _TORCH_KEY.match(str(key))
+        if m:
+            groups.setdefault(m.group(1), []).append(key)
+    if not groups:
+        shown = ", ".join(repr(k) for k in list(flat)[:8]) or "none"
+        raise ValueError(f"no {name} parameters (weight_ih_l0, weight_hh_l0, ...) in this state "
+                         f"dict; its keys: {shown}")
+    if len(groups) > 1:
+        raise ValueError("this state dict holds several recurrent modules (key prefixes "
+                         + ", ".join(repr(p) for p in sorted(groups))
+                         + f"); save the state_dict of the one {name} to convert")
+    (prefix, keys), = groups.items()
+    state = {}
+    for key in keys:
+        arr = to_numpy(flat[key], key)
+        if arr.dtype.kind != "f":
+            # torch tensors of bfloat16 refuse .numpy(); anything non-float is an error.
+            raise ValueError(f"state dict entry {key!r} has dtype {arr.dtype}, expected floats")
+        state[key[len(prefix):]] = arr
+    if "weight_ih_l0" not in state or "weight_hh_l0" not in state:
+        raise ValueError(f"state dict has no {prefix}weight_ih_l0 / {prefix}weight_hh_l0")
+    w_ih, w_hh = state["weight_ih_l0"], state["weight_hh_l0"]
+    if w_hh.ndim != 2 or w_ih.ndim != 2:
+        raise ValueError(f"{prefix}weight_ih_l0 and weight_hh_l0 must be 2-D, got shapes "
+                         f"{w_ih.shape} and {w_hh.shape}")
+    H = w_hh.shape[1]
+    if spec is None and H and w_hh.shape[0] % H == 0:
+        matches = [s for s in TORCH_CELLS.values() if s.gates * H == w_hh.shape[0]]
+        spec = matches[0] if len(matches) == 1 else None
+        name = "GRU" if spec is None else spec.torch_class
+    if spec is None:
+        spec = TORCH_CELLS["GRU"]
+    G = spec.gates
+    if w_hh.shape[0] != G * H:
+        kind = next((v for g, v in _GATE_NAMES.items() if g != G and g * H == w_hh.shape[0]),
+                    None)
+        rows = "H" if G == 1 else f"{G}H"
+        raise ValueError(f"{prefix}weight_hh_l0 has shape {tuple(w_hh.shape)}: a {name} needs "
+                         f"({rows}, H)" + (f"; this looks like {kind}" if kind else ""))
+    layers = {int(_TORCH_KEY.match(k).group(3)) for k in state}
+    config = dict(input_size=int(w_ih.shape[1]), hidden_size=int(H), num_layers=max(layers) + 1,
+                  bias="bias_ih_l0" in state,
+                  bidirectional=any(k.endswith("_reverse") for k in state))
+    expected = param_shapes(G, config["input_size"], H, config["num_layers"],
+                            config["bidirectional"], config["bias"])
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"state dict is not a complete torch.nn.{name}: "
+                         + (f"missing {', '.join(missing)} " if missing else "")
+                         + (f"unexpected {', '.join(unexpected)}" if unexpected else ""))
+    for pname, shape in expected.items():
+        if tuple(state[pname].shape) != shape:
+            raise ValueError(f"state dict entry {prefix}{pname} has shape "
+                             f"{tuple(state[pname].shape)}, expected {shape}")
+    config["dtype"] = float_dtype(w_ih.dtype)
+    config["kind"] = kind_of(TORCH_CELLS, spec)
+    ignored = [k for k in flat if k not in keys]
+    return config, state, ignored

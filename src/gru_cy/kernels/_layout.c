@@ -1,0 +1,22 @@
+/* The layout helpers declared in _recurrent.h, for float and double. */
+
+/* As for the gate loops: without -ftrapping-math GCC if-converts and
+ * vectorises freely; exception flags are never inspected, NaN and Inf
+ * still propagate. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#include "_recurrent.h"
+
+#define T float
+#define S(name) name##_f32
+#include "_layout_impl.h"
+#undef T
+#undef S
+
+#define T double
+#define S(name) name##_f64
+#include "_layout_impl.h"
+#undef T
+#undef S
