@@ -17,8 +17,9 @@ import numpy as np
 __all__ = ["convert_cli"]
 
 FORMATS = {".npz": "npz", ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".keras": "keras"}
-FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU), "
-               ".keras (a Keras 3 model made of GRU / Bidirectional(GRU) layers)")
+FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU or "
+               "nn.LSTM), .keras (a Keras 3 model made of GRU / LSTM layers, Bidirectional or "
+               "not)")
 
 
 def _format_of(path):
