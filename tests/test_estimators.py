@@ -437,6 +437,9 @@ def test_warm_start_continues_training():
         warm.fit(X, y)
     assert warm.n_iter_ == 5 and warm.loss_curve_ == longer.loss_curve_
     assert same_bits(warm.predict(X), longer.predict(X))
+    warm.set_params(early_stopping=True, validation_fraction=0.2, max_iter=2)
+    warm.fit(X, y)
+    assert len(warm.validation_scores_) == 2 and warm.n_iter_ == 7
     cold = fitted(RNNRegressor, X, y, max_iter=2)
     cold.fit(X, y)  # no warm start: a fresh model each time
     assert cold.n_iter_ == 2
