@@ -416,4 +416,3 @@ def test_worker_killed_during_fit(client):
     assert killed and killed[0][0] < dist.t_, "the worker died after the fit had ended"
     # the engine recomputed the lost pieces from their graph: the same model
     assert_same_fit(dist, local)
-    wait_for_two_workers(client)
