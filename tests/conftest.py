@@ -25,7 +25,7 @@ import sys
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(TESTS_DIR)
-_COMPILED = ("gru_cy.kernels._blas", "gru_cy.kernels._gru")
+_COMPILED = ("gru_cy.kernels._blas", "gru_cy.kernels._gru", "gru_cy.kernels._lstm")
 
 
 def _real(path):

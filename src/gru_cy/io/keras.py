@@ -88,6 +88,19 @@ def _gru_bias_to_keras(b_ih, b_hh, module):
     return np.stack([b_ih, b_hh]) if module.reset_after else b_ih + b_hh
 
 
+# -- Elman RNN (SimpleRNN): one bias (H,), read as bias_ih with bias_hh = 0; to_keras
+# writes bias_ih + bias_hh. activation "tanh" or "relu" is the module's nonlinearity.
+
+def _rnn_read_config(cfg, lname):
+    act = cfg.get("activation", "tanh")
+    if isinstance(act, dict):  # a serialized function: {"config": "tanh", ...}
+        act = act.get("config", act)
+    if act not in ("tanh", "relu"):
+        raise ValueError(f"Keras SimpleRNN {lname!r} has settings gru_cy cannot reproduce: "
+                         f"activation={act!r} (gru_cy computes tanh or relu)")
+    return dict(nonlinearity=act)
+
+
 KERAS_CELLS = {
     "GRU": KerasCell(
         keras_class="GRU", gates=3, perm=(1, 0, 2), read_config=_gru_read_config,
@@ -95,6 +108,12 @@ KERAS_CELLS = {
                                     reset_after=m.reset_after),
         bias_shape=lambda H, extra: (2, 3 * H) if extra["reset_after"] else (3 * H,),
         bias_from_keras=_gru_bias_from_keras, bias_to_keras=_gru_bias_to_keras),
+    "RNN": KerasCell(
+        keras_class="SimpleRNN", gates=1, perm=(0,), read_config=_rnn_read_config,
+        keras_kwargs=lambda m: dict(activation=m.nonlinearity),
+        bias_shape=lambda H, extra: (H,),
+        bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
+        bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh),
 }
 
 

@@ -65,8 +65,15 @@ def _check_gru(gru, what):
     _check_directions(gru, what)
 
 
+def _rnn_nonlinearity(module):
+    return dict(nonlinearity=module.nonlinearity)
+
+
 TORCH_CELLS = {
     "GRU": TorchCell(torch_class="GRU", gates=3, check=_check_gru),
+    # A state dict does not say which nonlinearity an nn.RNN had: tanh, its default, is assumed.
+    "RNN": TorchCell(torch_class="RNN", gates=1, from_torch=_rnn_nonlinearity,
+                     to_torch=_rnn_nonlinearity),
 }
 
 # What a state dict's gate rows say when no cell of that size is known.

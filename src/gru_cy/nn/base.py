@@ -14,6 +14,7 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+import threading
 from functools import partial
 
 import numpy as np
@@ -126,7 +127,7 @@ class Tape:
 
     __slots__ = (
         "owner", "signature", "parts", "T", "B", "batch_first", "unbatched",
-        "out_shape", "h_shape", "weights",
+        "out_shape", "state_shapes", "weights",
     )
 
     def __repr__(self):
@@ -196,9 +197,18 @@ class Module:
         # Caches are rebuilt on demand; everything else (parameters,
         # gradients, the random generator's state) pickles as it is.
         state = dict(self.__dict__)
-        for key in self._CACHES:
+        for key in self._CACHES + ("_grad_lock",):
             state.pop(key, None)
         return state
+
+    def _grads_lock(self):
+        """The lock held while gradients are added into self.grads, so that
+        backward calls from several threads on one module add up instead of
+        losing updates (created on first use; setdefault is atomic)."""
+        lock = self.__dict__.get("_grad_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_grad_lock", threading.Lock())
+        return lock
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -219,13 +229,14 @@ class Module:
 
     def zero_grad(self):
         """Set every gradient to zero (in place: references stay valid)."""
-        for name, shape in self._shape_table()[0]:
-            g = self.grads.get(name)
-            if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
-                    and g.flags.c_contiguous and g.flags.writeable):
-                g[...] = 0
-            else:
-                self.grads[name] = np.zeros(shape, dtype=self.dtype)
+        with self._grads_lock():
+            for name, shape in self._shape_table()[0]:
+                g = self.grads.get(name)
+                if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
+                        and g.flags.c_contiguous and g.flags.writeable):
+                    g[...] = 0
+                else:
+                    self.grads[name] = np.zeros(shape, dtype=self.dtype)
 
     def state_dict(self):
         """A dict of copies of the parameters, PyTorch names and order."""
@@ -284,11 +295,18 @@ class Module:
 class RNNBase(Module):
     """Layers x directions of one recurrent cell, PyTorch parameter layout.
 
-    Subclasses set ``_gates`` (gate blocks per weight matrix) and implement ``_kernel_forward`` and
-    ``_kernel_backward`` for one layer and one direction.
+    A cell is described by ``_gates`` (gate blocks per weight matrix),
+    ``_state_names`` (the arrays of its recurrent state: ("h",) for the GRU,
+    ("h", "c") for the LSTM) and ``_state_widths()`` (the width of each; the
+    first state is also each step's output, so a layer's output has
+    num_directions times its width), and implements ``_kernel_forward`` and
+    ``_kernel_backward`` for one layer and one direction. A cell with one
+    state array takes and returns it as such (``h0``, ``h_n``, ``dh0``);
+    one with more takes and returns tuples (``hx = (h0, c0)``).
     """
 
     _gates = 1
+    _state_names = ("h",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
@@ -360,6 +378,35 @@ class RNNBase(Module):
     def num_directions(self):
         return 2 if self.bidirectional else 1
 
+    def _state_widths(self):
+        """Width of each state array, in _state_names order."""
+        return (self.hidden_size,)
+
+    @property
+    def _out_size(self):
+        """Width of one direction's output (the first state's width)."""
+        return self._state_widths()[0]
+
+    def _state_shapes(self, LD, B, unbatched=False):
+        """Shapes of the state arrays as the caller sees them."""
+        if unbatched:
+            return tuple((LD, w) for w in self._state_widths())
+        return tuple((LD, B, w) for w in self._state_widths())
+
+    def _pack_state(self, states):
+        """The public form of a state tuple: the array itself for a
+        one-array state, else the tuple."""
+        return states[0] if len(states) == 1 else tuple(states)
+
+    @staticmethod
+    def _kernel_state(states, i):
+        """Entry i (layer * D + direction) of every state array, as the
+        kernels take it: the (B, W) array itself for a one-array state, a
+        tuple of them otherwise."""
+        if len(states) == 1:
+            return states[0][i]
+        return tuple(s[i] for s in states)
+
     def _directions(self):
         """Reverse flag of each direction, in output order."""
         if self.bidirectional:
@@ -378,20 +425,22 @@ class RNNBase(Module):
                     yield "bias_ih" + sfx, (G * H,)
                     yield "bias_hh" + sfx, (G * H,)
 
+    def _direction_names(self, sfx):
+        """Names of one direction's parameters as the kernels take them (None
+        for an absent one), sfx = "_l{k}" or "_l{k}_reverse"."""
+        return (("weight_ih" + sfx, "weight_hh" + sfx)
+                + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
+
     def _layer_names(self):
-        """[[(w_ih, w_hh, b_ih, b_hh) names per direction] per layer], the
-        bias names None when bias=False; cached."""
+        """[[_direction_names per direction] per layer] ((w_ih, w_hh, b_ih,
+        b_hh) by default, the bias names None when bias=False); cached."""
         names = self.__dict__.get("_names")
         if names is None:
-            names = []
-            for k in range(self.num_layers):
-                row = []
-                for d in range(self.num_directions):
-                    sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                    row.append(("weight_ih" + sfx, "weight_hh" + sfx)
-                               + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
-                names.append(tuple(row))
-            names = self.__dict__["_names"] = tuple(names)
+            names = tuple(
+                tuple(self._direction_names(f"_l{k}" + ("_reverse" if d == 1 else ""))
+                      for d in range(self.num_directions))
+                for k in range(self.num_layers))
+            self.__dict__["_names"] = names
         return names
 
     def reset_parameters(self):
@@ -421,8 +470,8 @@ class RNNBase(Module):
                 raise KeyError_(f"parameter {name!r} is missing from params")
             return self._checked_param(name, shapes[name])
 
-        return [[(checked(wi), checked(wh), checked(bi), checked(bh))
-                 for wi, wh, bi, bh in row] for row in self._layer_names()]
+        return [[tuple(checked(name) for name in names) for names in row]
+                for row in self._layer_names()]
 
     def _checked_param(self, name, shape):
         p = self.params[name]
@@ -438,9 +487,10 @@ class RNNBase(Module):
     def _prepare(self, x, h0, lengths):
         """Check and convert the arguments of a forward call.
 
-        Returns (x_tm, h0_tm, lengths, full, unbatched): x time-major
-        (T, B, I) C-contiguous of the module's dtype, h0 (L*D, B, H), lengths
-        int64 (B,), full = every length equals T.
+        Returns (x_tm, states, lengths, full, unbatched): x time-major
+        (T, B, I) C-contiguous of the module's dtype, states a tuple of
+        private (L*D, B, W) copies of the initial state arrays, lengths int64
+        (B,), full = every length equals T.
         """
         x = as_float_array(x, "input", self.dtype)
         if x.ndim not in (2, 3):
@@ -460,29 +510,34 @@ class RNNBase(Module):
             raise ValueError(
                 f"input of shape {shape_str(x.shape)} is too large for 32-bit BLAS "
                 f"(T * B must be < 2**31)")
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
-        if h0 is None:
-            h0 = np.zeros((LD, B, H), dtype=self.dtype)
-        else:
-            h0 = as_float_array(h0, "hx", self.dtype)
-            if unbatched and h0.ndim != 2:
-                raise ValueError(
-                    f"For unbatched 2-D input, hx should also be 2-D but got {h0.ndim}-D tensor")
-            if not unbatched and h0.ndim != 3:
-                raise ValueError(
-                    f"For batched 3-D input, hx should also be 3-D but got {h0.ndim}-D tensor")
-            expected = (LD, H) if unbatched else (LD, B, H)
-            if h0.shape != expected:
-                raise ValueError(
-                    f"Expected hidden size {shape_str(expected)}, got {list(h0.shape)}")
-            h0 = np.array(h0.reshape(LD, B, H), dtype=self.dtype, copy=True)
+        states = self._prepare_state(h0, B, unbatched)
         if lengths is None:
             lengths_arr = np.empty(B, dtype=np.int64)
             lengths_arr.fill(T)
-            return x, h0, lengths_arr, True, unbatched
+            return x, states, lengths_arr, True, unbatched
         lengths_arr = self._check_lengths(lengths, T, B, unbatched)
         full = bool(np.all(lengths_arr == T))
-        return x, h0, lengths_arr, full, unbatched
+        return x, states, lengths_arr, full, unbatched
+
+    def _prepare_state(self, hx, B, unbatched):
+        """The initial state as a tuple of private (L*D, B, W) copies (zeros
+        for None). One state array, PyTorch's wording; cells with more
+        override this."""
+        LD, H = self.num_layers * self.num_directions, self._state_widths()[0]
+        if hx is None:
+            return (np.zeros((LD, B, H), dtype=self.dtype),)
+        h0 = as_float_array(hx, "hx", self.dtype)
+        if unbatched and h0.ndim != 2:
+            raise ValueError(
+                f"For unbatched 2-D input, hx should also be 2-D but got {h0.ndim}-D tensor")
+        if not unbatched and h0.ndim != 3:
+            raise ValueError(
+                f"For batched 3-D input, hx should also be 3-D but got {h0.ndim}-D tensor")
+        expected = (LD, H) if unbatched else (LD, B, H)
+        if h0.shape != expected:
+            raise ValueError(
+                f"Expected hidden size {shape_str(expected)}, got {list(h0.shape)}")
+        return (np.array(h0.reshape(LD, B, H), dtype=self.dtype, copy=True),)
 
     @staticmethod
     def _check_lengths(lengths, T, B, unbatched):
@@ -511,12 +566,14 @@ class RNNBase(Module):
                 f"lengths must lie in [0, T] with T={T}, got values from {own.min()} to {own.max()}")
         return own
 
-    def _finish(self, out, h_n, unbatched):
+    def _finish(self, out, states, unbatched):
+        """(out, state) as the caller sees them (the state packed by
+        _pack_state)."""
         if unbatched:
-            return out[:, 0, :], h_n[:, 0, :]
+            return out[:, 0, :], self._pack_state(tuple(s[:, 0, :] for s in states))
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
-        return out, h_n
+        return out, self._pack_state(states)
 
     # -- forward and backward over layers and directions -----------------------
 
@@ -534,11 +591,11 @@ class RNNBase(Module):
 
     def _forward_general(self, x, h0, lengths):
         """Inference for arguments that need checks, conversions or lengths."""
-        x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
+        x, states, lengths, full, unbatched = self._prepare(x, h0, lengths)
         weights = self._weights()
-        parts = self._run_batch(x, h_n, lengths, full, weights, False, None)
+        parts = self._run_batch(x, states, lengths, full, weights, False, None)
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
-        return self._finish(out, h_n, unbatched)
+        return self._finish(out, states, unbatched)
 
     def forward_train(self, x, h0=None, lengths=None):
         """Forward that keeps what backward needs: (out, h_n, tape).
@@ -547,7 +604,7 @@ class RNNBase(Module):
         random generator.
         """
         x_user = x
-        x, h_n, lengths, full, unbatched = self._prepare(x, h0, lengths)
+        x, states, lengths, full, unbatched = self._prepare(x, h0, lengths)
         if np.may_share_memory(
                 x, x_user if isinstance(x_user, np.ndarray) else to_numpy(x_user, "input")):
             # The tape keeps the input for backward: it must not follow later
@@ -561,29 +618,29 @@ class RNNBase(Module):
             x[np.arange(x.shape[0])[:, None] >= lengths[None, :]] = 0
         weights = self._weights()
         T, B = x.shape[0], x.shape[1]
-        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        D, R, L = self.num_directions, self._out_size, self.num_layers
         # The dropout masks of the outputs of layers 0 .. L-2, drawn before
         # anything runs (the draws do not depend on the batch split).
-        masks = [self._dropout_mask((T, B, D * H)) if self.dropout > 0.0 else None
+        masks = [self._dropout_mask((T, B, D * R)) if self.dropout > 0.0 else None
                  for _ in range(L - 1)]
         tape = Tape()
         tape.owner = self
         tape.signature = self._signature()
-        tape.parts = self._run_batch(x, h_n, lengths, full, weights, True, masks)
+        tape.parts = self._run_batch(x, states, lengths, full, weights, True, masks)
         tape.T, tape.B = T, B
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         # Backward must see the parameters this forward used, even if an
         # optimiser updates gru.params in place before backward runs.
-        tape.weights = [[(wi.copy(), wh.copy(), None if bi is None else bi.copy(),
-                          None if bh is None else bh.copy()) for wi, wh, bi, bh in row]
-                        for row in weights]
+        tape.weights = [[tuple(None if w is None else w.copy() for w in arrays)
+                         for arrays in row] for row in weights]
         parts = tape.parts
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
         # backward never reads a part's top-layer output: do not keep it alive.
         tape.parts = [(p[0], None) + p[2:] for p in parts]
-        out, h_n_user = self._finish(out, h_n, unbatched)
-        tape.out_shape, tape.h_shape = out.shape, h_n_user.shape
-        return out, h_n_user, tape
+        out, state_user = self._finish(out, states, unbatched)
+        tape.out_shape = out.shape
+        tape.state_shapes = self._state_shapes(L * D, B, unbatched)
+        return out, state_user, tape
 
     # -- one batch, or two halves of it on two threads ------------------------
 
@@ -615,20 +672,20 @@ class RNNBase(Module):
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
         return bool(self._batch_split(T, B, x.shape[2]))
 
-    def _run_batch(self, x, h_n, lengths, full, weights, train, masks):
+    def _run_batch(self, x, states, lengths, full, weights, train, masks):
         """Every layer over the batch: a list of one part, or of two (batch
         halves) when _batch_split says so. A part is (batch slice, out,
         layer_inputs, saved, masks, lengths, full, order) with the inputs,
         tape, masks and lengths in the order of the rows the kernels ran
-        (order: see _run_sorted); h_n is updated in place."""
+        (order: see _run_sorted); the state arrays are updated in place."""
         T, B = x.shape[0], x.shape[1]
         cut = self._batch_split(T, B, x.shape[2], train)
         if not cut:
-            return [(slice(None),) + self._run_sorted(x, h_n, lengths, full, weights, train,
+            return [(slice(None),) + self._run_sorted(x, states, lengths, full, weights, train,
                                                       masks)]
         halves = [slice(0, cut), slice(cut, B)]
         parts = [None, None]
-        h_parts = [np.ascontiguousarray(h_n[:, sl]) for sl in halves]
+        h_parts = [tuple(np.ascontiguousarray(s[:, sl]) for s in states) for sl in halves]
 
         def half(i):
             sl = halves[i]
@@ -641,10 +698,11 @@ class RNNBase(Module):
 
         run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
         for sl, h_part in zip(halves, h_parts):
-            h_n[:, sl] = h_part
+            for s, s_part in zip(states, h_part):
+                s[:, sl] = s_part
         return parts
 
-    def _run_sorted(self, x, h_n, lengths, full, weights, train, masks):
+    def _run_sorted(self, x, states, lengths, full, weights, train, masks):
         """_run_layers with the batch sorted by decreasing length when that
         pays: the kernels then multiply only the rows of the sequences still
         running at each step (as packed sequences do). Returns (out, inputs,
@@ -653,35 +711,38 @@ class RNNBase(Module):
         None for the caller's own)."""
         order = _length_order(lengths, full)
         if order is None:
-            out, inputs, saved = self._run_layers(x, h_n, lengths, full, weights, train, masks)
+            out, inputs, saved = self._run_layers(x, states, lengths, full, weights, train,
+                                                  masks)
             return out, inputs, saved, masks, lengths, full, None
-        h_sorted = np.ascontiguousarray(h_n[:, order])
+        h_sorted = tuple(np.ascontiguousarray(s[:, order]) for s in states)
         lengths = np.ascontiguousarray(lengths[order])
         if masks is not None:
             masks = [None if m is None else np.ascontiguousarray(m[:, order]) for m in masks]
         out, inputs, saved = self._run_layers(np.ascontiguousarray(x[:, order]), h_sorted,
                                               lengths, full, weights, train, masks)
         back = np.argsort(order)
-        h_n[...] = h_sorted[:, back]
+        for s, s_sorted in zip(states, h_sorted):
+            s[...] = s_sorted[:, back]
         return (np.ascontiguousarray(out[:, back]), inputs, saved, masks, lengths, full,
                 order)
 
-    def _run_layers(self, x, h_n, lengths, full, weights, train, masks):
+    def _run_layers(self, x, states, lengths, full, weights, train, masks):
         """Every layer and direction over x (T, B, I): (out, layer inputs,
         saved), the last two empty unless train. masks: dropout masks of the
         outputs of layers 0 .. L-2 (entries None for no dropout), or None."""
         T, B = x.shape[0], x.shape[1]
-        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        D, H, L, R = self.num_directions, self.hidden_size, self.num_layers, self._out_size
         inputs, saved = [], []
         layer_in = x
         for k in range(L):
-            out = (empty if full else np.zeros)((T, B, D * H), dtype=self.dtype)
+            out = (empty if full else np.zeros)((T, B, D * R), dtype=self.dtype)
             saved_k = [self._alloc_saved(T, B) if train else None for _ in range(D)]
             if D == 1:
-                self._kernel_forward(out, 0, h_n[k], layer_in, weights[k][0], lengths, full,
-                                     self.go_backwards, saved_k[0])
+                self._kernel_forward(out, 0, self._kernel_state(states, k), layer_in,
+                                     weights[k][0], lengths, full, self.go_backwards, saved_k[0])
             else:
-                run_directions([partial(self._kernel_forward, out, d * H, h_n[k * D + d],
+                run_directions([partial(self._kernel_forward, out, d * R,
+                                        self._kernel_state(states, k * D + d),
                                         layer_in, weights[k][d], lengths, full, reverse,
                                         saved_k[d])
                                 for d, reverse in enumerate(self._directions())],
@@ -699,8 +760,14 @@ class RNNBase(Module):
 
         x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
         zeros. y_t (B, H) is the top layer's output, h the new state of every
-        layer. Feeding a sequence one step at a time gives what the whole
-        sequence gives (see the README for when this is bit for bit).
+        layer. One call returns bit for bit what the whole-sequence call
+        returns for that one step (when it runs its batch in one piece).
+        Fed a sequence one step at a time, it agrees with one whole-sequence
+        call to within a few units in the last place: both make the same
+        recurrent BLAS calls, but the whole-sequence call projects the
+        inputs of many steps in one GEMM, which BLAS may round differently
+        (with SciPy's OpenBLAS: identical while every layer's input is
+        narrower than 32 features in the rows layout).
         Inference only: no dropout, no tape. Not for bidirectional modules,
         whose reverse direction needs the whole sequence.
         """
@@ -727,27 +794,32 @@ class RNNBase(Module):
                 f"x_t.size(-1) must be equal to input_size. Expected {self.input_size}, "
                 f"got {x_t.shape[-1]}")
         x = x_t.reshape(1, 1 if unbatched else x_t.shape[0], self.input_size)
-        B, L, H = x.shape[1], self.num_layers, self.hidden_size
-        expected = (L, H) if unbatched else (L, B, H)
-        if h is None:
-            h_new = np.zeros((L, B, H), dtype=self.dtype)
-        else:
-            h = as_float_array(h, "h", self.dtype)
-            if h.shape != expected:
-                raise ValueError(f"Expected hidden size {shape_str(expected)}, got {list(h.shape)}")
-            h_new = h.reshape(L, B, H).copy()
+        B, L, R = x.shape[1], self.num_layers, self._out_size
+        states = self._prepare_step_state(h, B, unbatched)
         weights = self._weights()
         lengths = np.ones(B, dtype=np.int64)
         reverse = self._directions()[0]
         layer_in = x
         for k in range(L):
-            out = empty((1, B, H), dtype=self.dtype)
-            self._kernel_forward(out, 0, h_new[k], layer_in, weights[k][0], lengths, True,
-                                 reverse, None)
+            out = empty((1, B, R), dtype=self.dtype)
+            self._kernel_forward(out, 0, self._kernel_state(states, k), layer_in, weights[k][0],
+                                 lengths, True, reverse, None)
             layer_in = out
         if unbatched:
-            return layer_in[0, 0], h_new[:, 0]
-        return layer_in[0], h_new
+            return layer_in[0, 0], self._pack_state(tuple(s[:, 0] for s in states))
+        return layer_in[0], self._pack_state(states)
+
+    def _prepare_step_state(self, h, B, unbatched):
+        """step()'s state as a tuple of private (L, B, W) copies (zeros for
+        None); one state array, cells with more override this."""
+        L, H = self.num_layers, self._state_widths()[0]
+        if h is None:
+            return (np.zeros((L, B, H), dtype=self.dtype),)
+        expected = (L, H) if unbatched else (L, B, H)
+        h = as_float_array(h, "h", self.dtype)
+        if h.shape != expected:
+            raise ValueError(f"Expected hidden size {shape_str(expected)}, got {list(h.shape)}")
+        return (h.reshape(L, B, H).copy(),)
 
     def _dropout_mask(self, shape):
         p = self.dropout
@@ -771,9 +843,16 @@ class RNNBase(Module):
 
         dout has the shape of that call's out, dh_n of its h_n; None means
         zeros. Parameter gradients are added into self.grads (call
-        zero_grad() to start afresh). Uses the parameters recorded when the
+        zero_grad() to start afresh); calls from several threads on one
+        module take turns for that. Uses the parameters recorded when the
         tape was made.
         """
+        return self._backward_states(tape, dout, (dh_n,), ("dh_n",))
+
+    def _backward_states(self, tape, dout, dstates, names):
+        """backward() for any state tuple: dstates holds the gradient of each
+        final state array (None for zeros), names their argument names.
+        Returns (dx, the initial state's gradient packed by _pack_state)."""
         if not isinstance(tape, Tape):
             raise TypeError(
                 f"tape must be the third result of forward_train, got {type(tape).__name__}")
@@ -792,18 +871,27 @@ class RNNBase(Module):
                     f"is now {shape_str(p.shape) if hasattr(p, 'shape') else 'missing'}; run "
                     "forward_train again")
         B = tape.B
-        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        D, L = self.num_directions, self.num_layers
         dout = self._grad_arg(dout, "dout", tape.out_shape)
-        if dh_n is None:
-            dh = np.zeros((L * D, B, H), dtype=self.dtype)
-        else:
-            # A copy: the kernels update it in place.
-            dh = self._grad_arg(dh_n, "dh_n", tape.h_shape).reshape(L * D, B, H).copy()
+        dh = []
+        for g, name, shape, W in zip(dstates, names, tape.state_shapes, self._state_widths()):
+            if g is None:
+                dh.append(np.zeros((L * D, B, W), dtype=self.dtype))
+            else:
+                # A copy: the kernels update it in place.
+                dh.append(self._grad_arg(g, name, shape).reshape(L * D, B, W).copy())
+        dh = tuple(dh)
         if tape.unbatched:
             dout = dout[:, None, :]
         elif tape.batch_first:
             dout = dout.transpose(1, 0, 2)
         dout = np.ascontiguousarray(dout)
+        # The kernels add into self.grads in place: one backward at a time
+        # per module (other modules' calls run in parallel).
+        with self._grads_lock():
+            return self._backward_locked(tape, dout, dh)
+
+    def _backward_locked(self, tape, dout, dh):
         grads = self._grad_buffers()
         if len(tape.parts) == 1:
             dx = self._backward_layers(tape.parts[0], dout, dh, grads, tape.weights)
@@ -812,7 +900,8 @@ class RNNBase(Module):
             # gradients into buffers of its own, summed afterwards.
             extra = [[tuple(None if g is None else np.zeros_like(g) for g in arrays)
                       for arrays in row] for row in grads]
-            dxs, dhs = [None, None], [np.ascontiguousarray(dh[:, p[0]]) for p in tape.parts]
+            dxs = [None, None]
+            dhs = [tuple(np.ascontiguousarray(d[:, p[0]]) for d in dh) for p in tape.parts]
 
             def half(i):
                 part = tape.parts[i]
@@ -826,39 +915,44 @@ class RNNBase(Module):
                         if g is not None:
                             g += e
             for part, dh_part in zip(tape.parts, dhs):
-                dh[:, part[0]] = dh_part
+                for d, d_part in zip(dh, dh_part):
+                    d[:, part[0]] = d_part
             dx = np.concatenate(dxs, axis=1)
         if tape.unbatched:
-            return dx[:, 0, :], dh[:, 0, :]
+            return dx[:, 0, :], self._pack_state(tuple(d[:, 0, :] for d in dh))
         if tape.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        return dx, dh
+        return dx, self._pack_state(dh)
 
     def _backward_layers(self, part, dout, dh, grads, weights):
         """Backward through the layers of one part of a tape (see _run_batch):
-        dx; dh (L*D, B, H) is updated in place, grads added into."""
+        dx; dh, a tuple of (L*D, B, W) state gradients, is updated in place,
+        grads added into."""
         _, _, layer_inputs, saved, masks, lengths, full, order = part
         if order is not None:
             # The tape is in the kernels' (sorted) row order.
-            dh_sorted = np.ascontiguousarray(dh[:, order])
+            dh_sorted = tuple(np.ascontiguousarray(d[:, order]) for d in dh)
             dx = self._backward_layers(part[:-1] + (None,), np.ascontiguousarray(dout[:, order]),
                                        dh_sorted, grads, weights)
             back = np.argsort(order)
-            dh[...] = dh_sorted[:, back]
+            for d, d_sorted in zip(dh, dh_sorted):
+                d[...] = d_sorted[:, back]
             return np.ascontiguousarray(dx[:, back])
-        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        D, H, L, R = self.num_directions, self.hidden_size, self.num_layers, self._out_size
         for k in range(L - 1, -1, -1):
             layer_in = layer_inputs[k]
             T, B = layer_in.shape[0], layer_in.shape[1]
             dx = np.zeros(layer_in.shape, dtype=self.dtype)
             if D == 1:
-                self._kernel_backward(dx, dh[k], grads[k][0], dout, 0, saved[k][0], layer_in,
-                                      weights[k][0], lengths, full, self.go_backwards)
+                self._kernel_backward(dx, self._kernel_state(dh, k), grads[k][0], dout, 0,
+                                      saved[k][0], layer_in, weights[k][0], lengths, full,
+                                      self.go_backwards)
             else:
                 # The directions may run at once: each adds into its own dx.
                 dxs = [dx] + [np.zeros_like(dx) for _ in range(D - 1)]
-                run_directions([partial(self._kernel_backward, dxs[d], dh[k * D + d],
-                                        grads[k][d], dout, d * H, saved[k][d], layer_in,
+                run_directions([partial(self._kernel_backward, dxs[d],
+                                        self._kernel_state(dh, k * D + d),
+                                        grads[k][d], dout, d * R, saved[k][d], layer_in,
                                         weights[k][d], lengths, full, reverse)
                                 for d, reverse in enumerate(self._directions())],
                                2 * self._gates * T * B * H * (layer_in.shape[2] + H))
@@ -900,7 +994,7 @@ class RNNBase(Module):
                     f"{shape_str(shape)}; call zero_grad() to recreate it")
             return g
 
-        return [[(target(wi), target(wh), target(bi), target(bh)) for wi, wh, bi, bh in row]
+        return [[tuple(target(name) for name in names) for names in row]
                 for row in self._layer_names()]
 
     # -- kernels (cell-specific) ---------------------------------------------
@@ -909,6 +1003,9 @@ class RNNBase(Module):
         raise NotImplementedError
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
+        """One layer, one direction: write out[..., col:col + W] and update
+        the state h in place (see _kernel_state for its form); weights as
+        _direction_names lists them, saved = _alloc_saved(T, B) or None."""
         raise NotImplementedError
 
     def _split_train(self, B):

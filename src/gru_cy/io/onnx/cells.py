@@ -59,7 +59,25 @@ def _gru_read_attrs(node, D):
     return dict(reset_after=bool(lbr)), unsupported
 
 
+_RNN_ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
+
+
+def _rnn_read_attrs(node, D):
+    acts = node.attr("activations")
+    if acts is None:
+        return dict(nonlinearity="tanh"), []
+    names = [str(a).lower() for a in acts]
+    if len(names) != D or len(set(names)) != 1 or names[0] not in _RNN_ACTIVATIONS:
+        return dict(nonlinearity="tanh"), [
+            f"activations={list(acts)} (gru_cy computes Tanh or Relu, the same in every "
+            f"direction)"]
+    return dict(nonlinearity=names[0]), []
+
+
 ONNX_CELLS = {
     "GRU": OnnxCell(op_type="GRU", gates=3, perm=(1, 0, 2), read_attrs=_gru_read_attrs,
                     write_attrs=lambda m: dict(linear_before_reset=int(m.reset_after))),
+    "RNN": OnnxCell(op_type="RNN", gates=1, perm=(0,), read_attrs=_rnn_read_attrs,
+                    write_attrs=lambda m: dict(
+                        activations=[_RNN_ACTIVATIONS[m.nonlinearity]] * m.num_directions)),
 }
