@@ -121,7 +121,7 @@ def main():
 
     load_before = os.getloadavg()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=40) as cluster, \
+                      dashboard_address=":0", silence_logs=40) as cluster, \
             Client(cluster) as client:
         client.wait_for_workers(2, timeout=120)
         infer = inference(client, args.n, args.n // 8, args.repeats)

@@ -64,7 +64,7 @@ def client():
     with dask.config.set({"distributed.deploy.lost-worker-timeout": f"{WAIT}s"}):
         with distributed.LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=50, env={"PYTHONPATH": path}) as cluster:
+                dashboard_address=":0", silence_logs=50, env={"PYTHONPATH": path}) as cluster:
             with distributed.Client(cluster, timeout=WAIT) as client:
                 client.wait_for_workers(2, timeout=WAIT)
                 yield client
