@@ -409,6 +409,10 @@ def test_call_errors():
             np.zeros((2, 2)))
     jordan.params["weight_yh"] = np.zeros((2, 4), np.float32)
     _raises(ValueError, "params['weight_yh'] has shape (2, 4), expected (4, 2)", jordan, x)
+    jordan = gru_cy.Jordan(3, 4, 2)
+    jordan.nonlinearity = "elu"
+    _raises(ValueError, "Unknown nonlinearity 'elu'. Select from 'tanh', 'relu' or 'sigmoid'.",
+            jordan, x)
 
 
 def test_backward_errors():
