@@ -151,3 +151,99 @@ def test_module_command_line(tmp_path):
                           str(tmp_path / "m.txt")], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120)
     assert run.returncode == 2 and "supported" in run.stderr
+
+
+def _main(monkeypatch, capsys, argv, argv0):
+    from gru_cy.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", [argv0, *argv])
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_lists_the_formats_and_exit_codes(monkeypatch, capsys):
+    code, out, _ = _main(monkeypatch, capsys, ["convert", "--help"], "/x/gru_cy/__main__.py")
+    assert code == 0
+    assert out.startswith("usage: python -m gru_cy convert")
+    for ext in (".npz", ".onnx", ".pt", ".pth", ".keras"):
+        assert ext in out
+    assert "exit status" in out and "  3  " in out
+    code, out, _ = _main(monkeypatch, capsys, ["--help"], "/x/gru_cy/__main__.py")
+    assert code == 0 and "convert" in out
+    assert "``" not in out  # no raw reStructuredText
+
+
+def test_console_script_names_itself(monkeypatch, capsys):
+    code, out, _ = _main(monkeypatch, capsys, ["--help"], "/usr/local/bin/gru-cy")
+    assert code == 0 and out.startswith("usage: gru-cy ")
+    code, _, err = _main(monkeypatch, capsys, ["convert", "only-one.npz"], "/usr/local/bin/gru-cy")
+    assert code == 2 and err.startswith("usage: gru-cy convert")
+
+
+def test_one_exit_code_per_kind_of_error(tmp_path, monkeypatch, capsys):
+    gru_cy.GRU(3, 4, seed=0).save(tmp_path / "m.npz")
+    # usage: bad arguments, unknown extension, missing source
+    assert _main(monkeypatch, capsys, ["convert", str(tmp_path / "m.npz")], "gru-cy")[0] == 2
+    assert _main(monkeypatch, capsys, ["convert", str(tmp_path / "m.npz"), "a.onnx", "extra"],
+                 "gru-cy")[0] == 2
+    assert _convert(capsys, tmp_path / "m.npz", tmp_path / "m.h5")[0] == 2
+    assert _convert(capsys, tmp_path / "none.npz", tmp_path / "m.onnx")[0] == 2
+    # conversion failures: unreadable source, unwritable destination
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x01")
+    assert _convert(capsys, tmp_path / "bad.onnx", tmp_path / "m2.npz")[0] == 1
+    code, _, err = _convert(capsys, tmp_path / "m.npz", tmp_path / "no" / "such" / "m.onnx")
+    assert code == 1 and "cannot convert" in err
+    # a missing optional package
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" raises ImportError
+    code, _, err = _convert(capsys, tmp_path / "m.npz", tmp_path / "m.pt")
+    assert code == 3 and "torch" in err
+
+
+def test_memory_errors_never_escape(tmp_path, monkeypatch, capsys):
+    """Running out of memory (for whatever reason) is a failed conversion, not a traceback;
+    and a hostile ONNX file that asks for gigabytes is refused before that."""
+    import gru_cy.io.convert as convert
+
+    gru_cy.GRU(3, 4, seed=0).save(tmp_path / "m.npz")
+
+    def exhausted(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(convert, "_read_model", exhausted)
+    code, _, err = _convert(capsys, tmp_path / "m.npz", tmp_path / "m.onnx")
+    assert code == 1 and "out of memory" in err
+    monkeypatch.undo()
+    bomb = tmp_path / "bomb.onnx"   # ConstantOfShape of 2**28 doubles as a GRU's W
+    bomb.write_bytes(_constant_of_shape_model([1, 1 << 28], value_type=11))
+    code, _, err = _convert(capsys, bomb, tmp_path / "b.npz")
+    assert code == 1 and "memory limit" in err
+
+
+def _constant_of_shape_model(shape, value_type):
+    def varint(v):
+        out = bytearray()
+        while True:
+            out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
+            v >>= 7
+            if not v:
+                return bytes(out)
+
+    def field(num, value):
+        if isinstance(value, int):
+            return varint(num << 3) + varint(value)
+        value = value.encode() if isinstance(value, str) else value
+        return varint(num << 3 | 2) + varint(len(value)) + value
+
+    shape_tensor = (field(1, len(shape)) + field(2, 7) + field(8, "shape")
+                    + field(9, np.asarray(shape, "<i8").tobytes()))
+    value = field(1, 1) + field(2, value_type) + field(9, b"\0" * 8)
+    fill = (field(1, "shape") + field(2, "W") + field(4, "ConstantOfShape")
+            + field(5, field(1, "value") + field(20, 4) + field(5, value)))
+    gru = field(1, "X") + field(1, "W") + field(1, "W") + field(2, "Y") + field(4, "GRU")
+    graph = (field(1, fill) + field(1, gru) + field(5, shape_tensor)
+             + field(11, field(1, "X")) + field(12, field(1, "Y")))
+    return field(1, 8) + field(7, graph) + field(8, field(2, 17))

@@ -75,3 +75,28 @@ def test_forced_columns_agrees_with_rows_on_a_reverse_only_module():
             _gru.set_layout("auto")
     for a, b in zip(results["rows"], results["columns"]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("recorded, later", [("columns", "rows"), ("rows", "columns"),
+                                             ("columns", "auto")])
+def test_backward_uses_the_layout_the_tape_was_recorded_in(recorded, later, reset_after):
+    """The tape remembers its layout: changing the process-wide choice between
+    forward_train and backward does not change the gradients."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 3, 4))
+    dout = rng.standard_normal((9, 3, 5))
+    results = []
+    for switch in (False, True):
+        gru = gru_cy.GRU(4, 5, reset_after=reset_after, dtype=np.float64, seed=2)
+        _gru.set_layout(recorded)
+        try:
+            out, h_n, tape = gru.forward_train(x)
+            if switch:
+                _gru.set_layout(later)
+            dx, dh0 = gru.backward(tape, dout)
+        finally:
+            _gru.set_layout("auto")
+        results.append([dx, dh0] + [gru.grads[k] for k in sorted(gru.grads)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -37,7 +37,7 @@ def _stub_functions(module_name):
             for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
-@pytest.mark.parametrize("module_name", ["_blas", "_gru", "_lstm"])
+@pytest.mark.parametrize("module_name", ["_blas", "_gru", "_rnn", "_jordan", "_lstm"])
 def test_stubs_match_the_compiled_module(module_name):
     module = importlib.import_module(f"gru_cy.kernels.{module_name}")
     stubbed = _stub_functions(module_name)

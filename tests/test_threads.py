@@ -272,3 +272,78 @@ def test_kernels_release_the_gil(name):
         if _progress_of_other_thread_during(_long_calls(T)[name]) > 0:
             return
     pytest.fail(f"no other Python thread ran during {name}: the GIL seems held by the kernel")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("config", [dict(), dict(num_layers=2, bidirectional=True)])
+def test_backward_from_threads_on_one_module_adds_every_gradient(config, dtype):
+    """Several threads calling backward on one module: grads end up as the
+    sum of every call's gradients, none lost to a race on the shared arrays."""
+    gru = gru_cy.GRU(16, 96, dtype=dtype, seed=3, **config)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((50, 16, 16)).astype(dtype)
+    out, _, tape = gru.forward_train(x)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    gru.zero_grad()
+    gru.backward(tape, dout)
+    once = {k: v.copy() for k, v in gru.grads.items()}
+    calls = 3
+    gru.zero_grad()
+    _run_in_threads(N_THREADS, lambda i: [gru.backward(tape, dout) for _ in range(calls)])
+    n = N_THREADS * calls
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    for k, g in gru.grads.items():
+        np.testing.assert_allclose(g, n * once[k], err_msg=k, **tol)
+
+
+def test_a_module_with_its_gradient_lock_pickles_and_copies():
+    import copy
+    import pickle
+
+    gru = gru_cy.GRU(3, 4, seed=0)
+    out, _, tape = gru.forward_train(np.ones((2, 1, 3), np.float32))
+    gru.backward(tape, np.ones_like(out))
+    for clone in (pickle.loads(pickle.dumps(gru)), copy.deepcopy(gru)):
+        out, _, tape = clone.forward_train(np.ones((2, 1, 3), np.float32))
+        clone.backward(tape, np.ones_like(out))
+        for k in gru.grads:
+            np.testing.assert_allclose(clone.grads[k], 2 * gru.grads[k], rtol=1e-6, atol=1e-6)
+
+
+def _scipy_wheel_blas(infos):
+    """Independently of gru_cy: the BLAS entry whose file lies in SciPy's own
+    folders (scipy.libs or scipy/.dylibs of a wheel install), or skip."""
+    import scipy
+
+    scipy_dir = os.path.realpath(os.path.dirname(scipy.__file__))
+    folders = (scipy_dir, scipy_dir + ".libs")
+    mine = [i for i in infos if i.get("user_api") == "blas"
+            and os.path.dirname(os.path.realpath(i["filepath"])).startswith(folders)]
+    if len(mine) != 1:
+        pytest.skip("SciPy's BLAS is not a library of its own wheel here")
+    return mine[0]
+
+
+def test_info_names_the_blas_scipy_calls_not_numpys():
+    """NumPy's wheels ship libscipy_openblas64_ too; `info` must report the
+    one SciPy's cython_blas calls, whatever order threadpoolctl lists them in."""
+    import subprocess
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401
+
+    from gru_cy.__main__ import _blas_info
+
+    infos = threadpoolctl.threadpool_info()
+    want = _scipy_wheel_blas(infos)
+    described = f"{want['internal_api']} {want['version']} ({want['architecture']})"
+    for order in (infos, infos[::-1]):
+        original = threadpoolctl.threadpool_info
+        threadpoolctl.threadpool_info = lambda order=order: order
+        try:
+            assert _blas_info()[0] == described
+        finally:
+            threadpoolctl.threadpool_info = original
+    run = subprocess.run([sys.executable, "-m", "gru_cy", "info"], capture_output=True,
+                         text=True, timeout=300)
+    assert f"BLAS: {described};" in run.stdout, run.stdout + run.stderr

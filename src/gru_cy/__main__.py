@@ -1,4 +1,4 @@
-"""Command line: ``python -m gru_cy [info | bench | convert]``.
+"""Command line: python -m gru_cy (or gru-cy) [info | bench | convert].
 
 With no arguments (or ``info``): the version, the BLAS in use and its
 thread count, a forward + backward self-check against a NumPy GRU, and
@@ -24,10 +24,10 @@ def _blas_info():
     if threadpool_info is not None:
         import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so it is listed)
 
-        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        scipy_infos = [i for i in infos if "scipy" in i.get("filepath", "")] or infos
-        if scipy_infos:
-            i = scipy_infos[0]
+        from gru_cy._threads import scipy_blas_entry
+
+        i = scipy_blas_entry(threadpool_info())
+        if i is not None:
             desc = f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
             return desc, i.get("num_threads")
     import scipy
@@ -90,17 +90,32 @@ def info(out=sys.stdout):
     return 0 if ok else 1
 
 
+def _prog():
+    """How the user ran us: ``python -m gru_cy`` or the ``gru-cy`` console script."""
+    import os
+
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not name or name in ("__main__.py", "-c", "-m"):
+        return "python -m gru_cy"
+    return name[:-3] if name.endswith((".py", ".exe")) else name
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m gru_cy", description=__doc__.split("\n\n")[0])
+    from gru_cy.io.convert import CONVERT_DESCRIPTION, CONVERT_EPILOG, convert_cli
+
+    parser = argparse.ArgumentParser(
+        prog=_prog(), description="gru_cy's command line: info (the default), bench, convert.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("info", help="version, BLAS, self-check and timing (the default)")
     bench = sub.add_parser("bench", help="benchmark against the installed peers")
     bench.add_argument("--quick", action="store_true", help="a small grid, under a minute")
     bench.add_argument("--threads", type=int, nargs="*", default=None)
     bench.add_argument("--out", default=None, help="write results as JSON here")
-    convert = sub.add_parser("convert", help="convert weights between formats")
-    convert.add_argument("src")
-    convert.add_argument("dst")
+    convert = sub.add_parser("convert", help="convert a model between file formats",
+                             description=CONVERT_DESCRIPTION, epilog=CONVERT_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    convert.add_argument("src", help="the model to read")
+    convert.add_argument("dst", help="the file to write")
     args, rest = parser.parse_known_args(argv)
     if args.command in (None, "info"):
         return info()
@@ -112,11 +127,8 @@ def main(argv=None):
             return 2
         return run_cli(args, rest)
     if args.command == "convert":
-        try:
-            from gru_cy.io.convert import convert_cli
-        except ImportError as exc:
-            print(f"convert unavailable: {exc}", file=sys.stderr)
-            return 2
+        if rest:
+            convert.error(f"unrecognized arguments: {' '.join(rest)}")
         return convert_cli(args.src, args.dst)
     parser.error(f"unknown command {args.command}")
     return 2

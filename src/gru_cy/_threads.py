@@ -26,6 +26,7 @@ changes the same process-wide count: measured, a second thread sees it.)
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -67,6 +68,62 @@ def _openblas_threads():
             if _blas:
                 break
     return _blas or None
+
+
+def blas_library_path():
+    """Real path of the shared library that scipy.linalg.cython_blas calls,
+    or None when it cannot be told (no dladdr, a BLAS we do not know).
+
+    The symbols are looked up through cython_blas's own handle, so the
+    dynamic linker resolves them as SciPy's calls are resolved; dladdr then
+    names the file that holds them. (Another BLAS may be loaded in the same
+    process, e.g. NumPy's own OpenBLAS, whose file name also says scipy.)
+    """
+    try:
+        import scipy.linalg.cython_blas as cython_blas
+
+        lib = ctypes.CDLL(cython_blas.__file__)
+        dladdr = ctypes.CDLL(None).dladdr
+    except (ImportError, OSError, AttributeError, TypeError):
+        return None
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+    dladdr.restype = ctypes.c_int
+    names = [f"{prefix}_get_num_threads{suffix}" for prefix in ("scipy_openblas", "openblas")
+             for suffix in ("", "64_")] + ["scipy_sgemm_", "scipy_sgemm_64_", "sgemm_"]
+    for name in names:
+        try:
+            address = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+        except AttributeError:
+            continue
+        found = DlInfo()
+        if address and dladdr(address, ctypes.byref(found)) and found.dli_fname:
+            path = os.fsdecode(found.dli_fname)
+            if os.path.realpath(path) != os.path.realpath(cython_blas.__file__):
+                return os.path.realpath(path)
+    return None
+
+
+def scipy_blas_entry(infos):
+    """The entry of threadpoolctl's threadpool_info() for the library SciPy's
+    cython_blas calls (others, such as NumPy's own OpenBLAS, may be loaded
+    too, with "scipy" in their file names), or None when none matches."""
+    path = blas_library_path()
+    blas = [i for i in infos if i.get("user_api") == "blas"]
+    if path is not None:
+        for i in blas:
+            if os.path.realpath(i.get("filepath", "")) == path:
+                return i
+        return None
+    # dladdr unavailable: SciPy's wheels keep their BLAS in SciPy's folders
+    # (scipy.libs, scipy/.dylibs), NumPy's in NumPy's.
+    mine = [i for i in blas
+            if "scipy" in os.path.basename(os.path.dirname(i.get("filepath", "")))]
+    return mine[0] if len(mine) == 1 else None
 
 
 def blas_threads():

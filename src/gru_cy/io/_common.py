@@ -12,6 +12,7 @@ transpose, and split or join biases, and never compute with the values.
 from __future__ import annotations
 
 import os
+import secrets
 
 import numpy as np
 
@@ -128,15 +129,32 @@ def build(cls, config, state, dtype):
 
 
 def write_atomically(path, write):
-    """Call write(f) on a temporary file next to path, then rename it to path
-    (a file object is written directly)."""
+    """Call write(f) on a new temporary file next to path, then rename it to path.
+
+    The temporary file's name is unique (created with O_EXCL under a random
+    name, as tempfile.mkstemp does, but with the permissions an ordinary
+    ``open`` gives), so that threads and processes saving to one path at
+    once never write into each other's file: each rename is atomic, the last
+    one wins, and a reader sees one whole file or another. A file object is
+    written directly.
+    """
     if hasattr(path, "write"):
         write(path)
         return
     path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
+    folder, name = os.path.split(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no unused temporary name next to {path}")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
     finally:

@@ -21,6 +21,28 @@ FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one
                "nn.LSTM), .keras (a Keras 3 model made of GRU / LSTM layers, Bidirectional or "
                "not)")
 
+# Exit codes, one per kind of error.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_PACKAGE = 0, 1, 2, 3
+
+CONVERT_DESCRIPTION = """\
+Convert a model between file formats, chosen by the file extensions:
+
+  .npz         gru_cy's own format (module.save / gru_cy.load); no pickles
+  .onnx        an ONNX model (read and written without the onnx package)
+  .pt, .pth    a PyTorch state_dict of one torch.nn.GRU (torch.load with
+               weights_only=True; other entries are ignored and listed)
+  .keras       a Keras 3 model made of GRU / Bidirectional(GRU) layers
+
+PyTorch files need torch, Keras files need keras."""
+
+CONVERT_EPILOG = """\
+exit status:
+  0  the model was converted
+  1  the conversion failed: the source is not a readable model of its format,
+     the model has no form in the destination format, or writing failed
+  2  usage error: bad arguments, an unknown extension, no such source file
+  3  a package the conversion needs (torch, keras) is not installed"""
+
 
 def _format_of(path):
     return FORMATS.get(os.path.splitext(str(path))[1].lower())
@@ -78,7 +100,13 @@ def _read_model(path, fmt, notes):
 
         _prepare_keras_backend()
         keras = _import_keras()
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except (ImportError, MemoryError):
+            raise
+        except Exception as exc:  # Keras raises ValueError, BadZipFile, KeyError, OSError, ...
+            raise ValueError(f"{path}: Keras could not load it ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
         return from_keras(model)
     raise AssertionError(fmt)
 
@@ -117,10 +145,13 @@ def _write_model(module, path, fmt):
 
 
 def convert_cli(src, dst, out=None, err=None):
-    """``python -m gru_cy convert SRC DST``: formats from the extensions. Returns an exit code.
+    """``python -m gru_cy convert SRC DST``: formats from the extensions. Returns an exit code:
 
-    0 on success, 2 for a usage problem (unknown extension, missing file),
-    1 when the conversion itself fails (the message says why).
+    0 on success, 1 when the conversion fails (the message says why: an
+    unreadable or unrepresentable model, a failed write, not enough memory),
+    2 for a usage problem (unknown extension, missing file), 3 when a needed
+    optional package is missing. Nothing else escapes as an exception but
+    errors of gru_cy's own code.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -129,21 +160,25 @@ def convert_cli(src, dst, out=None, err=None):
         if fmt is None:
             print(f"gru_cy convert: cannot tell the format of {path!r} from its extension; "
                   f"supported: {FORMAT_HELP}", file=err)
-            return 2
+            return EXIT_USAGE
     if not os.path.isfile(src):
         print(f"gru_cy convert: no such file: {src!r}", file=err)
-        return 2
+        return EXIT_USAGE
     notes = []
     try:
         module = _read_model(src, src_fmt, notes)
         _write_model(module, dst, dst_fmt)
     except ImportError as exc:
         print(f"gru_cy convert: {exc}", file=err)
-        return 1
+        return EXIT_MISSING_PACKAGE
+    except MemoryError as exc:
+        print(f"gru_cy convert: cannot convert {src} to {dst}: out of memory"
+              + (f" ({exc})" if str(exc) else ""), file=err)
+        return EXIT_FAILED
     except (ValueError, NotImplementedError, TypeError, OSError) as exc:
         print(f"gru_cy convert: cannot convert {src} to {dst}: {exc}", file=err)
-        return 1
+        return EXIT_FAILED
     for note in notes:
         print(f"note: {note}", file=out)
     print(f"wrote {dst}: {module!r}", file=out)
-    return 0
+    return EXIT_OK

@@ -106,6 +106,19 @@ def _lstm_check(module):
                          f"LSTMs have no projection); use to_torch or save instead")
 
 
+# -- Elman RNN (SimpleRNN): one bias (H,), read as bias_ih with bias_hh = 0; to_keras
+# writes bias_ih + bias_hh. activation "tanh" or "relu" is the module's nonlinearity.
+
+def _rnn_read_config(cfg, lname):
+    act = cfg.get("activation", "tanh")
+    if isinstance(act, dict):  # a serialized function: {"config": "tanh", ...}
+        act = act.get("config", act)
+    if act not in ("tanh", "relu"):
+        raise ValueError(f"Keras SimpleRNN {lname!r} has settings gru_cy cannot reproduce: "
+                         f"activation={act!r} (gru_cy computes tanh or relu)")
+    return dict(nonlinearity=act)
+
+
 KERAS_CELLS = {
     "GRU": KerasCell(
         keras_class="GRU", gates=3, perm=(1, 0, 2), read_config=_gru_read_config,
@@ -119,6 +132,12 @@ KERAS_CELLS = {
         bias_shape=lambda H, extra: (4 * H,),
         bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
         bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh, check=_lstm_check),
+    "RNN": KerasCell(
+        keras_class="SimpleRNN", gates=1, perm=(0,), read_config=_rnn_read_config,
+        keras_kwargs=lambda m: dict(activation=m.nonlinearity),
+        bias_shape=lambda H, extra: (H,),
+        bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
+        bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh),
 }
 
 

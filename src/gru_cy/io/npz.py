@@ -86,12 +86,25 @@ def _accepts(cls, kind):
 
 
 def _constructor_arguments(cls):
-    """[(name, default or inspect.Parameter.empty)] of cls's settings (not dtype, seed)."""
-    args = []
-    for p in inspect.signature(cls.__init__).parameters.values():
-        if p.name in ("self", "dtype", "seed") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+    """[(name, default or inspect.Parameter.empty)] of cls's settings (not dtype, seed).
+
+    A subclass constructor that passes ``*args, **kwargs`` on contributes its
+    own arguments, followed by those of the next constructor up.
+    """
+    args, names = [], set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
             continue
-        args.append((p.name, p.default))
+        forwards = False
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                forwards = True
+            elif p.name not in ("self", "dtype", "seed") and p.name not in names:
+                names.add(p.name)
+                args.append((p.name, p.default))
+        if not forwards:
+            break
     return args
 
 
@@ -189,8 +202,12 @@ def _load_npz(f, source, cls):
     try:
         zf = zipfile.ZipFile(f)
     except corrupt as exc:
+        hint = ""
+        if _looks_like_onnx(f, source):
+            hint = "; it looks like an ONNX model: read it with gru_cy.load_onnx(path)"
         raise ValueError(f"{source} is not a gru_cy .npz file (not a zip archive, or truncated): "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(exc).__name__}: {exc}{hint}") from exc
+    archive_size = _size_of(f)
     with zf:
         try:
             names = zf.namelist()
@@ -239,6 +256,7 @@ def _load_npz(f, source, cls):
             if dt.kind != "f" or dt.itemsize != dtype.itemsize or tuple(file_shape) != shape:
                 raise ValueError(f"{source}: array {name!r} is {dt} of shape {file_shape}, "
                                  f"expected {dtype} of shape {shape}")
+            _check_member_size(zf.getinfo(members[name]), shape, dtype, archive_size, source)
             try:
                 with zf.open(members[name]) as f:
                     state[name] = np.lib.format.read_array(f, allow_pickle=False)
@@ -249,6 +267,44 @@ def _load_npz(f, source, cls):
         module = _construct(cls, checked, dtype, source)
     module.load_state_dict(state)
     return module
+
+
+def _size_of(f):
+    """The size of a seekable file object, in bytes."""
+    position = f.tell()
+    size = f.seek(0, os.SEEK_END)
+    f.seek(position)
+    return size
+
+
+# Deflate expands at most about 1032 times.
+_MAX_INFLATION = 1032
+
+
+def _check_member_size(info, shape, dtype, archive_size, source):
+    """Refuse, before NumPy allocates the array its header claims, a member whose
+    stored data cannot hold it (NumPy allocates first and reads after)."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    fits = info.file_size >= nbytes and info.compress_size <= archive_size and (
+        info.compress_type != zipfile.ZIP_STORED or info.file_size <= archive_size) and (
+        info.file_size <= _MAX_INFLATION * info.compress_size + (1 << 16))
+    if not fits:
+        raise ValueError(f"{source}: array {info.filename[:-4]!r} is truncated or corrupted (its "
+                         f"header asks for {nbytes} bytes; the archive stores "
+                         f"{info.file_size} bytes for it, compressed to {info.compress_size})")
+
+
+def _looks_like_onnx(f, source):
+    """Whether a file that is not a zip archive looks like an ONNX model (by its name, or
+    by starting as a protobuf ModelProto does: field 1, ir_version)."""
+    if str(source).lower().endswith(".onnx"):
+        return True
+    try:
+        f.seek(0)
+        head = f.read(2)
+    except (OSError, ValueError):
+        return False
+    return len(head) == 2 and head[0] == 0x08 and 0 < head[1] < 0x80
 
 
 def _construct(cls, config, dtype, source):

@@ -70,9 +70,16 @@ def _proj_size(lstm):
     return dict(proj_size=int(lstm.proj_size))
 
 
+def _rnn_nonlinearity(module):
+    return dict(nonlinearity=module.nonlinearity)
+
+
 TORCH_CELLS = {
     "GRU": TorchCell(torch_class="GRU", gates=3, check=_check_gru),
     "LSTM": TorchCell(torch_class="LSTM", gates=4, from_torch=_proj_size, to_torch=_proj_size),
+    # A state dict does not say which nonlinearity an nn.RNN had: tanh, its default, is assumed.
+    "RNN": TorchCell(torch_class="RNN", gates=1, from_torch=_rnn_nonlinearity,
+                     to_torch=_rnn_nonlinearity),
 }
 
 # What a state dict's gate rows say when no cell of that size is known.

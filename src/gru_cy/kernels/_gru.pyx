@@ -283,7 +283,8 @@ def set_layout(str layout):
     """Force a layout for every later call: "rows", "columns" (used when
     lengths are full) or "auto" (the default). Process-wide; for tests and
     measurements, not for use while other threads run the kernels. A tape
-    must be used by backward under the layout that recorded it."""
+    keeps the layout it was recorded in (gru_cy.nn.gru), whatever is set
+    before backward."""
     global _layout_override
     _layout_override = {"auto": 0, "rows": 1, "columns": 2}[layout]
 
@@ -646,8 +647,10 @@ def gru_step(object x, object h, object params, tuple names, int input_size, int
 
     x      (B, I) or (I,)
     h      None (zeros), or (L, B, H), (L, H) for unbatched x
-    Runs gru_forward's kernel with T = 1 per layer, so the result is the
-    whole-sequence one bit for bit (same BLAS calls).
+    Runs gru_forward's kernel with T = 1 per layer: bit for bit the
+    whole-sequence call over that one step. Over a longer sequence the
+    whole-sequence call projects many steps' inputs in one GEMM, which BLAS
+    may round differently from this one-step GEMM (a few ulp).
     """
     cdef LeanCell cell
     _lean_cell(&cell, hidden_size, typenum, reverse, reset_after, 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+import threading
 from functools import partial
 
 import numpy as np
@@ -127,6 +128,7 @@ class Tape:
     __slots__ = (
         "owner", "signature", "parts", "T", "B", "batch_first", "unbatched",
         "out_shape", "state_shapes", "weights",
+        "h_shape",  # modules with their own forward (the Jordan network) record y_n's here
     )
 
     def __repr__(self):
@@ -196,9 +198,18 @@ class Module:
         # Caches are rebuilt on demand; everything else (parameters,
         # gradients, the random generator's state) pickles as it is.
         state = dict(self.__dict__)
-        for key in self._CACHES:
+        for key in self._CACHES + ("_grad_lock",):
             state.pop(key, None)
         return state
+
+    def _grads_lock(self):
+        """The lock held while gradients are added into self.grads, so that
+        backward calls from several threads on one module add up instead of
+        losing updates (created on first use; setdefault is atomic)."""
+        lock = self.__dict__.get("_grad_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_grad_lock", threading.Lock())
+        return lock
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -219,13 +230,14 @@ class Module:
 
     def zero_grad(self):
         """Set every gradient to zero (in place: references stay valid)."""
-        for name, shape in self._shape_table()[0]:
-            g = self.grads.get(name)
-            if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
-                    and g.flags.c_contiguous and g.flags.writeable):
-                g[...] = 0
-            else:
-                self.grads[name] = np.zeros(shape, dtype=self.dtype)
+        with self._grads_lock():
+            for name, shape in self._shape_table()[0]:
+                g = self.grads.get(name)
+                if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
+                        and g.flags.c_contiguous and g.flags.writeable):
+                    g[...] = 0
+                else:
+                    self.grads[name] = np.zeros(shape, dtype=self.dtype)
 
     def state_dict(self):
         """A dict of copies of the parameters, PyTorch names and order."""
@@ -749,8 +761,14 @@ class RNNBase(Module):
 
         x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
         zeros. y_t (B, H) is the top layer's output, h the new state of every
-        layer. Feeding a sequence one step at a time gives what the whole
-        sequence gives (see the README for when this is bit for bit).
+        layer. One call returns bit for bit what the whole-sequence call
+        returns for that one step (when it runs its batch in one piece).
+        Fed a sequence one step at a time, it agrees with one whole-sequence
+        call to within a few units in the last place: both make the same
+        recurrent BLAS calls, but the whole-sequence call projects the
+        inputs of many steps in one GEMM, which BLAS may round differently
+        (with SciPy's OpenBLAS: identical while every layer's input is
+        narrower than 32 features in the rows layout).
         Inference only: no dropout, no tape. Not for bidirectional modules,
         whose reverse direction needs the whole sequence.
         """
@@ -826,7 +844,8 @@ class RNNBase(Module):
 
         dout has the shape of that call's out, dh_n of its h_n; None means
         zeros. Parameter gradients are added into self.grads (call
-        zero_grad() to start afresh). Uses the parameters recorded when the
+        zero_grad() to start afresh); calls from several threads on one
+        module take turns for that. Uses the parameters recorded when the
         tape was made.
         """
         return self._backward_states(tape, dout, (dh_n,), ("dh_n",))
@@ -868,6 +887,12 @@ class RNNBase(Module):
         elif tape.batch_first:
             dout = dout.transpose(1, 0, 2)
         dout = np.ascontiguousarray(dout)
+        # The kernels add into self.grads in place: one backward at a time
+        # per module (other modules' calls run in parallel).
+        with self._grads_lock():
+            return self._backward_locked(tape, dout, dh)
+
+    def _backward_locked(self, tape, dout, dh):
         grads = self._grad_buffers()
         if len(tape.parts) == 1:
             dx = self._backward_layers(tape.parts[0], dout, dh, grads, tape.weights)

@@ -79,16 +79,21 @@ class GRU(RNNBase):
         return not _gru.use_columns(B, self.hidden_size, True)
 
     def _alloc_saved(self, T, B):
-        # Flat, so that either kernel layout can use them (see _gru's doc).
+        # Flat, so that either kernel layout can use them (see _gru's doc);
+        # the last entry records the layout forward ran in, for backward
+        # (set_layout may change the choice in between).
         n0, n1, n2 = _gru.tape_sizes(T, B, self.hidden_size)
         buf = empty(n0 + n1 + n2, self.dtype)  # one allocation, three views
-        return buf[:n0], buf[n0:n0 + n1], buf[n0 + n1:]
+        return [buf[:n0], buf[n0:n0 + n1], buf[n0 + n1:], None]
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         H = self.hidden_size
         w_ih, w_hh, b_ih, b_hh = weights
         columns, chunk = _gru.plan(T, B, H, full, reverse, _CHUNK_ELEMENTS)
+        if saved is not None:
+            saved[3] = columns
+            saved = tuple(saved[:3])
         # work=None: the kernel allocates its workspace (NaN-filled under
         # GRU_CY_POISON, see set_poison) and frees it.
         _gru.gru_forward(out, col, h, saved, None, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
@@ -97,9 +102,9 @@ class GRU(RNNBase):
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):
         w_ih, w_hh, _, _ = weights
-        columns = _gru.use_columns(x.shape[1], self.hidden_size, full)
-        _gru.gru_backward(dx, dh, tuple(grads), None, dout, col, tuple(saved), x, w_ih, w_hh,
-                          lengths, full, reverse, self.reset_after, columns)
+        columns = saved[3]      # the layout forward_train ran in
+        _gru.gru_backward(dx, dh, tuple(grads), None, dout, col, tuple(saved[:3]), x, w_ih,
+                          w_hh, lengths, full, reverse, self.reset_after, columns)
 
     # -- the lean paths (RNNBase's hooks) -----------------------------------
 

@@ -187,9 +187,29 @@ class Embedding(_Layer):
             if not keep.all():
                 ids, de = ids[keep], de[keep]
         if ids.size:
-            # Rows in a fixed order (the ids' order), so the sums are reproducible.
-            np.add.at(self._grad("weight"), ids, de)
+            _scatter_add_rows(self._grad("weight"), ids, de)
         return None
+
+
+def _scatter_add_rows(table, ids, rows):
+    """table[ids[k]] += rows[k] for every k, repeated ids adding up.
+
+    A sparse (ids x k) matrix of ones times rows: each table row is summed
+    in the order of k, so the result is reproducible, and much faster than
+    np.add.at. Only the ids present are touched when the table is large.
+    """
+    from scipy import sparse
+
+    n = ids.size
+    ones = np.ones(n, dtype=rows.dtype)
+    if table.shape[0] <= 4 * n:
+        counts = sparse.csr_matrix((ones, (ids, np.arange(n))), shape=(table.shape[0], n))
+        table += counts @ rows
+    else:
+        present, row_of = np.unique(ids, return_inverse=True)
+        counts = sparse.csr_matrix((ones, (row_of.reshape(-1), np.arange(n))),
+                                   shape=(present.size, n))
+        table[present] += counts @ rows
 
 
 # ---------------------------------------------------------------------------
@@ -238,10 +258,12 @@ class Linear(_Layer):
             p[...] = self._rng.uniform(-bound, bound, size=p.shape)
 
     def _input(self, x):
+        if type(x) is not np.ndarray or x.ndim == 0:
+            x = to_numpy(x, "input")
+            if x.ndim == 0:  # (as_float_array would make it 1-d)
+                raise ValueError("input must have at least 1 dimension (..., in_features), "
+                                 "got a 0-d array")
         x = as_float_array(x, "input", self.dtype)
-        if x.ndim == 0:
-            raise ValueError("input must have at least 1 dimension (..., in_features), got a "
-                             "0-d array")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input.size(-1) must be equal to in_features. Expected "
                              f"{self.in_features}, got {x.shape[-1]}")

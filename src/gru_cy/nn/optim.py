@@ -50,14 +50,33 @@ def _number(name, value, minimum=0.0, maximum=None, message=None):
 
 
 class Optimizer:
-    """What every optimiser shares: the parameter list, zero_grad, state_dict."""
+    """What every optimiser shares: the parameter list, zero_grad, state_dict.
 
-    _defaults = {}
+    A subclass implements ``_update(p, g, state, hyper)``: one step on one
+    array p with gradient g, in place, given its state dict (empty before
+    the first step; arrays the shape of p, and "step" where used). When
+    every parameter has a gradient and all share a dtype and step count,
+    the rule runs once on the concatenation of all parameters instead of
+    once per array (the state arrays are then views into one buffer each):
+    the arithmetic is elementwise, so the bits are the same either way,
+    and the per-call overhead is paid once.
+    """
+
+    # Whether the rule runs once over all parameters (it pays when the rule
+    # makes many NumPy calls per array, as Adam's does; SGD's few calls run
+    # faster per array than the concatenation and copies back cost).
+    _one_pass = True
 
     def __init__(self, modules, **hyper):
         self.modules = _modules_list(modules)
         self.param_groups = [dict(hyper)]
         self.state = {}  # flat parameter index -> {name: array or number}
+        self._flat = None  # (layout key, {name: buffer}) behind the state's views
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_flat"] = None  # the views would unpickle as separate copies
+        return state
 
     def _slots(self):
         """[(index, param, grad)] in module order, then each module's params order."""
@@ -84,6 +103,80 @@ class Optimizer:
                 index += 1
         return slots
 
+    def step(self):
+        """One update of every parameter with a gradient, in place."""
+        hyper = self.param_groups[0]
+        slots = [slot for slot in self._slots() if slot[2] is not None]
+        if not slots:
+            return
+        buffers = self._flat_buffers(slots)
+        if buffers is None:
+            for i, p, g in slots:
+                state = self.state.setdefault(i, {})
+                self._update(p, g, state, hyper)
+            return
+        flat_p = np.concatenate([p.reshape(-1) for _, p, _ in slots])
+        flat_g = np.concatenate([g.reshape(-1) for _, _, g in slots])
+        first = not buffers
+        state = dict(buffers)
+        step = self.state.get(slots[0][0], {}).get("step")
+        if step is not None:
+            state["step"] = step
+        self._update(flat_p, flat_g, state, hyper)
+        offset = 0
+        for i, p, _ in slots:
+            size = p.size
+            np.copyto(p, flat_p[offset:offset + size].reshape(p.shape))
+            offset += size
+        if first:
+            buffers.update({k: v for k, v in state.items() if isinstance(v, np.ndarray)})
+        self._share(slots, buffers, state.get("step"))
+
+    def _layout(self, slots):
+        return (slots[0][1].dtype,) + tuple((i, p.shape) for i, p, _ in slots)
+
+    def _flat_buffers(self, slots):
+        """{name: flat buffer} ({} before the first step) for the flat path, or None."""
+        dtype = slots[0][1].dtype
+        if not self._one_pass or len(slots) < 2 or any(p.dtype != dtype for _, p, _ in slots):
+            return None
+        key = self._layout(slots)
+        if self._flat is not None and self._flat[0] == key:
+            return self._flat[1]
+        states = [self.state.get(i) for i, _, _ in slots]
+        if not any(states):
+            if any(self.state.values()):
+                return None  # some parameters have state, others not
+            self._flat = (key, {})
+            return self._flat[1]
+        # Pack existing per-array state (after load_state_dict, or a new layout).
+        first = states[0]
+        names = sorted(k for k, v in first.items() if isinstance(v, np.ndarray))
+        for st, (_, p, _) in zip(states, slots):
+            if not st or sorted(k for k, v in st.items() if isinstance(v, np.ndarray)) != names \
+                    or st.get("step") != first.get("step") \
+                    or any(st[k].shape != p.shape or st[k].dtype != dtype for k in names):
+                return None
+        buffers = {k: np.concatenate([st[k].reshape(-1) for st in states]) for k in names}
+        self._share(slots, buffers, first.get("step"))
+        self._flat = (key, buffers)
+        return buffers
+
+    def _share(self, slots, buffers, step):
+        """Make every parameter's state entries views into the flat buffers."""
+        offset = 0
+        for i, p, _ in slots:
+            size = p.size
+            st = self.state.setdefault(i, {})
+            for name, buf in buffers.items():
+                st[name] = buf[offset:offset + size].reshape(p.shape)
+            if step is not None:
+                st["step"] = step
+            offset += size
+
+    def _update(self, p, g, state, hyper):
+        raise NotImplementedError
+
     @property
     def lr(self):
         return self.param_groups[0]["lr"]
@@ -107,7 +200,7 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Resume from ``state_dict()`` (arrays may also be torch tensors)."""
+        """Resume from ``state_dict()`` (also torch.optim's, whose arrays are tensors)."""
         if not isinstance(state_dict, dict) or "state" not in state_dict \
                 or "param_groups" not in state_dict:
             raise ValueError("state_dict must be a dict with 'state' and 'param_groups', as "
@@ -135,6 +228,8 @@ class Optimizer:
                 if name == "step":
                     converted[name] = int(to_numpy(value, "step"))
                     continue
+                if value is None:
+                    continue
                 arr = np.array(to_numpy(value, name), dtype=p.dtype, copy=True)
                 if arr.shape != p.shape:
                     raise ValueError(f"state[{i}][{name!r}] has shape {shape_str(arr.shape)}, "
@@ -142,9 +237,11 @@ class Optimizer:
                 converted[name] = arr
             new_state[i] = converted
         hyper = {k: v for k, v in groups[0].items() if k != "params"}
-        self._check_hyper(**{k: hyper.get(k, v) for k, v in self.param_groups[0].items()})
-        self.param_groups[0].update({k: hyper[k] for k in self.param_groups[0] if k in hyper})
+        checked = self._check_hyper(**{k: hyper.get(k, v)
+                                       for k, v in self.param_groups[0].items()})
+        self.param_groups[0].update(checked)
         self.state = new_state
+        self._flat = None
 
     def _check_hyper(self, **hyper):
         raise NotImplementedError
@@ -163,6 +260,8 @@ class SGD(Optimizer):
     p -= lr * g
     """
 
+    _one_pass = False
+
     def __init__(self, modules, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False):
         hyper = self._check_hyper(lr=lr, momentum=momentum, dampening=dampening,
                                   weight_decay=weight_decay, nesterov=nesterov)
@@ -180,30 +279,23 @@ class SGD(Optimizer):
         return dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                     nesterov=bool(nesterov))
 
-    def step(self):
-        """One update of every parameter with a gradient, in place."""
-        h = self.param_groups[0]
-        lr, momentum, dampening = h["lr"], h["momentum"], h["dampening"]
-        weight_decay, nesterov = h["weight_decay"], h["nesterov"]
-        for i, p, g in self._slots():
-            if g is None:
-                continue
-            t = p.dtype.type
-            if weight_decay != 0:
-                g = g + t(weight_decay) * p
-            if momentum != 0:
-                state = self.state.setdefault(i, {})
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
-                else:
-                    buf *= t(momentum)
-                    buf += t(1 - dampening) * g
-                if nesterov:
-                    g = g + t(momentum) * buf
-                else:
-                    g = buf
-            p -= t(lr) * g
+    def _update(self, p, g, state, hyper):
+        t = p.dtype.type
+        weight_decay, momentum = hyper["weight_decay"], hyper["momentum"]
+        if weight_decay != 0:
+            g = g + t(weight_decay) * p
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:  # the first step takes the gradient as it is
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+            else:
+                buf *= t(momentum)
+                buf += t(1 - hyper["dampening"]) * g
+            if hyper["nesterov"]:
+                g = g + t(momentum) * buf
+            else:
+                g = buf
+        p -= t(hyper["lr"]) * g
 
 
 class Adam(Optimizer):
@@ -234,43 +326,43 @@ class Adam(Optimizer):
         weight_decay = _number("weight_decay", weight_decay)
         return dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
-    def step(self):
-        """One update of every parameter with a gradient, in place."""
-        h = self.param_groups[0]
-        lr, (beta1, beta2), eps, weight_decay = h["lr"], h["betas"], h["eps"], h["weight_decay"]
-        for i, p, g in self._slots():
-            if g is None:
-                continue
-            t = p.dtype.type
-            state = self.state.get(i)
-            if state is None:
-                state = self.state[i] = {"step": 0, "exp_avg": np.zeros_like(p),
-                                         "exp_avg_sq": np.zeros_like(p)}
-            state["step"] += 1
-            step = state["step"]
-            if weight_decay != 0:
-                if self._decoupled:
-                    p *= t(1 - lr * weight_decay)
-                else:
-                    g = g + t(weight_decay) * p
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            # exp_avg.lerp_(g, 1 - beta1): weight below 0.5 computes m + w * (g - m)
-            w = t(1 - beta1)
-            if w < 0.5:
-                exp_avg += w * (g - exp_avg)
+    def _update(self, p, g, state, hyper):
+        t = p.dtype.type
+        lr, (beta1, beta2), eps = hyper["lr"], hyper["betas"], hyper["eps"]
+        weight_decay = hyper["weight_decay"]
+        if "exp_avg" not in state:
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+        step = state["step"] = state.get("step", 0) + 1
+        if weight_decay != 0:
+            if self._decoupled:
+                p *= t(1 - lr * weight_decay)
             else:
-                exp_avg[...] = g - (g - exp_avg) * t(1 - w)
-            exp_avg_sq *= t(beta2)
-            exp_avg_sq += t(1 - beta2) * g * g
-            bias_correction1 = 1 - beta1 ** step
-            bias_correction2 = 1 - beta2 ** step
-            step_size = lr / bias_correction1
-            denom = np.sqrt(exp_avg_sq)
-            denom /= t(bias_correction2 ** 0.5)
-            denom += t(eps)
-            update = t(-step_size) * exp_avg
-            update /= denom
-            p += update
+                g = g + t(weight_decay) * p
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        # exp_avg.lerp_(g, 1 - beta1): a weight below 0.5 computes m + w * (g - m)
+        w = t(1 - beta1)
+        if w < 0.5:
+            delta = g - exp_avg
+            delta *= w
+            exp_avg += delta
+        else:
+            delta = g - exp_avg
+            delta *= t(1 - w)
+            np.subtract(g, delta, out=exp_avg)
+        exp_avg_sq *= t(beta2)
+        square = t(1 - beta2) * g
+        square *= g
+        exp_avg_sq += square
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = lr / bias_correction1
+        denom = np.sqrt(exp_avg_sq)
+        denom /= t(bias_correction2 ** 0.5)
+        denom += t(eps)
+        update = t(-step_size) * exp_avg
+        update /= denom
+        p += update
 
 
 class AdamW(Adam):
@@ -321,8 +413,9 @@ def clip_grad_norm(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
     with np.errstate(divide="ignore", invalid="ignore"):
         clip_coef = t(max_norm) / (total + t(1e-6))
     clip_coef = min(clip_coef, t(1.0)) if not np.isnan(clip_coef) else clip_coef
-    for g in grads:
-        g *= g.dtype.type(clip_coef)
+    with np.errstate(invalid="ignore"):  # a non-finite norm scales by NaN, as in torch
+        for g in grads:
+            g *= g.dtype.type(clip_coef)
     return total
 
 

@@ -134,10 +134,10 @@ class Msg:
 
     def string(self, num, default=""):
         value = self.bytes(num)
-        return default if value is None else bytes(value).decode("utf-8")
+        return default if value is None else _utf8(value)
 
     def strings(self, num):
-        return [bytes(v).decode("utf-8") for w, v in self.fields.get(num, ()) if w == 2]
+        return [_utf8(v) for w, v in self.fields.get(num, ()) if w == 2]
 
     def message(self, num):
         value = self.bytes(num)
@@ -145,6 +145,13 @@ class Msg:
 
     def messages(self, num):
         return [Msg(v) for w, v in self.fields.get(num, ()) if w == 2]
+
+
+def _utf8(value):
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Corrupt(f"a string is not UTF-8 ({exc})") from None
 
 
 def pb_varint(v):
@@ -210,6 +217,8 @@ def external_data(msg, name, base_dir, nbytes):
                        f"expected {nbytes} bytes")
     try:
         with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < offset + nbytes:
+                raise Corrupt(f"tensor {name!r}: external data file {location!r} is too short")
             f.seek(offset)
             data = f.read(nbytes)
     except OSError as exc:
@@ -259,22 +268,38 @@ def onnx_tensor(msg, what, base_dir=None):
     return arr.astype(arr.dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
-def attr_value(msg, base_dir=None):
-    """The value of an AttributeProto (by its type field, or by the field present)."""
+# AttributeProto.AttributeType codes gru_cy reads, and their names in messages.
+ATTR_FLOAT, ATTR_INT, ATTR_STRING, ATTR_TENSOR, ATTR_FLOATS, ATTR_INTS, ATTR_STRINGS = \
+    1, 2, 3, 4, 6, 7, 8
+ATTR_NAMES = {1: "a float", 2: "an integer", 3: "a string", 4: "a tensor", 6: "a list of floats",
+              7: "a list of integers", 8: "a list of strings"}
+
+
+def attr_kind(msg):
+    """An AttributeProto's type (by its type field, or by the field present)."""
     kind = msg.int(20, 0)
     if kind == 0:  # old writers leave the type out: use whichever field is set
         for field, k in ((2, 1), (3, 2), (4, 3), (5, 4), (7, 6), (8, 7), (9, 8)):
             if msg.has(field):
                 kind = k
                 break
+    return kind
+
+
+def attr_value(msg, base_dir=None):
+    """The value of an AttributeProto (Unreadable for kinds gru_cy never needs)."""
+    kind = attr_kind(msg)
     if kind == 1:
         return msg.float(2)
     if kind == 2:
         return msg.int(3)
     if kind == 3:
-        return bytes(msg.bytes(4, b"")).decode("utf-8")
+        return msg.string(4)
     if kind == 4:
-        return onnx_tensor(msg.message(5), msg.string(1), base_dir)
+        tensor = msg.message(5)
+        if tensor is None:
+            raise Corrupt(f"attribute {msg.string(1)!r} has no tensor")
+        return onnx_tensor(tensor, msg.string(1), base_dir)
     if kind == 6:
         return [float(v) for v in msg.floats(7)]
     if kind == 7:
@@ -327,6 +352,9 @@ def onnx_node(op_type, inputs, outputs, name, **attrs):
     for key, value in attrs.items():
         if isinstance(value, str):
             attr = pb_bytes(1, key) + pb_int(20, 3) + pb_bytes(4, value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str)
+                                                                 for v in value):
+            attr = pb_bytes(1, key) + pb_int(20, 8) + b"".join(pb_bytes(9, v) for v in value)
         elif isinstance(value, (list, tuple)):
             attr = pb_bytes(1, key) + pb_int(20, 7) + b"".join(pb_int(8, v) for v in value)
         else:

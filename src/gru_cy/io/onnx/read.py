@@ -9,8 +9,6 @@ cell adds (operator name, gate order, attributes) is its entry in
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from gru_cy.io._common import (build, cell_spec, float_dtype, inverse, kind_of, module_class,
@@ -153,12 +151,11 @@ def load_onnx(path, *, cls=None, dtype=None, batch_first=None):
     """
     data, source, base_dir = read_source(path)
     try:
-        graph = Graph(Msg(data), base_dir)
+        graph = Graph(Msg(data), base_dir, len(data))
         cell, nodes = _recurrent_nodes(graph, cls, source)
         layers = [_read_node(graph, n, cell) for n in nodes]
         batch_first_found = _check_stack(graph, layers, source)
-    except (Corrupt, UnicodeDecodeError, struct.error, IndexError, KeyError, TypeError,
-            AttributeError, RecursionError, OverflowError) as exc:
+    except Corrupt as exc:  # what malformed bytes raise (codec, graph); not our own bugs
         raise ValueError(f"{source} is not a readable ONNX model ({type(exc).__name__}: "
                          f"{exc})") from exc
     cls = module_class(cls, kind_of(ONNX_CELLS, cell))

@@ -1,0 +1,400 @@
+"""The Jordan network (Jordan 1986): a recurrent layer that feeds back its
+previous *output* rather than its hidden state.
+
+One layer, one direction, with O = output_size::
+
+    h_t = act(W_ih x_t + b_ih + W_yh y_{t-1})        act: tanh, relu or sigmoid
+    y_t = out_act(W_hy h_t + b_hy)                  out_act: identity, tanh or sigmoid
+    y_{-1} = y0 (zeros by default)
+
+Parameters ``weight_ih`` (H, I), ``bias_ih`` (H,), ``weight_yh`` (H, O),
+``weight_hy`` (O, H), ``bias_hy`` (O,); ``bias=False`` drops both biases.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from gru_cy.kernels import _jordan
+from gru_cy.nn.base import (
+    _INT32_MAX, KeyError_, Module, RNNBase, Tape, _length_order, as_float_array, check_dtype,
+    check_int, empty, register_module, shape_str, to_numpy,
+)
+
+# Elements of the input projection computed per GEMM at inference: the
+# workspace stays near 1 MiB (float32) whatever T is.
+_CHUNK_ELEMENTS = 1 << 18
+
+_PARAM_NAMES = ("weight_ih", "bias_ih", "weight_yh", "weight_hy", "bias_hy")
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} should be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_choice(name, value, choices):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} should be a str, got {type(value).__name__}: {value!r}")
+    if value not in choices:
+        names = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+        raise ValueError(f"Unknown {name} '{value}'. Select from {names}.")
+    return value
+
+
+@register_module
+class Jordan(Module):
+    """Jordan network over NumPy arrays: the previous output is the state.
+
+    ``jordan(x, y0=None, lengths=None) -> (out, y_n)``: ``out`` (T, B, O)
+    holds every y_t, ``y_n`` (1, B, O) the output after each sequence's last
+    valid step (y0 when its length is 0). x is (T, B, I), (B, T, I) with
+    ``batch_first`` or unbatched (T, I) (y0 and y_n are then (1, O)).
+    ``forward_train`` also returns a tape for ``backward``, which adds the
+    parameter gradients into ``grads``; ``step`` advances one time step.
+    Weights are drawn from U(-1/sqrt(H), 1/sqrt(H)) by a generator seeded
+    with ``seed``.
+    """
+
+    _CACHES = ("_shapes", "_sig")
+
+    def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh",
+                 output_activation="identity", bias=True, batch_first=False, dtype=np.float32,
+                 seed=None):
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.output_size = check_int("output_size", output_size, 1)
+        self.nonlinearity = _check_choice("nonlinearity", nonlinearity,
+                                          _jordan.HIDDEN_ACTIVATIONS)
+        self.output_activation = _check_choice("output_activation", output_activation,
+                                               _jordan.OUTPUT_ACTIVATIONS)
+        self.bias = _check_bool("bias", bias)
+        self.batch_first = _check_bool("batch_first", batch_first)
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        try:
+            self._rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
+        self._check_size()
+        self.params = {name: np.empty(shape, dtype=self.dtype)
+                       for name, shape in self._param_shapes()}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.reset_parameters()
+
+    def _check_size(self):
+        """Refuse, before allocating anything, sizes no machine can hold."""
+        I, H, O = self.input_size, self.hidden_size, self.output_size
+        if max(I, H, O) > _INT32_MAX:
+            raise ValueError(f"input_size={I}, hidden_size={H}, output_size={O}: too large for "
+                             "32-bit BLAS (dimensions must stay below 2**31)")
+        need = 2 * (H * I + 2 * H * O + H + O) * self.dtype.itemsize
+        try:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            physical = 1 << 46
+        if need > physical:
+            raise MemoryError(
+                f"{self._mode} parameters and gradients would need {need / 2**30:.1f} GiB, more "
+                f"than this machine's {physical / 2**30:.1f} GiB of memory")
+
+    # -- parameters -------------------------------------------------------
+
+    def _param_shapes(self):
+        I, H, O = self.input_size, self.hidden_size, self.output_size
+        yield "weight_ih", (H, I)
+        if self.bias:
+            yield "bias_ih", (H,)
+        yield "weight_yh", (H, O)
+        yield "weight_hy", (O, H)
+        if self.bias:
+            yield "bias_hy", (O,)
+
+    def _config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    output_size=self.output_size, nonlinearity=self.nonlinearity,
+                    output_activation=self.output_activation, bias=self.bias,
+                    batch_first=self.batch_first)
+
+    def reset_parameters(self):
+        """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for p in self.params.values():
+            p[...] = self._rng.uniform(-bound, bound, size=p.shape)
+
+    def _weights(self):
+        """(w_ih, b_ih, w_yh, w_hy, b_hy), checked and contiguous, biases
+        None without bias. params is live: anything of the wrong shape is an
+        error, another float type or layout is converted for this call."""
+        shapes = self._shape_table()[1]
+        result = []
+        for name in _PARAM_NAMES:
+            if name not in shapes:
+                result.append(None)
+                continue
+            p = self.params.get(name)
+            if not (type(p) is np.ndarray and p.dtype == self.dtype
+                    and p.flags.c_contiguous):
+                if name not in self.params:
+                    raise KeyError_(f"parameter {name!r} is missing from params")
+                p = as_float_array(p, f"params[{name!r}]", self.dtype)
+            if p.shape != shapes[name]:
+                raise ValueError(f"params[{name!r}] has shape {shape_str(p.shape)}, expected "
+                                 f"{shape_str(shapes[name])}")
+            result.append(p)
+        return result
+
+    def _signature(self):
+        sig = self.__dict__.get("_sig")
+        if sig is None:
+            sig = self.__dict__["_sig"] = (
+                self._mode, self.input_size, self.hidden_size, self.output_size,
+                self.nonlinearity, self.output_activation, self.bias, self.dtype)
+        return sig
+
+    def _codes(self):
+        return (_jordan.HIDDEN_ACTIVATIONS.index(self.nonlinearity),
+                _jordan.OUTPUT_ACTIVATIONS.index(self.output_activation))
+
+    # -- arguments ----------------------------------------------------------
+
+    def _prepare(self, x, y0, lengths):
+        """(x (T, B, I) time-major C-contiguous, y (B, O) a private copy of
+        y0, lengths int64 (B,), full, unbatched)."""
+        x = as_float_array(x, "input", self.dtype)
+        if x.ndim not in (2, 3):
+            raise ValueError(
+                f"{self._mode}: Expected input to be 2D or 3D, got {x.ndim}D input instead")
+        unbatched = x.ndim == 2
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {x.shape[-1]}")
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        T, B = x.shape[0], x.shape[1]
+        if T * B > _INT32_MAX:
+            raise ValueError(f"input of shape {shape_str(x.shape)} is too large for 32-bit "
+                             "BLAS (T * B must be < 2**31)")
+        y = self._state_arg(y0, "y0", B, unbatched)
+        lengths = RNNBase._check_lengths(lengths, T, B, unbatched)
+        return x, y, lengths, bool(np.all(lengths == T)), unbatched
+
+    def _state_arg(self, y0, name, B, unbatched, of_step=False):
+        """A private (B, O) copy of the state argument (zeros for None)."""
+        O = self.output_size
+        if y0 is None:
+            return np.zeros((B, O), dtype=self.dtype)
+        y0 = as_float_array(y0, name, self.dtype)
+        if not of_step and y0.ndim != (2 if unbatched else 3):
+            raise ValueError(
+                f"For {'unbatched 2-D' if unbatched else 'batched 3-D'} input, {name} should "
+                f"also be {2 if unbatched else 3}-D but got {y0.ndim}-D tensor")
+        expected = (1, O) if unbatched else (1, B, O)
+        if y0.shape != expected:
+            raise ValueError(f"Expected {name} size {shape_str(expected)}, got {list(y0.shape)}")
+        return np.array(y0.reshape(B, O), dtype=self.dtype, copy=True)
+
+    def _finish(self, out, y, unbatched):
+        if unbatched:
+            return out[:, 0, :], y.reshape(1, self.output_size)
+        if self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        return out, y[None]
+
+    # -- forward ------------------------------------------------------------
+
+    def __call__(self, x, y0=None, lengths=None):
+        """Inference: (out, y_n)."""
+        x, y, lengths, full, unbatched = self._prepare(x, y0, lengths)
+        out = self._run(x, y, lengths, full, self._weights(), None)
+        return self._finish(out, y, unbatched)
+
+    forward = __call__
+
+    def forward_train(self, x, y0=None, lengths=None):
+        """Forward that keeps what backward needs: (out, y_n, tape)."""
+        x_user = x
+        x, y, lengths, full, unbatched = self._prepare(x, y0, lengths)
+        if np.may_share_memory(
+                x, x_user if isinstance(x_user, np.ndarray) else to_numpy(x_user, "input")):
+            # The tape keeps the input: later changes to the caller's buffer
+            # must not reach backward.
+            x = x.copy()
+        if not full:
+            # Padded steps take no part; zeroed here so that NaN or Inf there
+            # cannot reach dW_ih = dA.T @ x (padded rows carry dA = 0).
+            x[np.arange(x.shape[0])[:, None] >= lengths[None, :]] = 0
+        # Backward uses these copies even if an optimiser updates params first.
+        weights = [None if w is None else w.copy() for w in self._weights()]
+        tape = Tape()
+        tape.owner = self
+        tape.signature = self._signature()
+        out = self._run(x, y, lengths, full, weights, tape)
+        tape.T, tape.B = x.shape[0], x.shape[1]
+        tape.batch_first, tape.unbatched = self.batch_first, unbatched
+        tape.weights = weights
+        out, y_n = self._finish(out, y, unbatched)
+        tape.out_shape, tape.h_shape = out.shape, y_n.shape
+        return out, y_n, tape
+
+    def _run(self, x, y, lengths, full, weights, tape):
+        """The kernel over x (T, B, I): out (T, B, O); y (B, O) goes from y0
+        to y_n in place. With a tape, fills tape.parts with what backward
+        needs, in the row order the kernel ran."""
+        T, B = x.shape[0], x.shape[1]
+        H, O = self.hidden_size, self.output_size
+        act, out_act = self._codes()
+        # Uneven lengths: sorted by decreasing length when that pays, so the
+        # per-step products skip finished sequences.
+        order = _length_order(lengths, full)
+        y_k = y
+        if order is not None:
+            x = np.ascontiguousarray(x[:, order])
+            y_k = np.ascontiguousarray(y[order])
+            lengths = np.ascontiguousarray(lengths[order])
+        out = empty((T, B, O), self.dtype)
+        if tape is None:
+            hs = ys = None
+            chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * H)))
+        else:
+            hs = empty((T, B, H), self.dtype)
+            ys = empty((T + 1, B, O), self.dtype)
+            chunk = 0
+            tape.parts = (x, hs, ys, lengths, full, order)
+        if T and B:
+            work = empty(_jordan.forward_work_size(B, H, O, chunk, tape is not None), self.dtype)
+            _jordan.jordan_forward(out, y_k, hs, ys, work, x, *weights, lengths, full, act,
+                                   out_act, chunk)
+        elif tape is not None:
+            ys[...] = 0
+            hs[...] = 0
+        if order is not None:
+            back = np.argsort(order)
+            y[...] = y_k[back]
+            out = np.ascontiguousarray(out[:, back])
+        return out
+
+    def step(self, x_t, y=None):
+        """Advance one time step: (y_t, y).
+
+        x_t is (B, I) or unbatched (I,); y the previous output, (1, B, O) or
+        (1, O), None for zeros. y_t is (B, O) (or (O,)), y the new state in
+        y's shape. Feeding a sequence one step at a time gives what the
+        whole sequence gives. Inference only.
+        """
+        x_t = as_float_array(x_t, "x_t", self.dtype)
+        if x_t.ndim not in (1, 2):
+            raise ValueError(f"step: Expected x_t to be 1D or 2D, got {x_t.ndim}D input instead")
+        unbatched = x_t.ndim == 1
+        if x_t.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x_t.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {x_t.shape[-1]}")
+        B = 1 if unbatched else x_t.shape[0]
+        x = x_t.reshape(1, B, self.input_size)
+        state = self._state_arg(y, "y", B, unbatched, of_step=True)
+        out = self._run(x, state, np.ones(B, dtype=np.int64), True, self._weights(), None)
+        if unbatched:
+            return out[0, 0], state.reshape(1, self.output_size)
+        return out[0], state[None]
+
+    # -- backward -------------------------------------------------------------
+
+    def backward(self, tape, dout=None, dy_n=None):
+        """Backpropagate through a forward_train call: (dx, dy0).
+
+        dout has the shape of that call's out, dy_n of its y_n; None means
+        zeros. Parameter gradients are added into self.grads (zero_grad()
+        starts afresh). Uses the parameters recorded when the tape was made.
+        """
+        if not isinstance(tape, Tape):
+            raise TypeError(
+                f"tape must be the third result of forward_train, got {type(tape).__name__}")
+        if tape.owner is not self:
+            raise ValueError("tape was recorded by a different module; pass it to that module's "
+                             "backward")
+        if tape.signature != self._signature():
+            raise ValueError("tape was recorded with a different configuration or dtype than "
+                             "the module has now; run forward_train again")
+        x, hs, ys, lengths, full, order = tape.parts
+        T, B = tape.T, tape.B
+        I, O = self.input_size, self.output_size
+        dout = self._grad_arg(dout, "dout", tape.out_shape)
+        dy = self._grad_arg(dy_n, "dy_n", tape.h_shape)
+        if tape.unbatched:
+            dout = dout[:, None, :]
+        elif tape.batch_first:
+            dout = dout.transpose(1, 0, 2)
+        # A private copy in the kernel's row order: the kernel updates it.
+        dy = dy.reshape(B, O)
+        dy = np.array(dy if order is None else dy[order], copy=True)
+        dout = np.ascontiguousarray(dout if order is None else dout[:, order])
+        grads = self._grad_buffers()
+        w_ih, _, w_yh, w_hy, _ = tape.weights
+        dx = empty((T, B, I), self.dtype)
+        if T and B:
+            work = empty(_jordan.backward_work_size(T, B, self.hidden_size, O), self.dtype)
+            _jordan.jordan_backward(dx, dy, *grads, work, dout, hs, ys, x, w_ih, w_yh, w_hy,
+                                    lengths, full, *self._codes())
+        if order is not None:
+            back = np.argsort(order)
+            dx = np.ascontiguousarray(dx[:, back])
+            dy = dy[back]
+        if tape.unbatched:
+            return dx[:, 0, :], dy.reshape(1, O)
+        if tape.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return dx, dy[None]
+
+    def _grad_arg(self, g, name, shape):
+        if g is None:
+            return np.zeros(shape, dtype=self.dtype)
+        g = as_float_array(g, name, self.dtype)
+        if g.shape != tuple(shape):
+            raise ValueError(f"{name} must have shape {shape_str(shape)} (as returned by "
+                             f"forward_train), got {shape_str(g.shape)}")
+        return g
+
+    def _grad_buffers(self):
+        """grads arrays in kernel order (w_ih, b_ih, w_yh, w_hy, b_hy), each
+        checked to be a writable target (missing ones created), before any
+        is used; biases None without bias."""
+        shapes = self._shape_table()[1]
+        result = []
+        for name in _PARAM_NAMES:
+            if name not in shapes:
+                result.append(None)
+                continue
+            g = self.grads.get(name)
+            if g is None:
+                g = self.grads[name] = np.zeros(shapes[name], dtype=self.dtype)
+            elif not (isinstance(g, np.ndarray) and g.shape == shapes[name]
+                      and g.dtype == self.dtype and g.flags.c_contiguous and g.flags.writeable):
+                raise ValueError(
+                    f"grads[{name!r}] must be a writable C-contiguous {self.dtype} array of "
+                    f"shape {shape_str(shapes[name])}; call zero_grad() to recreate it")
+            result.append(g)
+        return result
+
+    # -- presentation -----------------------------------------------------------
+
+    def __repr__(self):
+        items = [str(self.input_size), str(self.hidden_size), str(self.output_size)]
+        if self.nonlinearity != "tanh":
+            items.append(f"nonlinearity={self.nonlinearity!r}")
+        if self.output_activation != "identity":
+            items.append(f"output_activation={self.output_activation!r}")
+        if not self.bias:
+            items.append("bias=False")
+        if self.batch_first:
+            items.append("batch_first=True")
+        if self.dtype != np.float32:
+            items.append(f"dtype={self.dtype.name}")
+        return f"{type(self).__name__}({', '.join(items)})"

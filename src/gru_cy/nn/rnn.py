@@ -1,0 +1,120 @@
+"""The Elman RNN module: PyTorch's nn.RNN semantics on NumPy arrays.
+
+Per layer and direction::
+
+    h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),    act = tanh or relu
+
+with W_ih (H, I_k) and W_hh (H, H).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gru_cy.kernels import _rnn
+from gru_cy.nn.base import _POISON, RNNBase, empty, register_module
+
+_rnn.set_poison(_POISON)
+
+# Elements of the input projection computed per GEMM (rows layout), as for
+# the GRU: the inference workspace stays near 1 MiB (float32) whatever T is.
+_CHUNK_ELEMENTS = 1 << 18
+
+_NONLINEARITIES = ("tanh", "relu")
+
+
+@register_module
+class RNN(RNNBase):
+    """Multi-layer Elman recurrent network over NumPy arrays.
+
+    Parameters follow ``torch.nn.RNN`` (names, shapes, initialisation
+    U(-1/sqrt(H), 1/sqrt(H))); ``nonlinearity`` is ``"tanh"`` or ``"relu"``.
+    ``seed`` seeds initialisation and dropout. ``go_backwards=True`` makes a
+    reverse-only module (Keras ``go_backwards``, ONNX
+    ``direction="reverse"``): its one direction reads each sequence from its
+    last valid step back to the first, and ``out[t]`` stays aligned with
+    ``x[t]``.
+
+    ``rnn(x, h0=None, lengths=None) -> (out, h_n)`` runs inference;
+    ``forward_train`` also returns a tape for ``backward``.
+    """
+
+    _gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
+                 seed=None, go_backwards=False):
+        if not isinstance(nonlinearity, str):
+            raise TypeError(
+                f"nonlinearity should be a str, got {type(nonlinearity).__name__}")
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
+                             "'relu'.")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         dtype=dtype, seed=seed, go_backwards=go_backwards)
+
+    @property
+    def _act(self):
+        """The kernels' activation code: 0 tanh, 1 relu."""
+        return _NONLINEARITIES.index(self.nonlinearity)
+
+    def _config(self):
+        return dict(super()._config(), nonlinearity=self.nonlinearity)
+
+    def _make_signature(self):
+        return super()._make_signature() + (self.nonlinearity,)
+
+    def _extra_repr_items(self):
+        items = super()._extra_repr_items()
+        if self.nonlinearity != "tanh":
+            items.insert(2, f"nonlinearity={self.nonlinearity!r}")
+        return items
+
+    # -- kernels ----------------------------------------------------------
+
+    def _split_train(self, B):
+        # As for the GRU: splitting pays while the whole batch runs in the
+        # rows layout.
+        return not _rnn.use_columns(B, self.hidden_size, True)
+
+    def _alloc_saved(self, T, B):
+        return empty(_rnn.tape_size(T, B, self.hidden_size), self.dtype)
+
+    def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
+        T, B, _ = x.shape
+        w_ih, w_hh, b_ih, b_hh = weights
+        columns, chunk = _rnn.plan(T, B, self.hidden_size, full, reverse, _CHUNK_ELEMENTS)
+        _rnn.rnn_forward(out, col, h, saved, None, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
+                         reverse, self._act, columns, chunk)
+
+    def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
+                         reverse):
+        w_ih, w_hh, _, _ = weights
+        columns = _rnn.use_columns(x.shape[1], self.hidden_size, full)
+        _rnn.rnn_backward(dx, dh, tuple(grads), None, dout, col, saved, x, w_ih, w_hh, lengths,
+                          full, reverse, self._act, columns)
+
+    # -- the lean paths (RNNBase's hooks) -----------------------------------
+
+    _lean = None    # cached _lean_args(), per instance
+
+    def _lean_args(self):
+        """(names, I, H, dtype number, reverse, act) for _rnn.rnn_step and
+        rnn_infer; cached until a public attribute is set."""
+        args = self.__dict__.get("_lean")
+        if args is None:
+            kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if self.bias else 2]
+            names = tuple(tuple(f"{n}_l{k}" for n in kinds) for k in range(self.num_layers))
+            args = (names, self.input_size, self.hidden_size, self.dtype.num, self.go_backwards,
+                    self._act)
+            self.__dict__["_lean"] = args
+        return args
+
+    def _kernel_step(self, x_t, h):
+        return _rnn.rnn_step(x_t, h, self.params, *(self._lean or self._lean_args()))
+
+    def _kernel_infer(self, x, h0):
+        return _rnn.rnn_infer(x, h0, self.params, *(self._lean or self._lean_args()),
+                              self.batch_first, _CHUNK_ELEMENTS)
