@@ -17,8 +17,9 @@ import numpy as np
 __all__ = ["convert_cli"]
 
 FORMATS = {".npz": "npz", ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".keras": "keras"}
-FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU), "
-               ".keras (a Keras 3 model made of GRU / Bidirectional(GRU) layers)")
+FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU, "
+               "nn.LSTM or nn.RNN), .keras (a Keras 3 model made of GRU, LSTM or SimpleRNN "
+               "layers, Bidirectional or not)")
 
 # Exit codes, one per kind of error.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_PACKAGE = 0, 1, 2, 3
@@ -28,9 +29,11 @@ Convert a model between file formats, chosen by the file extensions:
 
   .npz         gru_cy's own format (module.save / gru_cy.load); no pickles
   .onnx        an ONNX model (read and written without the onnx package)
-  .pt, .pth    a PyTorch state_dict of one torch.nn.GRU (torch.load with
-               weights_only=True; other entries are ignored and listed)
-  .keras       a Keras 3 model made of GRU / Bidirectional(GRU) layers
+  .pt, .pth    a PyTorch state_dict of one torch.nn.GRU, LSTM or RNN
+               (torch.load with weights_only=True; other entries are
+               ignored and listed)
+  .keras       a Keras 3 model made of GRU, LSTM or SimpleRNN layers,
+               Bidirectional or not
 
 PyTorch files need torch, Keras files need keras."""
 
