@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-COMPILED = ("gru_cy.kernels._blas", "gru_cy.kernels._gru")
+COMPILED = ("gru_cy.kernels._blas", "gru_cy.kernels._gru", "gru_cy.kernels._rnn")
 
 
 def elf_section_names(path):
