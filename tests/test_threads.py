@@ -347,3 +347,65 @@ def test_info_names_the_blas_scipy_calls_not_numpys():
     run = subprocess.run([sys.executable, "-m", "gru_cy", "info"], capture_output=True,
                          text=True, timeout=300)
     assert f"BLAS: {described};" in run.stdout, run.stdout + run.stderr
+
+
+def _blas_count():
+    from gru_cy._threads import _openblas_threads
+
+    blas = _openblas_threads()
+    if not blas:
+        pytest.skip("SciPy's BLAS is not an OpenBLAS whose thread count gru_cy can read")
+    return blas[0]
+
+
+def test_a_threadpoolctl_limit_set_while_directions_run_survives():
+    """gru_cy never changes the BLAS thread count, so a limit the user sets
+    while a layer's directions run is neither overwritten when they finish
+    nor turned into a permanent one thread when the user lifts it."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions
+
+    get = _blas_count()
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if get() != 2:
+            pytest.skip("the BLAS cannot be set to two threads here")
+        limiter = []
+
+        def user_limits():
+            limiter.append(threadpoolctl.threadpool_limits(1, user_api="blas"))
+
+        run_directions([user_limits, lambda: None], MIN_MULTIPLY_ADDS)
+        assert get() == 1, "the user's limit was overwritten"
+        limiter[0].restore_original_limits()
+        assert get() == 2, "lifting the user's limit left the BLAS at one thread"
+
+
+def test_other_threads_blas_count_is_not_lowered_while_gru_cy_runs():
+    """While bidirectional layers run in one thread, another thread always sees
+    the BLAS thread count the user set."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    get = _blas_count()
+    gru = gru_cy.GRU(32, 64, num_layers=2, bidirectional=True, seed=0)
+    x = np.random.default_rng(0).standard_normal((100, 16, 32)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if get() != 2:
+            pytest.skip("the BLAS cannot be set to two threads here")
+        done = threading.Event()
+        seen = set()
+
+        def run():
+            try:
+                for _ in range(5):
+                    out, _, tape = gru.forward_train(x)
+                    gru.backward(tape, out)
+                    gru(x)
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        while not done.is_set():
+            seen.add(get())
+        worker.join()
+        seen.add(get())
+    assert seen == {2}, f"another thread saw BLAS thread counts {sorted(seen)}"

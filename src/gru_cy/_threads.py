@@ -3,24 +3,22 @@
 The two directions of a bidirectional layer are independent, and so are
 two halves of a batch (RNNBase._batch_split); the kernels release the GIL
 for their whole time loop, so one call can run on a worker thread while
-the calling thread runs the other (DESIGN.md §4). Inside, every BLAS call must
-be single-threaded, or the two directions would fight over the BLAS's own
-threads: while a bidirectional layer runs, SciPy's OpenBLAS is set to one
-thread (through its openblas_set_num_threads, found next to
-scipy.linalg.cython_blas; OpenBLAS has no per-thread setting) and set back
-when the last such layer in the process is done.
+the calling thread runs the other (DESIGN.md §4).
 
-A layer's directions run on two threads when the user allows SciPy's BLAS
-two threads or more (threadpoolctl, OPENBLAS_NUM_THREADS, ...: pinning
-gru_cy to one thread that way pins it completely), the layer is large
-enough to pay for the hand-over (about 20-70 us), and no other layer holds
-the worker; otherwise one after the other. Either way a bidirectional
-layer's BLAS calls are single-threaded whenever the BLAS count can be set,
-so its results do not depend on what other threads are doing (OpenBLAS's
-threaded GEMMs round differently from its single-threaded ones). Other
-calls made while the count is lowered run single-threaded too. (OpenBLAS
-also has openblas_set_num_threads_local, but in SciPy's pthreads build it
-changes the same process-wide count: measured, a second thread sees it.)
+gru_cy never changes the BLAS's thread count. SciPy's OpenBLAS has only a
+process-wide setting (its openblas_set_num_threads_local, in the pthreads
+build SciPy ships, sets the same process-wide count: measured, a second
+thread sees the change), so lowering it for gru_cy's own calls would also
+throttle every other thread's BLAS calls, and restoring a snapshot
+afterwards would undo any limit the user set in between (threadpoolctl)
+or leave the process at one thread for good. The count the user sets
+(threadpoolctl, OPENBLAS_NUM_THREADS, ...) is the thread budget instead:
+at one thread gru_cy runs everything on the calling thread; at two or
+more, a layer's two calls run on two threads when the layer is large
+enough to pay for the hand-over (about 20-70 us) and no other layer holds
+the worker, each call's BLAS products using what the BLAS decides for
+them. Results then can differ from a one-thread run in the last bits, as
+OpenBLAS's threaded products do.
 """
 
 from __future__ import annotations
@@ -37,9 +35,6 @@ MIN_MULTIPLY_ADDS = 2_000_000
 _worker_lock = threading.Lock()     # held by the layer using the worker
 _executor = None
 _blas = None                        # (get, set) of SciPy's OpenBLAS thread count, or False
-_pin_lock = threading.Lock()
-_pins = 0                           # layers running with the BLAS set to one thread
-_user_threads = 1                   # the count to restore when _pins drops to 0
 
 
 def _openblas_threads():
@@ -131,58 +126,25 @@ def blas_threads():
     blas = _openblas_threads()
     if not blas:
         return 1
-    with _pin_lock:
-        return max(1, _user_threads if _pins else blas[0]())
-
-
-def _pin(blas):
-    """Set the BLAS to one thread (counted); returns the user's count."""
-    global _pins, _user_threads
-    with _pin_lock:
-        if _pins == 0:
-            _user_threads = max(1, blas[0]())
-            if _user_threads > 1:
-                blas[1](1)
-        _pins += 1
-        return _user_threads
-
-
-def _unpin(blas):
-    global _pins
-    with _pin_lock:
-        _pins -= 1
-        if _pins == 0 and _user_threads > 1:
-            blas[1](_user_threads)
+    return max(1, blas[0]())
 
 
 def run_directions(calls, multiply_adds):
     """Run the kernel calls of a layer's directions (one or two callables);
     two of them run on two threads when that pays off (see module doc)."""
-    if len(calls) == 1:
-        calls[0]()
-        return
-    blas = _openblas_threads()
-    if not blas:
-        for call in calls:
-            call()
-        return
     global _executor
-    user_threads = _pin(blas)
-    try:
-        if (len(calls) == 2 and user_threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
-                and _worker_lock.acquire(blocking=False)):
+    if (len(calls) == 2 and multiply_adds >= MIN_MULTIPLY_ADDS and blas_threads() > 1
+            and _worker_lock.acquire(blocking=False)):
+        try:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gru_cy")
+            future = _executor.submit(calls[1])
             try:
-                if _executor is None:
-                    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gru_cy")
-                future = _executor.submit(calls[1])
-                try:
-                    calls[0]()
-                finally:
-                    future.result()
+                calls[0]()
             finally:
-                _worker_lock.release()
-        else:
-            for call in calls:
-                call()
-    finally:
-        _unpin(blas)
+                future.result()
+        finally:
+            _worker_lock.release()
+        return
+    for call in calls:
+        call()

@@ -578,6 +578,8 @@ class _RNNBase(BaseEstimator):
         early = self.early_stopping and not incremental
         val = None
         if early:
+            if self.validation_scores_ is None:  # a warm start after a fit without it
+                self.validation_scores_ = []
             train_idx, val_idx = self._validation_split(data)
             data, val = data.take(train_idx), data.take(val_idx)
             y_val = self._decode_y(val.y)
