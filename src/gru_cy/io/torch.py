@@ -70,10 +70,12 @@ def _check_gru(gru, what):
     _check_directions(gru, what)
 
 
-def _rnn_nonlinearity(module):
-    return dict(nonlinearity=module.nonlinearity)
 def _proj_size(lstm):
     return dict(proj_size=int(lstm.proj_size))
+
+
+def _rnn_nonlinearity(module):
+    return dict(nonlinearity=module.nonlinearity)
 
 
 TORCH_CELLS = {
