@@ -66,7 +66,8 @@ extensions = [
         ["src/gru_cy/kernels/_jordan.pyx", "src/gru_cy/kernels/_jordan_gates.c",
          "src/gru_cy/kernels/_layout.c"]),
     ext("gru_cy.kernels._lstm",
-        ["src/gru_cy/kernels/_lstm.pyx", "src/gru_cy/kernels/_lstm_gates.c"]),
+        ["src/gru_cy/kernels/_lstm.pyx", "src/gru_cy/kernels/_lstm_gates.c",
+         "src/gru_cy/kernels/_layout.c"]),
 ]
 
 setup(

@@ -14,14 +14,23 @@ seed corpus is made at start-up from modules saved by gru_cy itself (and the
 ONNX files in tests/golden/, when present), so mutations start from valid
 files and reach deep into the parsers.
 
-The contract checked (DESIGN.md §5): whatever the bytes, a loader either
-returns a GRU that runs, or raises ValueError (NotImplementedError for an
-ONNX feature gru_cy cannot honour). Any other exception is a finding, and so
-is a crash or a hang, which libFuzzer reports with the input that caused it.
-The process caps its own address space (GRU_CY_FUZZ_MEMORY_MB, default 4096)
-so that a file asking for an absurd size gives MemoryError, which is counted
-but allowed, instead of exhausting the machine. A loader gru_cy does not
-have yet is skipped.
+The contract checked: whatever the bytes, a loader either returns a module
+that runs, or raises ValueError (NotImplementedError for an ONNX feature
+gru_cy cannot honour). Any other exception is a finding, and so is a crash
+or a hang, which libFuzzer reports with the input that caused it.
+
+Memory is part of the contract. Loading an ONNX file may allocate at most
+what its size allows (constant folding: gru_cy.io.onnx.graph's FOLD_FACTOR
+bytes per byte of the model plus FOLD_SLACK; decoding adds a bounded
+factor), so each ONNX input runs under tracemalloc and a peak above
+``_onnx_memory_bound(size)`` is a finding, as is a MemoryError from either
+loader (each checks sizes against the file before allocating). The seeds
+include hand-made graphs that fold big constants (ConstantOfShape, Expand,
+Concat, Gather, Cast, deep chains) so that mutations probe those limits.
+The process also caps its own address space (GRU_CY_FUZZ_MEMORY_MB,
+default 4096) as a backstop, so that a missed limit is a MemoryError
+finding instead of an exhausted machine. A loader gru_cy does not have yet
+is skipped.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -77,7 +87,18 @@ if _EXTRA:
 
 _WORKDIR = tempfile.mkdtemp(prefix="gru_cy_fuzz_")
 atexit.register(shutil.rmtree, _WORKDIR, ignore_errors=True)
-stats = {"inputs": 0, "loaded": 0, "rejected": 0, "memory": 0}
+stats = {"inputs": 0, "loaded": 0, "rejected": 0, "memory": 0, "peak_of_bound": 0.0}
+
+
+def _onnx_memory_bound(size):
+    """The most loading a size-byte ONNX file may allocate: the folding limit, plus
+    decoding (the bytes themselves, lists of integers at ~44 bytes per encoded byte, the
+    module's parameters and gradients) and a fixed allowance for the interpreter."""
+    try:
+        from gru_cy.io.onnx.graph import FOLD_FACTOR, FOLD_SLACK
+    except ImportError:  # an older gru_cy without the limits
+        FOLD_FACTOR, FOLD_SLACK = 8, 16 << 20
+    return FOLD_SLACK + (FOLD_FACTOR + 56) * size + (8 << 20)
 
 
 def _cap_memory():
@@ -105,6 +126,9 @@ def check_one(data: bytes):
     path = os.path.join(_WORKDIR, "input." + kind)
     with open(path, "wb") as f:
         f.write(data[1:])
+    trace = kind == "onnx" and not tracemalloc.is_tracing()
+    if trace:
+        tracemalloc.start()
     try:
         gru = LOADERS[kind](path)
     except ALLOWED[kind]:
@@ -112,15 +136,33 @@ def check_one(data: bytes):
         return
     except MemoryError:
         stats["memory"] += 1
+        if MemoryError not in _EXTRA:
+            raise
         return
+    finally:
+        if trace:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            bound = _onnx_memory_bound(len(data) - 1)
+            stats["peak_of_bound"] = max(stats["peak_of_bound"], round(peak / bound, 3))
+            if peak > bound:
+                raise AssertionError(f"loading a {len(data) - 1}-byte ONNX file allocated "
+                                     f"{peak} bytes, above {bound}")
     stats["loaded"] += 1
-    if not isinstance(gru, gru_cy.GRU):
-        raise AssertionError(f"{kind} loader returned {type(gru).__name__}, not a GRU")
-    # A loaded module must run (its values may be anything, NaN included).
-    if gru.input_size * gru.hidden_size <= 1 << 20:
+    try:
+        from gru_cy.nn.base import MODULES
+        modules = tuple(MODULES.values())
+    except ImportError:  # an older gru_cy without the registry
+        modules = (gru_cy.GRU,)
+    if not isinstance(gru, modules):
+        raise AssertionError(f"{kind} loader returned {type(gru).__name__}, not a module")
+    # A loaded recurrent module must run (its values may be anything, NaN included).
+    size = getattr(gru, "input_size", 0) * getattr(gru, "hidden_size", 0)
+    if 0 < size <= 1 << 20:
         with np.errstate(all="ignore"):
-            out, h_n = gru(np.ones((2, 1, gru.input_size), gru.dtype))
-        assert out.shape[0] == 2 and h_n.shape[0] == gru.num_layers * gru.num_directions
+            result = gru(np.ones((2, 1, gru.input_size), gru.dtype))
+        out = result[0] if isinstance(result, tuple) else result
+        assert out.shape[0] == 2
 
 
 def seeds():
@@ -130,8 +172,17 @@ def seeds():
                dict(input_size=2, hidden_size=3, num_layers=2, bidirectional=True),
                dict(input_size=3, hidden_size=2, bias=False, reset_after=False,
                     dtype=np.float64)]
-    for i, cfg in enumerate(configs):
-        gru = gru_cy.GRU(seed=i, **cfg)
+    made_by = [(gru_cy.GRU, cfg) for cfg in configs]
+    for name, cfg in (("RNN", dict(input_size=3, hidden_size=2, nonlinearity="relu")),
+                      ("LSTM", dict(input_size=2, hidden_size=3, num_layers=2)),
+                      ("Jordan", dict(input_size=3, hidden_size=4, output_size=2))):
+        if hasattr(gru_cy, name):
+            made_by.append((getattr(gru_cy, name), cfg))
+    for i, (cls, cfg) in enumerate(made_by):
+        try:
+            gru = cls(seed=i, **cfg)
+        except TypeError:  # a version of the class with other arguments
+            continue
         for kind, write in (("npz", getattr(gru, "save", None)),
                             ("onnx", getattr(gru, "to_onnx", None))):
             if kind not in LOADERS or write is None:
@@ -147,7 +198,49 @@ def seeds():
         for path in sorted(glob.glob(os.path.join(GOLDEN, "*.onnx"))):
             with open(path, "rb") as f:
                 made.append(b"\x01" + f.read())
+        made += [b"\x01" + model for model in folding_seeds()]
     return made
+
+
+def folding_seeds():
+    """Small ONNX models whose GRU weights are folded from big constants: inputs that sit
+    at the folding limits (and whose mutations go past them)."""
+    try:
+        from gru_cy.io.onnx.codec import onnx_node, onnx_tensor_proto, pb_bytes, pb_int
+    except ImportError:
+        return []
+
+    def model(nodes, inits):
+        graph = (b"".join(pb_bytes(1, n) for n in nodes)
+                 + b"".join(pb_bytes(5, onnx_tensor_proto(k, v)) for k, v in inits.items())
+                 + pb_bytes(11, pb_bytes(1, "X")) + pb_bytes(12, pb_bytes(1, "Y")))
+        return pb_int(1, 8) + pb_bytes(7, graph) + pb_bytes(8, pb_int(2, 17))
+
+    H, I = 2, 3
+    R = np.ones((1, 3 * H, H), np.float32)
+    gru = onnx_node("GRU", ["X", "W", "R"], ["Y"], "gru", hidden_size=H)
+    big = np.array([1, 3 * H, 1 << 22], np.int64)
+    out = [
+        model([onnx_node("ConstantOfShape", ["shape"], ["W"], "fill"), gru],
+              {"shape": np.array([1, 3 * H, I], np.int64), "R": R}),
+        model([onnx_node("ConstantOfShape", ["shape"], ["W"], "fill"), gru],
+              {"shape": big, "R": R}),
+        model([onnx_node("Expand", ["one", "shape"], ["W"], "expand"), gru],
+              {"one": np.ones((1, 1, 1), np.float32), "shape": big, "R": R}),
+        model([onnx_node("ConstantOfShape", ["shape"], [f"c{i}"], f"fill{i}") for i in range(8)]
+              + [onnx_node("Concat", [f"c{i}" for i in range(8)], ["W"], "join", axis=2), gru],
+              {"shape": np.array([1, 3 * H, 1 << 19], np.int64), "R": R}),
+        model([onnx_node("Gather", ["w0", "idx"], ["W"], "gather", axis=2), gru],
+              {"w0": np.ones((1, 3 * H, I), np.float32), "idx": np.zeros(1 << 16, np.int64),
+               "R": R}),
+        model([onnx_node("Cast", ["w0"], ["W"], "cast", to=11), gru],
+              {"w0": np.ones((1, 3 * H, I), np.int32), "R": R}),
+        model([onnx_node("Identity", ["w0" if i == 0 else f"w{i}"], [f"w{i + 1}"], f"id{i}")
+               for i in range(250)]
+              + [onnx_node("Identity", ["w250"], ["W"], "last"), gru],
+              {"w0": np.ones((1, 3 * H, I), np.float32), "R": R}),
+    ]
+    return out
 
 
 def _write_corpus(directory):

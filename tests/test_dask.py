@@ -64,7 +64,7 @@ def client():
     with dask.config.set({"distributed.deploy.lost-worker-timeout": f"{WAIT}s"}):
         with distributed.LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=50, env={"PYTHONPATH": path}) as cluster:
+                dashboard_address=":0", silence_logs=50, env={"PYTHONPATH": path}) as cluster:
             with distributed.Client(cluster, timeout=WAIT) as client:
                 client.wait_for_workers(2, timeout=WAIT)
                 yield client
@@ -157,6 +157,17 @@ def test_model_is_one_node_of_the_graph():
     bag = db.from_sequence([np.ones((3, 16))] * 8, npartitions=8)
     graph = dict(gd.predict(m, bag).__dask_graph__())
     assert len(pickle.dumps(graph)) < 1.5 * model_bytes
+
+
+def test_import_gru_cy_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = "import sys, gru_cy; assert not any(m.split('.')[0] in ('dask', 'distributed') " \
+           "for m in sys.modules), sorted(m for m in sys.modules if 'dask' in m)"
+    src = os.path.dirname(os.path.dirname(os.path.abspath(gru_cy.__file__)))
+    env = dict(os.environ, PYTHONPATH=src)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=WAIT)
 
 
 def test_predict_errors():
@@ -326,6 +337,9 @@ def test_fit_errors(client):
         gd.fit(object(), X, y, client=client)
     with pytest.raises(ValueError, match="timeout must be None or a positive number"):
         gd.fit(clf, X, y, client=client, timeout=0)
+    with pytest.raises(TimeoutError, match=r"gru_cy.dask.fit: .* did not finish within "
+                                           r"timeout=1e-06 s"):
+        gd.fit(clf, X, y, client=client, timeout=1e-6)
     # the estimator's own errors from the workers, as they are
     with pytest.raises(ValueError, match="Input y contains NaN|contains NaN"):
         gd.fit(gru_cy.RNNRegressor(hidden_size=3, max_iter=1), X,
@@ -393,7 +407,7 @@ def test_worker_killed_during_predict(client):
 @needs_estimators
 def test_worker_killed_during_fit(client):
     x, y = float64_problem(n=120)
-    kw = dict(hidden_size=6, batch_size=16, max_iter=4, random_state=5, dtype=np.float64)
+    kw = dict(hidden_size=6, batch_size=16, max_iter=2, random_state=5, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         local = gru_cy.RNNClassifier(**kw).fit(x, y)
@@ -403,7 +417,7 @@ def test_worker_killed_during_fit(client):
     def killer():
         # once training runs (the client has applied a few steps)
         deadline = time.monotonic() + WAIT
-        while getattr(dist, "t_", 0) < 5 and time.monotonic() < deadline:
+        while getattr(dist, "t_", 0) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         killed.append((dist.t_, kill_a_worker(client)))
 
@@ -416,4 +430,34 @@ def test_worker_killed_during_fit(client):
     assert killed and killed[0][0] < dist.t_, "the worker died after the fit had ended"
     # the engine recomputed the lost pieces from their graph: the same model
     assert_same_fit(dist, local)
+
+
+@needs_estimators
+def test_worker_killed_during_fit_with_lost_scattered_data_raises(client):
+    """Scattered data have no graph to recompute them from: when their only
+    holder dies, fit stops with an error that says where, and never hangs."""
     wait_for_two_workers(client)
+    x, y = float64_problem(n=96)
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    pieces = [client.scatter(x[:48], workers=[workers[0]]),
+              client.scatter(x[48:], workers=[workers[1]])]
+    X = da.concatenate([da.from_delayed(p, shape=(48, 6, 3), dtype=x.dtype) for p in pieces])
+    dist = gru_cy.RNNClassifier(hidden_size=4, batch_size=16, max_iter=3, random_state=0,
+                                dtype=np.float64)
+
+    def killer():
+        deadline = time.monotonic() + WAIT
+        while getattr(dist, "t_", 0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(client.run(os.getpid)[workers[0]], signal.SIGKILL)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    with pytest.raises(RuntimeError, match=r"gru_cy.dask.fit: epoch \d+, step \d+ failed on the "
+                                           r"cluster .*keeps the weights of its last completed "
+                                           r"step \(t_=\d+\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gd.fit(dist, X, y, client=client, timeout=WAIT)
+    thread.join(WAIT)
+    assert 3 <= dist.t_ < 3 * 6

@@ -409,6 +409,10 @@ def test_call_errors():
             np.zeros((2, 2)))
     jordan.params["weight_yh"] = np.zeros((2, 4), np.float32)
     _raises(ValueError, "params['weight_yh'] has shape (2, 4), expected (4, 2)", jordan, x)
+    jordan = gru_cy.Jordan(3, 4, 2)
+    jordan.nonlinearity = "elu"
+    _raises(ValueError, "Unknown nonlinearity 'elu'. Select from 'tanh', 'relu' or 'sigmoid'.",
+            jordan, x)
 
 
 def test_backward_errors():
@@ -490,3 +494,66 @@ def test_concurrent_calls_from_threads_agree_with_serial_ones():
         threaded = list(pool.map(lambda a: jordan(*a), zip(xs, [None] * 8, lengths)))
     for (a, b), (c, d) in zip(serial, threaded):
         assert same_bits(a, c) and same_bits(b, d)
+
+
+@pytest.mark.parametrize("B,lengths,batch_first", [
+    (6, None, False), (5, [7, 3, 0, 7, 1], False), (7, [1, 2, 3, 4, 5, 6, 7], True),
+    (2, [7, 4], False)])
+def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengths,
+                                                           batch_first):
+    # With two BLAS threads allowed, large calls run two halves of the batch
+    # at once; forced here (thresholds lowered, two threads reported).
+    from gru_cy.nn import jordan as jordan_module
+
+    T, I, H, O = 7, 3, 5, 4
+    rng = np.random.default_rng(B)
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
+    y0 = rng.standard_normal((1, B, O))
+    dout = rng.standard_normal((B, T, O) if batch_first else (T, B, O))
+    dy_n = rng.standard_normal((1, B, O))
+    jordan = gru_cy.Jordan(I, H, O, "sigmoid", "tanh", batch_first=batch_first,
+                           dtype=np.float64, seed=1)
+
+    def run():
+        out, y_n = jordan(x, y0, lengths)
+        t_out, t_yn, tape = jordan.forward_train(x, y0, lengths)
+        jordan.zero_grad()
+        dx, dy0 = jordan.backward(tape, dout, dy_n)
+        dx2, dy02 = jordan.backward(tape, dout, dy_n)   # grads add up
+        return (len(tape.parts), [out, y_n, t_out, t_yn, dx, dy0, dx2, dy02]
+                + [jordan.grads[k].copy() for k in sorted(jordan.grads)])
+
+    monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 10**9)
+    n_parts, whole = run()
+    assert n_parts == 1
+    monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 1)
+    monkeypatch.setattr(jordan_module, "MIN_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(jordan_module, "blas_threads", lambda: 2)
+    n_parts, split = run()
+    assert n_parts == 2
+    for a, b in zip(whole, split):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-14)
+    # and against the reference
+    tm = (lambda a: a.transpose(1, 0, 2)) if batch_first else (lambda a: a)
+    r_out, r_yn, _ = ref.forward(jordan.params, tm(x), y0[0], lengths, "sigmoid", "tanh")
+    np.testing.assert_allclose(tm(split[0]), r_out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(split[1][0], r_yn, rtol=1e-12, atol=1e-13)
+
+
+def test_random_shapes_and_lengths_match_the_reference():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=60, deadline=None)
+    @hypothesis.given(T=st.integers(0, 6), B=st.integers(0, 5), I=st.integers(1, 4),
+                      H=st.integers(1, 4), O=st.integers(1, 4), pair=st.sampled_from(PAIRS),
+                      bias=st.booleans(), seed=st.integers(0, 2**16), data=st.data())
+    def check(T, B, I, H, O, pair, bias, seed, data):
+        lengths = data.draw(st.none() | st.lists(st.integers(0, T), min_size=B, max_size=B))
+        x, y0, dout, dy_n = _data(T, B, I, O, seed)
+        if lengths is not None:
+            dout[np.arange(T)[:, None] >= np.asarray(lengths, dtype=int)[None, :]] = 0
+        jordan = gru_cy.Jordan(I, H, O, *pair, bias=bias, dtype=np.float64, seed=seed)
+        _compare(jordan, x, y0, lengths, dout, dy_n, *pair)
+
+    check()

@@ -208,6 +208,8 @@ def test_public_names():
      TypeError, "integer dtype for target"),
     (lambda: losses.cross_entropy(np.zeros((2, 3)), np.zeros((2, 3), np.int64)),
      TypeError, "Expected floating point type for target with class probabilities"),
+    (lambda: losses.cross_entropy(np.zeros((2, 3)), np.ones((2, 3)), ignore_index=0),
+     ValueError, "ignore_index is not supported for floating point target"),
     (lambda: losses.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), np.ones(4)),
      ValueError, r"weight tensor should be defined either for all 3 classes or no classes but "
                  r"got weight tensor of shape: \(4,\)"),
@@ -256,3 +258,41 @@ def test_plain_and_general_paths_same_bits(dtype, reduction):
     plain = losses.cross_entropy(z, t, reduction=reduction)
     general = losses.cross_entropy(z, t, ignore_index=5, reduction=reduction)
     assert same_bits(plain[0], general[0]) and same_bits(plain[1], general[1])
+
+
+def test_random_cases_vs_torch():
+    torch = pytest.importorskip("torch")
+    hypothesis = pytest.importorskip("hypothesis")
+    import torch.nn.functional as F
+    from hypothesis import strategies as st
+
+    @hypothesis.settings(max_examples=150, deadline=None)
+    @hypothesis.given(
+        n=st.integers(0, 4), c=st.integers(1, 5), extra=st.lists(st.integers(1, 3), max_size=2),
+        unbatched=st.booleans(), probs=st.booleans(), weighted=st.booleans(),
+        smoothing=st.sampled_from([0.0, 0.1, 1.0]), reduction=st.sampled_from(["mean", "sum", "none"]),
+        ignore=st.sampled_from([-100, 0, 2]), seed=st.integers(0, 2**16))
+    def check(n, c, extra, unbatched, probs, weighted, smoothing, reduction, ignore, seed):
+        rng = np.random.default_rng(seed)
+        shape = (c,) if unbatched else (n, c, *extra)
+        z = 5 * rng.standard_normal(shape)
+        if probs:
+            t = rng.random(shape)
+        else:
+            t = rng.integers(0, c, shape[:1] + shape[2:] if not unbatched else ())
+            t[rng.random(t.shape) < 0.3] = ignore
+            if np.any((t != ignore) & (t >= c)):
+                return
+        w = rng.uniform(0.1, 2, c) if weighted else None
+        if probs:
+            ignore = -100  # the only value allowed with probabilities (tested below)
+        loss, grad = losses.cross_entropy(z, t, w, ignore_index=ignore,
+                                          label_smoothing=smoothing, reduction=reduction)
+        zt = torch.tensor(z, requires_grad=True)
+        lt = F.cross_entropy(zt, torch.tensor(t), None if w is None else torch.tensor(w),
+                             ignore_index=ignore, label_smoothing=smoothing, reduction=reduction)
+        lt.sum().backward()
+        np.testing.assert_allclose(loss, lt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+    check()

@@ -443,3 +443,106 @@ def test_lean_path_declines_what_it_cannot_take():
     assert m._kernel_infer(x, None) is None
     out, _ = m(x)   # the general path converts it
     assert out.dtype == np.float32
+
+
+def test_save_and_load(tmp_path):
+    m = gru_cy.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2, batch_first=True,
+                    dtype=np.float64, seed=4)
+    x = np.random.default_rng(1).standard_normal((2, 5, 3))
+    out, (hn, cn) = m(x)
+    m.save(tmp_path / "lstm.npz")
+    m2 = gru_cy.load(tmp_path / "lstm.npz")
+    assert type(m2) is gru_cy.LSTM and repr(m2) == repr(m)
+    out2, (hn2, cn2) = m2(x)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(cn2, cn)
+    assert list(m2.params) == list(m.params)
+
+
+# -- batch halves and directions on two threads ------------------------------------------------
+
+
+@pytest.mark.parametrize("B,kwargs,lengths", [
+    (6, dict(), None),
+    (5, dict(proj_size=3), [7, 3, 0, 7, 1]),
+    (4, dict(num_layers=3, dropout=0.5), None),
+    (7, dict(num_layers=2, bias=False, proj_size=2), [1, 2, 3, 4, 5, 6, 7]),
+    (6, dict(go_backwards=True), [7, 7, 7, 2, 2, 2]),
+])
+def test_batch_split_equals_the_unsplit_run(monkeypatch, B, kwargs, lengths):
+    """Large unidirectional calls run two batch halves on two threads (forced here whatever
+    the machine): every result equals the unsplit run's and the reference's."""
+    from gru_cy.nn import base as _base
+
+    T, I, H = 7, 3, 5
+    rng = np.random.default_rng(B)
+    L, P = kwargs.get("num_layers", 1), kwargs.get("proj_size", 0)
+    R = P or H
+    x, h0, c0, dout, dh_n, dc_n = _inputs(rng, T, B, I, H, L, 1, R, np.float64)
+    lengths = None if lengths is None else np.array(lengths)
+    results = []
+    for split in (False, True):
+        if split:
+            monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
+            monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
+            monkeypatch.setattr(_base, "blas_threads", lambda: 2)
+        else:
+            monkeypatch.setattr(_base, "MIN_HALF_BATCH", 10**9)
+        m = gru_cy.LSTM(I, H, dtype=np.float64, seed=3, **kwargs)
+        assert bool(m._batch_split(T, B, I, train=True)) == split
+        out, (hn, cn) = m(x, (h0, c0), lengths=lengths)
+        t_out, (t_h, t_c), tape = m.forward_train(x, (h0, c0), lengths=lengths)
+        dx, (dh0, dc0) = m.backward(tape, dout, (dh_n, dc_n))
+        results.append([out, hn, cn, t_out, t_h, t_c, dx, dh0, dc0]
+                       + [m.grads[k] for k in sorted(m.grads)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+    if not kwargs.get("dropout") and not kwargs.get("go_backwards"):
+        e_out, e_hn, e_cn, _ = ref_lstm_forward(x, _p64(m), num_layers=L, proj_size=P,
+                                                bias=kwargs.get("bias", True), h0=h0, c0=c0,
+                                                lengths=lengths)
+        np.testing.assert_allclose(results[1][0], e_out, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(results[1][2], e_cn, rtol=1e-10, atol=1e-12)
+
+
+def test_calls_from_many_threads_at_once():
+    """The kernels release the GIL and share no workspace: concurrent calls give the serial
+    results (lean step, general call with lengths, training)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = gru_cy.LSTM(4, 16, num_layers=2, bidirectional=False, proj_size=5, seed=1)
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((9, 3, 4)).astype(np.float32) for _ in range(8)]
+    lengths = np.array([9, 4, 6])
+
+    def work(x):
+        y, _ = m.step(x[0])
+        out, (h, c) = m(x, lengths=lengths)
+        return y, out, h, c
+
+    serial = [work(x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(work, xs))
+    for a, b in zip(serial, concurrent):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_nan_propagates_and_padding_does_not_leak():
+    m = gru_cy.LSTM(3, 4, bidirectional=True, proj_size=2, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    lengths = np.array([5, 2])
+    x_pad = x.copy()
+    x_pad[2:, 1] = np.nan  # padded steps of sequence 1
+    out, (hn, cn), tape = m.forward_train(x_pad, lengths=lengths)
+    ref_out, (ref_hn, ref_cn) = m(x, lengths=lengths)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(cn, ref_cn)
+    m.zero_grad()
+    dx, _ = m.backward(tape, np.ones_like(out))
+    assert all(np.isfinite(g).all() for g in m.grads.values()) and np.isfinite(dx).all()
+    x_nan = x.copy()
+    x_nan[1, 0, 0] = np.nan  # a valid step of sequence 0
+    out, (hn, cn) = m(x_nan, lengths=lengths)
+    assert np.isnan(out[1:, 0, :2]).all() and np.isnan(out[:2, 0, 2:]).all()
+    assert np.isfinite(out[:, 1]).all() and np.isnan(cn[:, 0]).all()

@@ -103,17 +103,21 @@ def stack_state(layers, bias):
     return state
 
 
-def param_shapes(G, input_size, hidden_size, num_layers, bidirectional, bias):
-    """{name: shape} of a stacked cell with G gate blocks, without building a module."""
+def param_shapes(G, input_size, hidden_size, num_layers, bidirectional, bias, proj_size=0):
+    """{name: shape} of a stacked cell with G gate blocks, without building a module
+    (proj_size: an LSTM's projection, state width R = proj_size, weight_hr (P, H))."""
     H, D = hidden_size, 2 if bidirectional else 1
+    R = proj_size or H
     shapes = {}
     for k in range(num_layers):
         for d in range(D):
             s = suffix(k, d)
-            shapes["weight_ih" + s] = (G * H, input_size if k == 0 else D * H)
-            shapes["weight_hh" + s] = (G * H, H)
+            shapes["weight_ih" + s] = (G * H, input_size if k == 0 else D * R)
+            shapes["weight_hh" + s] = (G * H, R)
             if bias:
                 shapes["bias_ih" + s] = shapes["bias_hh" + s] = (G * H,)
+            if proj_size:
+                shapes["weight_hr" + s] = (proj_size, H)
     return shapes
 
 

@@ -16,7 +16,9 @@ differs per cell is one ``KerasCell`` entry in ``KERAS_CELLS`` per gru_cy kind:
 - ``keras_kwargs(module) -> dict``: the extra Keras constructor arguments;
 - ``bias_shape(H, extra)``, ``bias_from_keras(bias, extra) -> (b_ih, b_hh)``
   and ``bias_to_keras(b_ih, b_hh, module)``: the bias packing, in Keras's
-  gate order (the permutation is applied around them).
+  gate order (the permutation is applied around them);
+- ``check(module)``: raise ValueError when the module has no Keras form
+  (an LSTM's proj_size).
 
 Adding a cell is adding its entry. Keras is imported inside the functions
 that need it.
@@ -53,6 +55,7 @@ class KerasCell:
     bias_shape: Callable
     bias_from_keras: Callable
     bias_to_keras: Callable
+    check: Callable = lambda module: None
 
 
 def check_activations(cfg, lname, keras_class, expected):
@@ -88,6 +91,21 @@ def _gru_bias_to_keras(b_ih, b_hh, module):
     return np.stack([b_ih, b_hh]) if module.reset_after else b_ih + b_hh
 
 
+# -- LSTM: Keras's gate order i, f, c, o is PyTorch's i, f, g, o; one bias
+# (4H,), to which to_keras writes bias_ih + bias_hh and from_keras reads as
+# bias_ih with bias_hh = 0. Keras has no projection.
+
+def _lstm_read_config(cfg, lname):
+    check_activations(cfg, lname, "LSTM", {"activation": "tanh", "recurrent_activation": "sigmoid"})
+    return {}
+
+
+def _lstm_check(module):
+    if module.proj_size:
+        raise ValueError(f"to_keras: proj_size={module.proj_size} has no Keras LSTM form (Keras "
+                         f"LSTMs have no projection); use to_torch or save instead")
+
+
 # -- Elman RNN (SimpleRNN): one bias (H,), read as bias_ih with bias_hh = 0; to_keras
 # writes bias_ih + bias_hh. activation "tanh" or "relu" is the module's nonlinearity.
 
@@ -108,6 +126,12 @@ KERAS_CELLS = {
                                     reset_after=m.reset_after),
         bias_shape=lambda H, extra: (2, 3 * H) if extra["reset_after"] else (3 * H,),
         bias_from_keras=_gru_bias_from_keras, bias_to_keras=_gru_bias_to_keras),
+    "LSTM": KerasCell(
+        keras_class="LSTM", gates=4, perm=(0, 1, 2, 3), read_config=_lstm_read_config,
+        keras_kwargs=lambda m: dict(activation="tanh", recurrent_activation="sigmoid"),
+        bias_shape=lambda H, extra: (4 * H,),
+        bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
+        bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh, check=_lstm_check),
     "RNN": KerasCell(
         keras_class="SimpleRNN", gates=1, perm=(0,), read_config=_rnn_read_config,
         keras_kwargs=lambda m: dict(activation=m.nonlinearity),
@@ -328,6 +352,7 @@ def to_keras(module, *, return_sequences=True, return_state=False):
     go_backwards=True, whose sequence output is in reversed time order.
     """
     cell = cell_spec(KERAS_CELLS, type(module))
+    cell.check(module)
     keras = _import_keras()
     if return_state and module.num_layers > 1:
         raise ValueError("return_state=True needs a single layer (a Sequential returns one "

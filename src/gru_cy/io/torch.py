@@ -10,10 +10,13 @@ in ``TORCH_CELLS`` per gru_cy kind:
   unknown origin are matched to a cell by ``weight_hh_l0``'s rows / H;
 - ``from_torch(module) -> dict``: the cell's own constructor arguments read
   from the torch module (an Elman RNN's ``nonlinearity``); raise ValueError
-  for torch settings gru_cy cannot reproduce (an LSTM's ``proj_size``);
+  for torch settings gru_cy cannot reproduce (the LSTM's ``proj_size``, which
+  gru_cy reproduces, is read here);
 - ``to_torch(module) -> dict``: the extra ``torch.nn`` constructor arguments;
 - ``check(module, what)``: raise ValueError when the module has no torch
-  form (a GRU with reset_after=False; go_backwards for every cell).
+  form (a GRU with reset_after=False; go_backwards for every cell);
+- ``state_dict_note``: what a bare state dict cannot tell (an Elman RNN's
+  nonlinearity), printed by the convert command.
 
 Adding a cell is adding its entry; nothing else here changes. torch is
 imported inside the functions that need it; ``torch.load`` is only ever
@@ -54,6 +57,8 @@ class TorchCell:
     from_torch: Callable = _no_extra
     to_torch: Callable = _no_extra
     check: Callable = _check_directions
+    # What a state dict cannot say about the module (the convert command prints it).
+    state_dict_note: str = ""
 
 
 def _check_gru(gru, what):
@@ -65,15 +70,21 @@ def _check_gru(gru, what):
     _check_directions(gru, what)
 
 
+def _proj_size(lstm):
+    return dict(proj_size=int(lstm.proj_size))
+
+
 def _rnn_nonlinearity(module):
     return dict(nonlinearity=module.nonlinearity)
 
 
 TORCH_CELLS = {
     "GRU": TorchCell(torch_class="GRU", gates=3, check=_check_gru),
-    # A state dict does not say which nonlinearity an nn.RNN had: tanh, its default, is assumed.
     "RNN": TorchCell(torch_class="RNN", gates=1, from_torch=_rnn_nonlinearity,
-                     to_torch=_rnn_nonlinearity),
+                     to_torch=_rnn_nonlinearity,
+                     state_dict_note="a torch.nn.RNN state dict does not record its "
+                                     "nonlinearity: tanh (the default) assumed"),
+    "LSTM": TorchCell(torch_class="LSTM", gates=4, from_torch=_proj_size, to_torch=_proj_size),
 }
 
 # What a state dict's gate rows say when no cell of that size is known.
@@ -155,7 +166,8 @@ def to_torch(module, *, dtype=None):
     return out.eval()
 
 
-_TORCH_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+_TORCH_KEY = re.compile(
+    r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
 
 def _flatten_mapping(mapping, prefix="", depth=0):
@@ -214,12 +226,20 @@ def config_from_state_dict(state_dict, spec=None):
         raise ValueError(f"{prefix}weight_ih_l0 and weight_hh_l0 must be 2-D, got shapes "
                          f"{w_ih.shape} and {w_hh.shape}")
     H = w_hh.shape[1]
+    proj_size = 0
+    w_hr = state.get("weight_hr_l0")
+    if w_hr is not None and w_hr.ndim == 2 and w_hr.shape[0] == H:
+        # An LSTM with projections: weight_hh is (4H, P), weight_hr (P, H).
+        proj_size, H = H, w_hr.shape[1]
     if spec is None and H and w_hh.shape[0] % H == 0:
         matches = [s for s in TORCH_CELLS.values() if s.gates * H == w_hh.shape[0]]
         spec = matches[0] if len(matches) == 1 else None
         name = "GRU" if spec is None else spec.torch_class
     if spec is None:
         spec = TORCH_CELLS["GRU"]
+    if proj_size and spec.torch_class != "LSTM":
+        # Only an LSTM has weight_hr: report those keys as unexpected below.
+        proj_size, H = 0, w_hh.shape[1]
     G = spec.gates
     if w_hh.shape[0] != G * H:
         kind = next((v for g, v in _GATE_NAMES.items() if g != G and g * H == w_hh.shape[0]),
@@ -231,8 +251,10 @@ def config_from_state_dict(state_dict, spec=None):
     config = dict(input_size=int(w_ih.shape[1]), hidden_size=int(H), num_layers=max(layers) + 1,
                   bias="bias_ih_l0" in state,
                   bidirectional=any(k.endswith("_reverse") for k in state))
+    if proj_size:
+        config["proj_size"] = int(proj_size)
     expected = param_shapes(G, config["input_size"], H, config["num_layers"],
-                            config["bidirectional"], config["bias"])
+                            config["bidirectional"], config["bias"], proj_size)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:

@@ -58,3 +58,31 @@ def lstm_backward(
     reverse: bool,
 ) -> None:
     """Backward of lstm_forward with a tape; adds into dx and the weight gradients."""
+
+def lstm_infer(
+    x: object,
+    hx: object,
+    params: object,
+    names: tuple[tuple[str | None, ...], ...],
+    input_size: int,
+    hidden_size: int,
+    proj_size: int,
+    typenum: int,
+    reverse: bool,
+    batch_first: bool,
+    chunk_elements: int,
+) -> tuple[_Array, tuple[_Array, _Array]] | None:
+    """Inference over every layer with full lengths (LSTM.__call__'s lean path), or None."""
+
+def lstm_step(
+    x: object,
+    hx: object,
+    params: object,
+    names: tuple[tuple[str | None, ...], ...],
+    input_size: int,
+    hidden_size: int,
+    proj_size: int,
+    typenum: int,
+    reverse: bool,
+) -> tuple[_Array, tuple[_Array, _Array]] | None:
+    """One step of every layer (LSTM.step's lean path), or None to take the general path."""

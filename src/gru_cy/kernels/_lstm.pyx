@@ -29,44 +29,39 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
-from libc.math cimport NAN
 
 from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._recurrent cimport (
+    INT32_MAX_, alloc_work, check_array, check_lengths, float_type, init_steps, is_param,
+    lean_x, max_length, next_chunk, plan_chunk, project, rc_steps_t, rows_input_grads,
+    rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc, sum_rows,
+    transpose,
+)
 
 cdef extern from "_lstm_gates.h" nogil:
-    ctypedef struct lstm_steps_t:
-        int B, H, R, s, T, t0, reverse
-        const long long *lengths
-
-    void lstm_row_fwd_f32(const lstm_steps_t *st, const float *gi, const float *gh,
+    void lstm_row_fwd_f32(const rc_steps_t *st, int R, const float *gi, const float *gh,
                           const float *bias, float *h, float *c, float *m, float *out,
                           Py_ssize_t out_ld, float *gates, float *cprev, float *tc,
                           float *hprev, float *m_tape)
-    void lstm_row_fwd_f64(const lstm_steps_t *st, const double *gi, const double *gh,
+    void lstm_row_fwd_f64(const rc_steps_t *st, int R, const double *gi, const double *gh,
                           const double *bias, double *h, double *c, double *m, double *out,
                           Py_ssize_t out_ld, double *gates, double *cprev, double *tc,
                           double *hprev, double *m_tape)
-    void lstm_row_proj_out_f32(const lstm_steps_t *st, const float *p, float *h, float *out,
-                               Py_ssize_t out_ld)
-    void lstm_row_proj_out_f64(const lstm_steps_t *st, const double *p, double *h,
+    void lstm_row_proj_out_f32(const rc_steps_t *st, int R, const float *p, float *h,
+                               float *out, Py_ssize_t out_ld)
+    void lstm_row_proj_out_f64(const rc_steps_t *st, int R, const double *p, double *h,
                                double *out, Py_ssize_t out_ld)
-    void lstm_row_bwd_proj_f32(const lstm_steps_t *st, const float *dout, Py_ssize_t dout_ld,
-                               float *dh, float *dhp, float *dhp_step)
-    void lstm_row_bwd_proj_f64(const lstm_steps_t *st, const double *dout,
+    void lstm_row_bwd_proj_f32(const rc_steps_t *st, int R, const float *dout,
+                               Py_ssize_t dout_ld, float *dh, float *dhp, float *dhp_step)
+    void lstm_row_bwd_proj_f64(const rc_steps_t *st, int R, const double *dout,
                                Py_ssize_t dout_ld, double *dh, double *dhp, double *dhp_step)
-    void lstm_row_bwd_f32(const lstm_steps_t *st, const float *dm, const float *dout,
+    void lstm_row_bwd_f32(const rc_steps_t *st, const float *dm, const float *dout,
                           Py_ssize_t dout_ld, const float *gates, const float *cprev,
                           const float *tc, float *dh, float *dc, float *dgi, float *dg_step)
-    void lstm_row_bwd_f64(const lstm_steps_t *st, const double *dm, const double *dout,
+    void lstm_row_bwd_f64(const rc_steps_t *st, const double *dm, const double *dout,
                           Py_ssize_t dout_ld, const double *gates, const double *cprev,
                           const double *tc, double *dh, double *dc, double *dgi,
                           double *dg_step)
-    void lstm_transpose_f32(int rows, int cols, const float *src, Py_ssize_t src_ld,
-                            float *dst, Py_ssize_t dst_ld)
-    void lstm_transpose_f64(int rows, int cols, const double *src, Py_ssize_t src_ld,
-                            double *dst, Py_ssize_t dst_ld)
-    void lstm_sum_rows_f32(int rows, int n, const float *x, Py_ssize_t ld, float *acc)
-    void lstm_sum_rows_f64(int rows, int n, const double *x, Py_ssize_t ld, double *acc)
 
 
 cnp.import_array()
@@ -74,33 +69,33 @@ cnp.import_array()
 
 # ---- fused dispatchers over the C step functions -------------------------
 
-cdef inline void row_fwd(const lstm_steps_t *st, const floating *gi, const floating *gh,
+cdef inline void row_fwd(const rc_steps_t *st, int R, const floating *gi, const floating *gh,
                          const floating *bias, floating *h, floating *c, floating *m,
                          floating *out, Py_ssize_t out_ld, floating *gates, floating *cprev,
                          floating *tc, floating *hprev, floating *m_tape) noexcept nogil:
     if floating is float:
-        lstm_row_fwd_f32(st, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev,
+        lstm_row_fwd_f32(st, R, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev,
                          m_tape)
     else:
-        lstm_row_fwd_f64(st, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev,
+        lstm_row_fwd_f64(st, R, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev,
                          m_tape)
 
-cdef inline void row_proj_out(const lstm_steps_t *st, const floating *p, floating *h,
+cdef inline void row_proj_out(const rc_steps_t *st, int R, const floating *p, floating *h,
                               floating *out, Py_ssize_t out_ld) noexcept nogil:
     if floating is float:
-        lstm_row_proj_out_f32(st, p, h, out, out_ld)
+        lstm_row_proj_out_f32(st, R, p, h, out, out_ld)
     else:
-        lstm_row_proj_out_f64(st, p, h, out, out_ld)
+        lstm_row_proj_out_f64(st, R, p, h, out, out_ld)
 
-cdef inline void row_bwd_proj(const lstm_steps_t *st, const floating *dout,
+cdef inline void row_bwd_proj(const rc_steps_t *st, int R, const floating *dout,
                               Py_ssize_t dout_ld, floating *dh, floating *dhp,
                               floating *dhp_step) noexcept nogil:
     if floating is float:
-        lstm_row_bwd_proj_f32(st, dout, dout_ld, dh, dhp, dhp_step)
+        lstm_row_bwd_proj_f32(st, R, dout, dout_ld, dh, dhp, dhp_step)
     else:
-        lstm_row_bwd_proj_f64(st, dout, dout_ld, dh, dhp, dhp_step)
+        lstm_row_bwd_proj_f64(st, R, dout, dout_ld, dh, dhp, dhp_step)
 
-cdef inline void row_bwd(const lstm_steps_t *st, const floating *dm, const floating *dout,
+cdef inline void row_bwd(const rc_steps_t *st, const floating *dm, const floating *dout,
                          Py_ssize_t dout_ld, const floating *gates, const floating *cprev,
                          const floating *tc, floating *dh, floating *dc, floating *dgi,
                          floating *dg_step) noexcept nogil:
@@ -109,22 +104,6 @@ cdef inline void row_bwd(const lstm_steps_t *st, const floating *dm, const float
     else:
         lstm_row_bwd_f64(st, dm, dout, dout_ld, gates, cprev, tc, dh, dc, dgi, dg_step)
 
-cdef inline void transpose(int rows, int cols, const floating *src, Py_ssize_t src_ld,
-                           floating *dst, Py_ssize_t dst_ld) noexcept nogil:
-    """dst[j, i] = src[i, j] for i < rows, j < cols."""
-    if floating is float:
-        lstm_transpose_f32(rows, cols, src, src_ld, dst, dst_ld)
-    else:
-        lstm_transpose_f64(rows, cols, src, src_ld, dst, dst_ld)
-
-cdef inline void sum_rows(int rows, int n, const floating *x, Py_ssize_t ld,
-                          floating *acc) noexcept nogil:
-    """acc += x[:rows, :n].sum(0)"""
-    if floating is float:
-        lstm_sum_rows_f32(rows, n, x, ld, acc)
-    else:
-        lstm_sum_rows_f64(rows, n, x, ld, acc)
-
 
 # ---- planning -------------------------------------------------------------
 
@@ -132,9 +111,7 @@ def plan(int T, int B, int H, bint full, bint reverse, Py_ssize_t chunk_elements
     """Steps per input-projection GEMM: as many as fit in chunk_elements
     floats, all T when reverse with uneven lengths (steps of one chunk then
     need different times)."""
-    if reverse and not full:
-        return max(1, T)
-    return <int>max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 4 * H)))
+    return plan_chunk(False, T, B, 4 * H, full, reverse, chunk_elements)
 
 
 def tape_sizes(int T, int B, int H, int P):
@@ -143,28 +120,6 @@ def tape_sizes(int T, int B, int H, int P):
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
     cdef int R = P if P > 0 else H
     return (4 * H * TB, H * TB, H * TB, R * TB, H * TB if P > 0 else 0)
-
-
-cdef inline bint _sorted_desc(const long long *lengths, bint full, int B) noexcept nogil:
-    """Lengths given and non-increasing: the running rows at any step are
-    then the first ones, and the per-step products cover only those."""
-    cdef int b
-    if full:
-        return False
-    for b in range(1, B):
-        if lengths[b] > lengths[b - 1]:
-            return False
-    return True
-
-
-cdef inline int _max_len(const long long *lengths, bint full, int T, int B) noexcept nogil:
-    cdef int b, n = 0
-    if full:
-        return T
-    for b in range(B):
-        if lengths[b] > n:
-            n = <int>lengths[b]
-    return n
 
 
 # GRU_CY_POISON: fill the workspaces the kernels allocate with NaN.
@@ -176,20 +131,6 @@ def set_poison(bint on):
     runs: a result that depends on memory nothing wrote shows up as NaN)."""
     global _poison
     _poison = on
-
-
-cdef char *_alloc_work(Py_ssize_t n, int typenum) noexcept nogil:
-    """malloc n elements of the type (NaN-filled under set_poison), or NULL."""
-    cdef Py_ssize_t i
-    cdef char *w = <char *>malloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
-    if w != NULL and _poison:
-        if typenum == cnp.NPY_FLOAT32:
-            for i in range(n):
-                (<float *>w)[i] = <float>NAN
-        else:
-            for i in range(n):
-                (<double *>w)[i] = NAN
-    return w
 
 
 # ---- forward --------------------------------------------------------------
@@ -213,11 +154,11 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
                    bint train) noexcept nogil:
     cdef int H4 = 4 * H
     cdef int R = P if P > 0 else H
-    cdef int s, j, need, t0 = 0, count = 0
-    cdef int max_len = _max_len(lengths, full, T, B)
-    cdef bint prefix = _sorted_desc(lengths, full, B)
+    cdef int s, j, t0 = 0, count = 0
+    cdef int max_len = max_length(lengths, full, T, B)
+    cdef bint prefix = sorted_desc(lengths, full, B)
     cdef int n_act = B
-    cdef lstm_steps_t st
+    cdef rc_steps_t st
     # work: gi (chunk * B, 4H), gh (B, 4H), bias (4H), w_t (R, 4H),
     # m (B, H), p (B, P), w_hr_t (H, P)
     cdef floating *gi = work
@@ -247,55 +188,28 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
         memset(hprev, 0, <Py_ssize_t>T * B * R * sizeof(floating))
         if P > 0:
             memset(m_tape, 0, <Py_ssize_t>T * B * H * sizeof(floating))
-    st.B = B
-    st.H = H
-    st.R = R
-    st.T = T
-    st.reverse = reverse
-    st.lengths = NULL
-    if not full:
-        st.lengths = lengths
+    init_steps(&st, B, H, T, reverse, lengths, full)
 
     for s in range(max_len):
         # gi holds the input projection of times [t0, t0 + count).
-        need = s if not reverse else T - 1 - s
-        if chunk >= T:
-            if count == 0:
-                t0 = 0
-                count = T
-                # gi = x @ w_ih.T      (T * B, 4H)
-                gemm(NoTrans, Trans, T * B, H4, I, <floating>1.0, x, I, w_ih, I,
-                     <floating>0.0, gi, H4)
-        elif need < t0 or need >= t0 + count:
-            if not reverse:
-                t0 = s
-                count = min(chunk, T - s)
-            else:
-                t0 = max(0, need - chunk + 1)
-                count = need - t0 + 1
-            # gi = x[t0:t0 + count] @ w_ih.T
-            gemm(NoTrans, Trans, count * B, H4, I, <floating>1.0,
-                 x + <Py_ssize_t>t0 * B * I, I, w_ih, I, <floating>0.0, gi, H4)
+        if next_chunk(s, T, chunk, reverse, &t0, &count):
+            project(False, count, B, I, H4, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
         if prefix:
             while n_act > 0 and lengths[n_act - 1] <= s:
                 n_act -= 1
         st.s = s
         st.t0 = t0
-        if B == 1:
-            # gh = w_hh @ h
-            gemv(NoTrans, H4, R, <floating>1.0, w_hh, R, h, 1, <floating>0.0, gh, 1)
-        elif copy_t:
-            # gh[:n_act] = h[:n_act] @ w_t
-            gemm(NoTrans, NoTrans, n_act, H4, R, <floating>1.0, h, R, w_t, H4,
-                 <floating>0.0, gh, H4)
+        if B == 1 or copy_t:
+            # gh[:n_act] = h[:n_act] @ w_hh.T
+            rows_recurrent(n_act, H4, R, H4, h, w_hh, w_t, gh)
         else:
             # gh[:n_act] = h[:n_act] @ w_hh.T
             gemm(NoTrans, Trans, n_act, H4, R, <floating>1.0, h, R, w_hh, R,
                  <floating>0.0, gh, H4)
         if train:
-            row_fwd(&st, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev, m_tape)
+            row_fwd(&st, R, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev, m_tape)
         else:
-            row_fwd(&st, gi, gh, bias, h, c, m, out, out_ld, <floating *>NULL,
+            row_fwd(&st, R, gi, gh, bias, h, c, m, out, out_ld, <floating *>NULL,
                     <floating *>NULL, <floating *>NULL, <floating *>NULL, <floating *>NULL)
         if P > 0:
             if B == 1:
@@ -309,27 +223,11 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
                 # p[:n_act] = m[:n_act] @ w_hr.T
                 gemm(NoTrans, Trans, n_act, P, H, <floating>1.0, m, H, w_hr, H,
                      <floating>0.0, p, P)
-            row_proj_out(&st, p, h, out, out_ld)
+            row_proj_out(&st, R, p, h, out, out_ld)
 
 
 # ---- entry points -----------------------------------------------------------
 
-cdef inline int _check(cnp.ndarray a, int typenum, Py_ssize_t size, bint write,
-                       str name) except -1:
-    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
-            or cnp.PyArray_SIZE(a) < size or (write and not cnp.PyArray_ISWRITEABLE(a))):
-        raise ValueError(
-            f"{name}: expected a C-contiguous{' writable' if write else ''} array of "
-            f"{np.dtype(np.float32 if typenum == cnp.NPY_FLOAT32 else np.float64)} with at "
-            f"least {size} elements")
-    return 0
-
-
-cdef inline int _float_type(cnp.ndarray x) except -1:
-    cdef int t = cnp.PyArray_TYPE(x)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError(f"x: expected float32 or float64, got {x.dtype}")
-    return t
 
 
 cdef inline char *_data(object a):
@@ -354,7 +252,7 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
     chunk              steps per input-projection GEMM (plan)
     All arrays C-contiguous, of x's float dtype.
     """
-    cdef int typenum = _float_type(x)
+    cdef int typenum = float_type(x)
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = c.shape[1]
     cdef int P = 0 if w_hr is None else (<cnp.ndarray>w_hr).shape[0]
     cdef int R = P if P > 0 else H
@@ -368,25 +266,24 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I or w_hh.shape[0] != 4 * H
             or w_hh.shape[1] != R or chunk < 1):
         raise ValueError("lstm_forward: inconsistent shapes")
-    _check(out, typenum, 0, True, "out")
-    _check(h, typenum, 0, True, "h")
-    _check(c, typenum, 0, True, "c")
-    _check(w_ih, typenum, 0, False, "w_ih")
-    _check(w_hh, typenum, 0, False, "w_hh")
+    check_array(out, typenum, 0, True, "out")
+    check_array(h, typenum, 0, True, "h")
+    check_array(c, typenum, 0, True, "c")
+    check_array(w_ih, typenum, 0, False, "w_ih")
+    check_array(w_hh, typenum, 0, False, "w_hh")
     if P > 0:
-        _check(w_hr, typenum, P * H, False, "w_hr")
+        check_array(w_hr, typenum, P * H, False, "w_hr")
     if b_ih is not None:
-        _check(b_ih, typenum, 4 * H, False, "b_ih")
-        _check(b_hh, typenum, 4 * H, False, "b_hh")
-    if cnp.PyArray_TYPE(lengths) != cnp.NPY_INT64 or cnp.PyArray_SIZE(lengths) < B:
-        raise ValueError("lengths: expected int64 with one entry per batch row")
+        check_array(b_ih, typenum, 4 * H, False, "b_ih")
+        check_array(b_hh, typenum, 4 * H, False, "b_hh")
+    check_lengths(lengths, B)
     cdef char *tp[5]
     cdef int k
     sizes = tape_sizes(T, B, H, P)
     for k in range(5):
         tp[k] = NULL
         if train and sizes[k]:
-            _check(saved[k], typenum, sizes[k], True, "saved")
+            check_array(saved[k], typenum, sizes[k], True, "saved")
             tp[k] = _data(saved[k])
     cdef char *out_p = <char *>cnp.PyArray_DATA(out) + col * cnp.PyArray_ITEMSIZE(out)
     cdef char *h_p = _data(h)
@@ -401,7 +298,7 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
     cdef Py_ssize_t out_ld = out.shape[2]
     cdef char *work
     with nogil:
-        work = _alloc_work(_forward_work(B, H, R, P, chunk), typenum)
+        work = alloc_work(_forward_work(B, H, R, P, chunk), typenum, _poison)
         if work != NULL:
             if typenum == cnp.NPY_FLOAT32:
                 _forward(<float *>work, <float *>out_p, out_ld, <float *>h_p, <float *>c_p,
@@ -428,21 +325,6 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
 # converts or raises the right error. They run lstm_forward's loop on each
 # layer, so the results are the general path's bit for bit.
 
-cdef Py_ssize_t _INT32_MAX = 2147483647
-
-
-cdef inline bint _is_param(object o, int typenum, int rows, int cols) noexcept:
-    """o is a C-contiguous ndarray of the type, (rows, cols), or (rows,) when
-    cols is 0."""
-    cdef cnp.ndarray a
-    if type(o) is not np.ndarray:
-        return False
-    a = <cnp.ndarray>o
-    if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        return False
-    if cols == 0:
-        return a.ndim == 1 and a.shape[0] == rows
-    return a.ndim == 2 and a.shape[0] == rows and a.shape[1] == cols
 
 
 cdef inline bint _is_state(object o, int typenum, int ndim, int L, int B, int W) noexcept:
@@ -487,15 +369,15 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
         row = <tuple>names[k]
         w_ih = params.get(row[0])
         w_hh = params.get(row[1])
-        if (not _is_param(w_ih, typenum, 4 * H, input_size if k == 0 else R)
-                or not _is_param(w_hh, typenum, 4 * H, R)):
+        if (not is_param(w_ih, typenum, 4 * H, input_size if k == 0 else R)
+                or not is_param(w_hh, typenum, 4 * H, R)):
             return None
         keep.append(w_ih)
         keep.append(w_hh)
         if has_bias:
             b_ih = params.get(row[2])
             b_hh = params.get(row[3])
-            if not _is_param(b_ih, typenum, 4 * H, 0) or not _is_param(b_hh, typenum, 4 * H, 0):
+            if not is_param(b_ih, typenum, 4 * H, 0) or not is_param(b_hh, typenum, 4 * H, 0):
                 return None
         else:
             b_ih = b_hh = None
@@ -503,7 +385,7 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
         keep.append(b_hh)
         if P > 0:
             w_hr = params.get(row[4])
-            if not _is_param(w_hr, typenum, P, H):
+            if not is_param(w_hr, typenum, P, H):
                 return None
         else:
             w_hr = None
@@ -550,7 +432,7 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
         with nogil:
             # One layer's workspace, then the outputs of the layers below the
             # top (two alternating buffers).
-            work = _alloc_work(per_layer + (0 if L == 1 else 2 * seq), typenum)
+            work = alloc_work(per_layer + (0 if L == 1 else 2 * seq), typenum, _poison)
             if work != NULL:
                 bufs[0] = work + per_layer * item
                 bufs[1] = bufs[0] + seq * item
@@ -582,13 +464,6 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
     return y, (h_new, c_new)
 
 
-cdef inline bint _lean_x(object x, int typenum, int input_size) noexcept:
-    cdef cnp.ndarray xa
-    if type(x) is not np.ndarray:
-        return False
-    xa = <cnp.ndarray>x
-    return (cnp.PyArray_TYPE(xa) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(xa)
-            and xa.ndim >= 1 and xa.shape[xa.ndim - 1] == input_size)
 
 
 def lstm_infer(object x, object hx, object params, tuple names, int input_size,
@@ -608,11 +483,11 @@ def lstm_infer(object x, object hx, object params, tuple names, int input_size,
     cdef cnp.ndarray xa
     cdef int T, B, R = proj_size if proj_size > 0 else hidden_size
     cdef cnp.npy_intp dims[3]
-    if type(params) is not dict or not _lean_x(x, typenum, input_size):
+    if type(params) is not dict or not lean_x(x, typenum, input_size):
         return None
     xa = <cnp.ndarray>x
     if xa.ndim == 2:
-        if xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
+        if xa.shape[0] == 0 or xa.shape[0] > INT32_MAX_:
             return None
         dims[0] = xa.shape[0]
         dims[1] = R
@@ -620,7 +495,7 @@ def lstm_infer(object x, object hx, object params, tuple names, int input_size,
                      proj_size, typenum, reverse, 2, 2, dims, chunk_elements)
     if xa.ndim != 3 or xa.shape[0] == 0 or xa.shape[1] == 0:
         return None
-    if <double>xa.shape[0] * <double>xa.shape[1] > _INT32_MAX:
+    if <double>xa.shape[0] * <double>xa.shape[1] > INT32_MAX_:
         return None
     if batch_first:
         if xa.shape[0] != 1 and xa.shape[1] != 1:
@@ -647,14 +522,14 @@ def lstm_step(object x, object hx, object params, tuple names, int input_size,
     cdef cnp.ndarray xa
     cdef int R = proj_size if proj_size > 0 else hidden_size
     cdef cnp.npy_intp dims[2]
-    if type(params) is not dict or not _lean_x(x, typenum, input_size):
+    if type(params) is not dict or not lean_x(x, typenum, input_size):
         return None
     xa = <cnp.ndarray>x
     if xa.ndim == 1:
         dims[0] = R
         return _lean(xa, hx, params, names, 1, 1, input_size, hidden_size, proj_size, typenum,
                      reverse, 2, 1, dims, 1)
-    if xa.ndim != 2 or xa.shape[0] == 0 or xa.shape[0] > _INT32_MAX:
+    if xa.ndim != 2 or xa.shape[0] == 0 or xa.shape[0] > INT32_MAX_:
         return None
     dims[0] = xa.shape[0]
     dims[1] = R
@@ -684,10 +559,10 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
     cdef int R = P if P > 0 else H
     cdef int rows = T * B
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
-    cdef int s, max_len = _max_len(lengths, full, T, B)
-    cdef bint prefix = _sorted_desc(lengths, full, B)
+    cdef int s, max_len = max_length(lengths, full, T, B)
+    cdef bint prefix = sorted_desc(lengths, full, B)
     cdef int n_act = B if not prefix else 0
-    cdef lstm_steps_t st
+    cdef rc_steps_t st
     # work: dgi (T * B, 4H) by time, dg_step (B, 4H), dhp (T * B, P) by time,
     # dhp_step (B, P), dm (B, H)
     cdef floating *dgi = work
@@ -700,22 +575,14 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
         memset(dgi, 0, TB * H4 * sizeof(floating))
         if P > 0:
             memset(dhp, 0, TB * P * sizeof(floating))
-    st.B = B
-    st.H = H
-    st.R = R
-    st.T = T
-    st.t0 = 0
-    st.reverse = reverse
-    st.lengths = NULL
-    if not full:
-        st.lengths = lengths
+    init_steps(&st, B, H, T, reverse, lengths, full)
     for s in range(max_len - 1, -1, -1):
         st.s = s
         if prefix:
             while n_act < B and lengths[n_act] > s:
                 n_act += 1
         if P > 0:
-            row_bwd_proj(&st, dout, dout_ld, dh, dhp, dhp_step)
+            row_bwd_proj(&st, R, dout, dout_ld, dh, dhp, dhp_step)
             if B == 1:
                 # dm = w_hr.T @ dhp_step
                 gemv(Trans, P, H, <floating>1.0, w_hr, H, dhp_step, 1, <floating>0.0, dm, 1)
@@ -727,22 +594,14 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
         else:
             row_bwd(&st, <floating *>NULL, dout, dout_ld, gates, cprev, tc, dh, dc, dgi,
                     dg_step)
-        if B == 1:
-            # dh += w_hh.T @ dg_step
-            gemv(Trans, H4, R, <floating>1.0, w_hh, R, dg_step, 1, <floating>1.0, dh, 1)
-        else:
-            # dh[:n_act] += dg_step[:n_act] @ w_hh
-            gemm(NoTrans, NoTrans, n_act, R, H4, <floating>1.0, dg_step, H4, w_hh, R,
-                 <floating>1.0, dh, R)
+        # dh[:n_act] += dg_step[:n_act] @ w_hh
+        rows_recurrent_back(B, n_act, H4, R, H4, dg_step, w_hh, <floating>1.0, dh)
     # Weight gradients: one GEMM each over all T * B rows (by time; padded
     # rows of dgi, dhp and the tape are zero).
-    # dw_ih += dgi.T @ x
-    gemm(Trans, NoTrans, H4, I, rows, <floating>1.0, dgi, H4, x, I, <floating>1.0, dw_ih, I)
-    # dx += dgi @ w_ih
-    gemm(NoTrans, NoTrans, rows, I, H4, <floating>1.0, dgi, H4, w_ih, I, <floating>1.0, dx, I)
+    # dw_ih += dgi.T @ x ; dx += dgi @ w_ih
+    rows_input_grads(dw_ih, dx, dgi, x, w_ih, rows, I, H4)
     # dw_hh += dgi.T @ hprev
-    gemm(Trans, NoTrans, H4, R, rows, <floating>1.0, dgi, H4, hprev, R, <floating>1.0,
-         dw_hh, R)
+    rows_recurrent_grads(dw_hh, dgi, hprev, rows, H4, R, H4)
     if P > 0:
         # dw_hr += dhp.T @ m
         gemm(Trans, NoTrans, P, H, rows, <floating>1.0, dhp, P, m_tape, H, <floating>1.0,
@@ -769,7 +628,7 @@ def lstm_backward(cnp.ndarray dx, cnp.ndarray dh, cnp.ndarray dc, tuple grads,
            reverse as given to lstm_forward. The rows of padded times of x
            must be finite (they meet zero gradients in dw_ih).
     """
-    cdef int typenum = _float_type(x)
+    cdef int typenum = float_type(x)
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dc.shape[1]
     cdef int P = 0 if w_hr is None else (<cnp.ndarray>w_hr).shape[0]
     cdef int R = P if P > 0 else H
@@ -784,30 +643,29 @@ def lstm_backward(cnp.ndarray dx, cnp.ndarray dh, cnp.ndarray dc, tuple grads,
             or w_ih.shape[0] != 4 * H or w_ih.shape[1] != I or w_hh.shape[0] != 4 * H
             or w_hh.shape[1] != R):
         raise ValueError("lstm_backward: inconsistent shapes")
-    _check(dx, typenum, 0, True, "dx")
-    _check(dh, typenum, 0, True, "dh")
-    _check(dc, typenum, 0, True, "dc")
-    _check(dw_ih, typenum, 4 * H * I, True, "dw_ih")
-    _check(dw_hh, typenum, 4 * H * R, True, "dw_hh")
+    check_array(dx, typenum, 0, True, "dx")
+    check_array(dh, typenum, 0, True, "dh")
+    check_array(dc, typenum, 0, True, "dc")
+    check_array(dw_ih, typenum, 4 * H * I, True, "dw_ih")
+    check_array(dw_hh, typenum, 4 * H * R, True, "dw_hh")
     if db_ih is not None:
-        _check(db_ih, typenum, 4 * H, True, "db_ih")
-        _check(db_hh, typenum, 4 * H, True, "db_hh")
+        check_array(db_ih, typenum, 4 * H, True, "db_ih")
+        check_array(db_hh, typenum, 4 * H, True, "db_hh")
     if P > 0:
-        _check(w_hr, typenum, P * H, False, "w_hr")
-        _check(dw_hr, typenum, P * H, True, "dw_hr")
-    _check(dout, typenum, 0, False, "dout")
-    _check(x, typenum, 0, False, "x")
-    _check(w_ih, typenum, 0, False, "w_ih")
-    _check(w_hh, typenum, 0, False, "w_hh")
-    if cnp.PyArray_TYPE(lengths) != cnp.NPY_INT64 or cnp.PyArray_SIZE(lengths) < B:
-        raise ValueError("lengths: expected int64 with one entry per batch row")
+        check_array(w_hr, typenum, P * H, False, "w_hr")
+        check_array(dw_hr, typenum, P * H, True, "dw_hr")
+    check_array(dout, typenum, 0, False, "dout")
+    check_array(x, typenum, 0, False, "x")
+    check_array(w_ih, typenum, 0, False, "w_ih")
+    check_array(w_hh, typenum, 0, False, "w_hh")
+    check_lengths(lengths, B)
     sizes = tape_sizes(T, B, H, P)
     cdef char *tp[5]
     cdef int k
     for k in range(5):
         tp[k] = NULL
         if sizes[k]:
-            _check(saved[k], typenum, sizes[k], False, "saved")
+            check_array(saved[k], typenum, sizes[k], False, "saved")
             tp[k] = _data(saved[k])
     cdef char *g[8]
     g[0] = _data(dx)
@@ -827,7 +685,7 @@ def lstm_backward(cnp.ndarray dx, cnp.ndarray dh, cnp.ndarray dc, tuple grads,
     cdef Py_ssize_t dout_ld = dout.shape[2]
     cdef char *work
     with nogil:
-        work = _alloc_work(_backward_work(T, B, H, P), typenum)
+        work = alloc_work(_backward_work(T, B, H, P), typenum, _poison)
         if work != NULL:
             if typenum == cnp.NPY_FLOAT32:
                 _backward(<float *>work, <float *>g[0], <float *>g[1], <float *>g[2],

@@ -22,7 +22,7 @@
 /* Each gate block is passed as its own pointer: indexing one pointer with
  * H + j or 2 * H + j defeats GCC's vectoriser under -fwrapv. train and proj
  * are compile-time constants at every call (always_inline). */
-static LSTM_INLINE void S(lstm_row)(int H, int train, int proj,
+static RC_INLINE void S(lstm_row)(int H, int train, int proj,
                                     const T *restrict gi_i, const T *restrict gi_f,
                                     const T *restrict gi_g, const T *restrict gi_o,
                                     const T *restrict gh_i, const T *restrict gh_f,
@@ -64,17 +64,17 @@ static LSTM_INLINE void S(lstm_row)(int H, int train, int proj,
  * then runs p = m @ W_hr^T and lstm_row_proj_out) of every running row;
  * out row (t * B + b) * out_ld without projection; the tape when gates is
  * not NULL. */
-LSTM_DISPATCH
-void S(lstm_row_fwd)(const lstm_steps_t *st, const T *gi, const T *gh, const T *bias, T *h,
-                     T *c, T *m, T *out, ptrdiff_t out_ld, T *gates, T *cprev, T *tc,
+RC_DISPATCH
+void S(lstm_row_fwd)(const rc_steps_t *st, int R, const T *gi, const T *gh, const T *bias,
+                     T *h, T *c, T *m, T *out, ptrdiff_t out_ld, T *gates, T *cprev, T *tc,
                      T *hprev, T *m_tape)
 {
-    const int B = st->B, H = st->H, R = st->R;
+    const int B = st->B, H = st->H;
     const ptrdiff_t H4 = 4 * (ptrdiff_t)H;
     const int proj = m != NULL;
     const T *b_i = bias, *b_f = bias + H, *b_g = bias + 2 * H, *b_o = bias + 3 * H;
     for (int b = 0; b < B; b++) {
-        int t = lstm_row_time(st, b);
+        int t = rc_row_time(st, b);
         if (t < 0)
             continue;
         const T *gir = gi + ((ptrdiff_t)(t - st->t0) * B + b) * H4;
@@ -109,12 +109,13 @@ void S(lstm_row_fwd)(const lstm_steps_t *st, const T *gi, const T *gh, const T *
 }
 
 /* Projection: h[b] = out row = p[b] (R wide) for every running row. */
-LSTM_DISPATCH
-void S(lstm_row_proj_out)(const lstm_steps_t *st, const T *p, T *h, T *out, ptrdiff_t out_ld)
+RC_DISPATCH
+void S(lstm_row_proj_out)(const rc_steps_t *st, int R, const T *p, T *h, T *out,
+                          ptrdiff_t out_ld)
 {
-    const int B = st->B, R = st->R;
+    const int B = st->B;
     for (int b = 0; b < B; b++) {
-        int t = lstm_row_time(st, b);
+        int t = rc_row_time(st, b);
         if (t < 0)
             continue;
         memcpy(h + (ptrdiff_t)b * R, p + (ptrdiff_t)b * R, (size_t)R * sizeof(T));
@@ -127,13 +128,13 @@ void S(lstm_row_proj_out)(const lstm_steps_t *st, const T *p, T *h, T *out, ptrd
  * dhp = dh + dout (R wide), saved by time (for dW_hr) and in row b of
  * dhp_step (zero for a finished row); dh of the running rows is set to
  * zero (it is rebuilt from dg_step @ W_hh). */
-LSTM_DISPATCH
-void S(lstm_row_bwd_proj)(const lstm_steps_t *st, const T *dout, ptrdiff_t dout_ld, T *dh,
+RC_DISPATCH
+void S(lstm_row_bwd_proj)(const rc_steps_t *st, int R, const T *dout, ptrdiff_t dout_ld, T *dh,
                           T *dhp, T *dhp_step)
 {
-    const int B = st->B, R = st->R;
+    const int B = st->B;
     for (int b = 0; b < B; b++) {
-        int t = lstm_row_time(st, b);
+        int t = rc_row_time(st, b);
         T *ds = dhp_step + (ptrdiff_t)b * R;
         if (t < 0) {
             memset(ds, 0, (size_t)R * sizeof(T));
@@ -152,7 +153,7 @@ void S(lstm_row_bwd_proj)(const lstm_steps_t *st, const T *dout, ptrdiff_t dout_
     }
 }
 
-static LSTM_INLINE void S(lstm_row_bwd_1)(int H, const T *restrict dm, const T *restrict dor,
+static RC_INLINE void S(lstm_row_bwd_1)(int H, const T *restrict dm, const T *restrict dor,
                                           T *restrict dhr, const T *restrict s_i,
                                           const T *restrict s_f, const T *restrict s_g,
                                           const T *restrict s_o, const T *restrict cp,
@@ -190,15 +191,15 @@ static LSTM_INLINE void S(lstm_row_bwd_1)(int H, const T *restrict dm, const T *
 /* One backward step through the gates. dm: the gradient of m_t, row b of a
  * (B, H) array (projection), or NULL: then dm = dh + dout (R = H) and dh of
  * the running rows is set to zero. */
-LSTM_DISPATCH
-void S(lstm_row_bwd)(const lstm_steps_t *st, const T *dm, const T *dout, ptrdiff_t dout_ld,
+RC_DISPATCH
+void S(lstm_row_bwd)(const rc_steps_t *st, const T *dm, const T *dout, ptrdiff_t dout_ld,
                      const T *gates, const T *cprev, const T *tc, T *dh, T *dc, T *dgi,
                      T *dg_step)
 {
     const int B = st->B, H = st->H;
     const ptrdiff_t H4 = 4 * (ptrdiff_t)H;
     for (int b = 0; b < B; b++) {
-        int t = lstm_row_time(st, b);
+        int t = rc_row_time(st, b);
         T *e = dg_step + (ptrdiff_t)b * H4;
         if (t < 0) {
             memset(e, 0, (size_t)H4 * sizeof(T));
@@ -216,26 +217,5 @@ void S(lstm_row_bwd)(const lstm_steps_t *st, const T *dm, const T *dout, ptrdiff
                               sg + 2 * H, sg + 3 * H, cprev + row * H, tc + row * H,
                               dc + (ptrdiff_t)b * H, d, d + H, d + 2 * H, d + 3 * H, e, e + H,
                               e + 2 * H, e + 3 * H);
-    }
-}
-
-LSTM_DISPATCH
-void S(lstm_transpose)(int rows, int cols, const T *src, ptrdiff_t src_ld, T *dst,
-                       ptrdiff_t dst_ld)
-{
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++)
-            dst[(ptrdiff_t)j * dst_ld + i] = src[(ptrdiff_t)i * src_ld + j];
-}
-
-/* acc += x[:rows, :n].sum(0) */
-LSTM_DISPATCH
-void S(lstm_sum_rows)(int rows, int n, const T *x, ptrdiff_t ld, T *acc)
-{
-    for (int i = 0; i < rows; i++) {
-        const T *restrict xr = x + (ptrdiff_t)i * ld;
-        T *restrict a = acc;
-        for (int j = 0; j < n; j++)
-            a[j] += xr[j];
     }
 }

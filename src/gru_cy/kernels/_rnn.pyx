@@ -106,13 +106,21 @@ cdef inline void col_bwd(int B, int H, int act, const floating *hs, Py_ssize_t h
 cdef int _layout_override = 0
 
 
-cdef inline bint _columns(int B, int H, bint full) noexcept nogil:
-    return columns_layout(_layout_override, H, B, H, full)
+cdef inline bint _columns(int B, int H, bint full, bint train) noexcept nogil:
+    # Measured for this cell (one thread, OpenBLAS, T = 50-100): inference
+    # runs as fast or faster in rows up to B = 128, H = 512 (the columns
+    # layout's transposes cost what its GEMMs save); training (forward with
+    # the tape, then backward) runs 1.1-1.4x faster in columns from B = 8
+    # (H = 64-512), where rows spends more in the per-step GEMMs on dgh.
+    if _layout_override != 0:
+        return columns_layout(_layout_override, H, B, H, full)
+    return full and train and B >= 8
 
 
-def use_columns(int B, int H, bint full):
-    """True when the kernels run (B, H) in the columns layout (see module doc)."""
-    return _columns(B, H, full)
+def use_columns(int B, int H, bint full, bint train):
+    """True when the kernels run (B, H) in the columns layout (see module
+    doc); train: for forward with a tape and its backward."""
+    return _columns(B, H, full, train)
 
 
 def set_layout(str layout):
@@ -124,9 +132,9 @@ def set_layout(str layout):
     _layout_override = {"auto": 0, "rows": 1, "columns": 2}[layout]
 
 
-def plan(int T, int B, int H, bint full, bint reverse, Py_ssize_t chunk_elements):
+def plan(int T, int B, int H, bint full, bint reverse, Py_ssize_t chunk_elements, bint train):
     """(columns, chunk): the layout and the steps per input-projection GEMM."""
-    cdef bint columns = _columns(B, H, full)
+    cdef bint columns = _columns(B, H, full, train)
     return columns, plan_chunk(columns, T, B, H, full, reverse, chunk_elements)
 
 
@@ -272,7 +280,7 @@ def rnn_forward(cnp.ndarray out, int col, cnp.ndarray h, object saved, object wo
     x      (T, B, I),  w_ih (H, I), w_hh (H, H), b_ih, b_hh (H,) or None
     lengths (B,)       int64, 0 <= len_b <= T; full: every len_b == T
     act                0 tanh, 1 relu
-    columns            the layout, as use_columns(B, H, full) says
+    columns            the layout, as use_columns(B, H, full, train) says
     chunk              steps per input-projection GEMM; T when reverse
                        with uneven lengths
     All arrays C-contiguous, of x's float dtype.
@@ -353,7 +361,7 @@ def set_poison(bint on):
 
 cdef Py_ssize_t _lean_plan(void *cell, int T, int B, bint has_bias) noexcept nogil:
     cdef LeanCell *c = <LeanCell *>cell
-    c.columns = _columns(B, c.H, True)
+    c.columns = _columns(B, c.H, True, False)
     c.chunk = plan_chunk(c.columns, T, B, c.H, True, c.reverse, c.chunk_elements)
     return _forward_work(B, c.H, c.chunk, c.columns)
 

@@ -14,13 +14,15 @@ Parameters ``weight_ih`` (H, I), ``bias_ih`` (H,), ``weight_yh`` (H, O),
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 
+from gru_cy._threads import MIN_MULTIPLY_ADDS, blas_threads, run_directions
 from gru_cy.kernels import _jordan
 from gru_cy.nn.base import (
-    _INT32_MAX, KeyError_, Module, RNNBase, Tape, _length_order, as_float_array, check_dtype,
-    check_int, empty, register_module, shape_str, to_numpy,
+    _INT32_MAX, MIN_HALF_BATCH, KeyError_, Module, RNNBase, Tape, _length_order, as_float_array,
+    check_dtype, check_int, empty, register_module, shape_str, to_numpy,
 )
 
 # Elements of the input projection computed per GEMM at inference: the
@@ -157,8 +159,12 @@ class Jordan(Module):
         return sig
 
     def _codes(self):
-        return (_jordan.HIDDEN_ACTIVATIONS.index(self.nonlinearity),
-                _jordan.OUTPUT_ACTIVATIONS.index(self.output_activation))
+        """The kernels' activation codes (checked again: the attributes may
+        have been reassigned since construction)."""
+        hidden = _jordan.HIDDEN_ACTIVATIONS
+        output = _jordan.OUTPUT_ACTIVATIONS
+        return (hidden.index(_check_choice("nonlinearity", self.nonlinearity, hidden)),
+                output.index(_check_choice("output_activation", self.output_activation, output)))
 
     # -- arguments ----------------------------------------------------------
 
@@ -241,13 +247,59 @@ class Jordan(Module):
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         tape.weights = weights
         out, y_n = self._finish(out, y, unbatched)
-        tape.out_shape, tape.h_shape = out.shape, y_n.shape
+        tape.out_shape, tape.state_shapes = out.shape, (y_n.shape,)
         return out, y_n, tape
+
+    def _batch_split(self, T, B, I):
+        """Where to cut the batch into two halves run on two threads, or 0.
+
+        Sequences are independent: with two BLAS threads allowed, two halves
+        each with a single-threaded BLAS run the element-wise math in
+        parallel too, and no BLAS call waits for its threads at every step
+        (the per-step products are small; threading them costs more than it
+        saves, most of all on a busy machine).
+        """
+        if B < 2 * MIN_HALF_BATCH:
+            return 0
+        H, O = self.hidden_size, self.output_size
+        if T * B * H * (I + 2 * O) < 2 * MIN_MULTIPLY_ADDS or blas_threads() < 2:
+            return 0
+        return B // 2
 
     def _run(self, x, y, lengths, full, weights, tape):
         """The kernel over x (T, B, I): out (T, B, O); y (B, O) goes from y0
-        to y_n in place. With a tape, fills tape.parts with what backward
-        needs, in the row order the kernel ran."""
+        to y_n in place. With a tape, sets tape.parts: one part per batch
+        half run (see _run_part)."""
+        T, B = x.shape[0], x.shape[1]
+        train = tape is not None
+        cut = self._batch_split(T, B, x.shape[2])
+        if not cut:
+            out, part = self._run_part(x, y, lengths, full, weights, train)
+            parts = [(slice(None), part)]
+        else:
+            halves = (slice(0, cut), slice(cut, B))
+            states = [np.ascontiguousarray(y[sl]) for sl in halves]
+            results = [None, None]
+
+            def half(i):
+                lengths_i = np.ascontiguousarray(lengths[halves[i]])
+                results[i] = self._run_part(np.ascontiguousarray(x[:, halves[i]]), states[i],
+                                            lengths_i, full or bool(np.all(lengths_i == T)),
+                                            weights, train)
+
+            run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
+            for sl, state in zip(halves, states):
+                y[sl] = state
+            out = np.concatenate([r[0] for r in results], axis=1)
+            parts = [(sl, r[1]) for sl, r in zip(halves, results)]
+        if train:
+            tape.parts = [(sl,) + part for sl, part in parts]
+        return out
+
+    def _run_part(self, x, y, lengths, full, weights, train):
+        """One kernel call: (out, part). part = (x, hs, ys, lengths, full,
+        order) is what backward needs, in the row order the kernel ran
+        (order: the permutation applied, or None); None at inference."""
         T, B = x.shape[0], x.shape[1]
         H, O = self.hidden_size, self.output_size
         act, out_act = self._codes()
@@ -260,26 +312,25 @@ class Jordan(Module):
             y_k = np.ascontiguousarray(y[order])
             lengths = np.ascontiguousarray(lengths[order])
         out = empty((T, B, O), self.dtype)
-        if tape is None:
-            hs = ys = None
-            chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * H)))
-        else:
+        if train:
             hs = empty((T, B, H), self.dtype)
             ys = empty((T + 1, B, O), self.dtype)
             chunk = 0
-            tape.parts = (x, hs, ys, lengths, full, order)
+        else:
+            hs = ys = None
+            chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * H)))
         if T and B:
-            work = empty(_jordan.forward_work_size(B, H, O, chunk, tape is not None), self.dtype)
+            work = empty(_jordan.forward_work_size(B, H, O, chunk, train), self.dtype)
             _jordan.jordan_forward(out, y_k, hs, ys, work, x, *weights, lengths, full, act,
                                    out_act, chunk)
-        elif tape is not None:
+        elif train:
             ys[...] = 0
             hs[...] = 0
         if order is not None:
             back = np.argsort(order)
             y[...] = y_k[back]
             out = np.ascontiguousarray(out[:, back])
-        return out
+        return out, ((x, hs, ys, lengths, full, order) if train else None)
 
     def step(self, x_t, y=None):
         """Advance one time step: (y_t, y).
@@ -323,44 +374,68 @@ class Jordan(Module):
         if tape.signature != self._signature():
             raise ValueError("tape was recorded with a different configuration or dtype than "
                              "the module has now; run forward_train again")
-        x, hs, ys, lengths, full, order = tape.parts
-        T, B = tape.T, tape.B
-        I, O = self.input_size, self.output_size
+        B, O = tape.B, self.output_size
         dout = self._grad_arg(dout, "dout", tape.out_shape)
-        dy = self._grad_arg(dy_n, "dy_n", tape.h_shape)
+        dy = self._grad_arg(dy_n, "dy_n", tape.state_shapes[0])
         if tape.unbatched:
             dout = dout[:, None, :]
         elif tape.batch_first:
             dout = dout.transpose(1, 0, 2)
-        # A private copy in the kernel's row order: the kernel updates it.
-        dy = dy.reshape(B, O)
-        dy = np.array(dy if order is None else dy[order], copy=True)
-        dout = np.ascontiguousarray(dout if order is None else dout[:, order])
+        dout = np.ascontiguousarray(dout)
+        dy = np.array(dy.reshape(B, O), copy=True)   # the kernel updates it in place
         grads = self._grad_buffers()
-        w_ih, _, w_yh, w_hy, _ = tape.weights
-        dx = empty((T, B, I), self.dtype)
-        if T and B:
-            work = empty(_jordan.backward_work_size(T, B, self.hidden_size, O), self.dtype)
-            _jordan.jordan_backward(dx, dy, *grads, work, dout, hs, ys, x, w_ih, w_yh, w_hy,
-                                    lengths, full, *self._codes())
-        if order is not None:
-            back = np.argsort(order)
-            dx = np.ascontiguousarray(dx[:, back])
-            dy = dy[back]
+        parts = tape.parts
+        if len(parts) == 1:
+            dx = self._backward_part(parts[0], dout, dy, grads, tape.weights)
+        else:
+            # Two batch halves on two threads: the second adds its parameter
+            # gradients into buffers of its own, summed afterwards.
+            extra = [None if g is None else np.zeros_like(g) for g in grads]
+            dys = [np.ascontiguousarray(dy[p[0]]) for p in parts]
+            dxs = [None, None]
+
+            def half(i):
+                dxs[i] = self._backward_part(parts[i], np.ascontiguousarray(dout[:, parts[i][0]]),
+                                             dys[i], extra if i else grads, tape.weights)
+
+            run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
+            for g, e in zip(grads, extra):
+                if g is not None:
+                    g += e
+            for part, dy_part in zip(parts, dys):
+                dy[part[0]] = dy_part
+            dx = np.concatenate(dxs, axis=1)
         if tape.unbatched:
             return dx[:, 0, :], dy.reshape(1, O)
         if tape.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, dy[None]
 
-    def _grad_arg(self, g, name, shape):
-        if g is None:
-            return np.zeros(shape, dtype=self.dtype)
-        g = as_float_array(g, name, self.dtype)
-        if g.shape != tuple(shape):
-            raise ValueError(f"{name} must have shape {shape_str(shape)} (as returned by "
-                             f"forward_train), got {shape_str(g.shape)}")
-        return g
+    def _backward_part(self, part, dout, dy, grads, weights):
+        """Backward through one kernel call of a tape (see _run_part): dx;
+        dy (B, O) goes from dL/dy_n to dL/dy0 in place, grads are added
+        into. dout and dy in the caller's row order."""
+        _, x, hs, ys, lengths, full, order = part
+        T, B = x.shape[0], x.shape[1]
+        O = self.output_size
+        dy_k = dy
+        if order is not None:
+            dout = np.ascontiguousarray(dout[:, order])
+            dy_k = np.ascontiguousarray(dy[order])
+        w_ih, _, w_yh, w_hy, _ = weights
+        dx = empty((T, B, self.input_size), self.dtype)
+        if T and B:
+            work = empty(_jordan.backward_work_size(T, B, self.hidden_size, O), self.dtype)
+            _jordan.jordan_backward(dx, dy_k, *grads, work, dout, hs, ys, x, w_ih, w_yh, w_hy,
+                                    lengths, full, *self._codes())
+        if order is not None:
+            back = np.argsort(order)
+            dx = np.ascontiguousarray(dx[:, back])
+            dy[...] = dy_k[back]
+        return dx
+
+    # The same checked conversion of dout and dy_n as the other modules'.
+    _grad_arg = RNNBase._grad_arg
 
     def _grad_buffers(self):
         """grads arrays in kernel order (w_ih, b_ih, w_yh, w_hy, b_hy), each

@@ -89,6 +89,8 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, label_smoothin
         if t.dtype.kind != "f":
             raise TypeError(f"Expected floating point type for target with class probabilities, "
                             f"got {t.dtype}")
+        if ignore_index != -100:
+            raise ValueError("ignore_index is not supported for floating point target")
         loss_rows, grad_rows = _cross_entropy_probs(rows, t, class_axis, C, w, eps, dtype)
         if reduction == "mean":
             if M:

@@ -130,7 +130,10 @@ class Optimizer:
             offset += size
         if first:
             buffers.update({k: v for k, v in state.items() if isinstance(v, np.ndarray)})
-        self._share(slots, buffers, state.get("step"))
+            self._share(slots, buffers, state.get("step"))
+        elif "step" in state:  # the views already look into the buffers
+            for i, _, _ in slots:
+                self.state[i]["step"] = state["step"]
 
     def _layout(self, slots):
         return (slots[0][1].dtype,) + tuple((i, p.shape) for i, p, _ in slots)

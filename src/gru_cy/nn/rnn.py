@@ -74,25 +74,21 @@ class RNN(RNNBase):
 
     # -- kernels ----------------------------------------------------------
 
-    def _split_train(self, B):
-        # As for the GRU: splitting pays while the whole batch runs in the
-        # rows layout.
-        return not _rnn.use_columns(B, self.hidden_size, True)
-
     def _alloc_saved(self, T, B):
         return empty(_rnn.tape_size(T, B, self.hidden_size), self.dtype)
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         w_ih, w_hh, b_ih, b_hh = weights
-        columns, chunk = _rnn.plan(T, B, self.hidden_size, full, reverse, _CHUNK_ELEMENTS)
+        columns, chunk = _rnn.plan(T, B, self.hidden_size, full, reverse, _CHUNK_ELEMENTS,
+                                   saved is not None)
         _rnn.rnn_forward(out, col, h, saved, None, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
                          reverse, self._act, columns, chunk)
 
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):
         w_ih, w_hh, _, _ = weights
-        columns = _rnn.use_columns(x.shape[1], self.hidden_size, full)
+        columns = _rnn.use_columns(x.shape[1], self.hidden_size, full, True)
         _rnn.rnn_backward(dx, dh, tuple(grads), None, dout, col, saved, x, w_ih, w_hh, lengths,
                           full, reverse, self._act, columns)
 

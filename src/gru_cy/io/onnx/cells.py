@@ -59,6 +59,23 @@ def _gru_read_attrs(node, D):
     return dict(reset_after=bool(lbr)), unsupported
 
 
+def _lstm_read_attrs(node, D):
+    unsupported = activations_given(node, ["Sigmoid", "Tanh", "Tanh"], D)
+    if node.attr("input_forget", 0) not in (0, None):
+        unsupported.append(f"input_forget={node.attr('input_forget')} (gru_cy's LSTM has "
+                           f"separate input and forget gates)")
+    if len(node.inputs) > 7 and node.inputs[7]:
+        unsupported.append("peephole weights (input P; gru_cy's LSTM has no peepholes)")
+    return {}, unsupported
+
+
+def _lstm_write_attrs(lstm):
+    if lstm.proj_size:
+        raise ValueError(f"to_onnx: proj_size={lstm.proj_size} has no ONNX LSTM form (the ONNX "
+                         f"LSTM operator has no projection); use to_torch or save instead")
+    return {}
+
+
 _RNN_ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
 
@@ -77,6 +94,8 @@ def _rnn_read_attrs(node, D):
 ONNX_CELLS = {
     "GRU": OnnxCell(op_type="GRU", gates=3, perm=(1, 0, 2), read_attrs=_gru_read_attrs,
                     write_attrs=lambda m: dict(linear_before_reset=int(m.reset_after))),
+    "LSTM": OnnxCell(op_type="LSTM", gates=4, perm=(0, 3, 1, 2), read_attrs=_lstm_read_attrs,
+                     write_attrs=_lstm_write_attrs, states=(("h", 5, 1), ("c", 6, 2))),
     "RNN": OnnxCell(op_type="RNN", gates=1, perm=(0,), read_attrs=_rnn_read_attrs,
                     write_attrs=lambda m: dict(
                         activations=[_RNN_ACTIVATIONS[m.nonlinearity]] * m.num_directions)),

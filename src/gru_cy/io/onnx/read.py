@@ -125,10 +125,18 @@ def _recurrent_nodes(graph, cls, source):
     ops = " / ".join(c.op_type for c in cells)
     if not found:
         kinds = sorted({n.op_type for n in graph.nodes})
+        hint = ""
+        if "MatMul" in kinds and ({"Tanh", "Relu"} & set(kinds)) and any(
+                str(name).startswith(("weight_hh_l", "bias_hh_l")) for name in graph.initializers):
+            # torch.onnx.export(dynamo=True) of a torch.nn.RNN writes no RNN node.
+            hint = ("; this looks like a torch.nn.RNN exported with dynamo=True, which unrolls "
+                    "the time loop into MatMul/Add/activation nodes for the traced sequence "
+                    "length: export it with torch.onnx.export(..., dynamo=False), or convert its "
+                    "state_dict")
         raise ValueError(
             f"{source}: no ONNX {ops} node in the graph (its operators: "
             f"{', '.join(kinds) or 'none'}); gru_cy reads graphs whose recurrent part is {ops} "
-            f"nodes, as torch.onnx.export(..., dynamo=False) writes for torch.nn.{ops}")
+            f"nodes, as torch.onnx.export(..., dynamo=False) writes for torch.nn.{ops}{hint}")
     if len(found) > 1:
         raise ValueError(f"{source}: the graph holds {' and '.join(c.op_type for c, _ in found)} "
                          f"nodes; a gru_cy module stacks layers of one kind")
