@@ -28,6 +28,7 @@ import math
 import os
 import struct
 import zipfile
+from typing import IO, Any
 import zlib
 
 import numpy as np
@@ -177,7 +178,7 @@ def _expected_shapes(cls, config, dtype):
         return None
 
 
-def load(path, *, cls=None):
+def load(path: str | os.PathLike[str] | IO[bytes], *, cls: type | None = None) -> Any:
     """Load a module written by ``save`` (or ``module.save``). No pickles are read.
 
     The class is the file's (any registered module class), or ``cls`` (a

@@ -16,8 +16,14 @@ import operator
 import os
 import threading
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from gru_cy._threads import MIN_MULTIPLY_ADDS, blas_threads, run_directions
 
@@ -179,6 +185,10 @@ class Module:
     # attributes until a public attribute is set (see __setattr__).
     _CACHES = ("_shapes",)
 
+    params: dict[str, NDArray[Any]]
+    grads: dict[str, NDArray[Any]]
+    dtype: np.dtype[Any]
+
     @property
     def _mode(self):
         """The module's name in messages."""
@@ -228,7 +238,7 @@ class Module:
             table = self.__dict__["_shapes"] = (pairs, dict(pairs))
         return table
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero (in place: references stay valid)."""
         with self._grads_lock():
             for name, shape in self._shape_table()[0]:
@@ -239,11 +249,12 @@ class Module:
                 else:
                     self.grads[name] = np.zeros(shape, dtype=self.dtype)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, NDArray[Any]]:
         """A dict of copies of the parameters, PyTorch names and order."""
         return {name: np.array(p, copy=True) for name, p in self.params.items()}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any],
+                        strict: bool = True) -> tuple[list[str], list[str]]:
         """Copy parameters in (NumPy arrays, array-likes or torch tensors).
 
         strict=True: the keys must match exactly. strict=False: missing and
@@ -289,7 +300,7 @@ class Module:
                 self.params[name] = arr.copy()
         return missing, unexpected
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
         """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
         return IO_HOOKS["save"](self, path)
 
@@ -309,9 +320,10 @@ class RNNBase(Module):
     _gates = 1
     _state_names = ("h",)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype=np.float32, seed=None, go_backwards=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 go_backwards: bool = False) -> None:
         self.input_size = check_int("input_size", input_size, 1)
         self.hidden_size = check_int("hidden_size", hidden_size, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
@@ -578,7 +590,8 @@ class RNNBase(Module):
 
     # -- forward and backward over layers and directions -----------------------
 
-    def __call__(self, x, h0=None, lengths=None):
+    def __call__(self, x: ArrayLike, h0: Any = None,
+                 lengths: ArrayLike | None = None) -> tuple[NDArray[Any], Any]:
         """Inference: (out, h_n). No tape is kept and no dropout applied."""
         if lengths is None and not self.bidirectional and not self._wants_split(x):
             # Lean path: arrays already of the module's dtype, C-contiguous
@@ -598,7 +611,8 @@ class RNNBase(Module):
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
         return self._finish(out, states, unbatched)
 
-    def forward_train(self, x, h0=None, lengths=None):
+    def forward_train(self, x: ArrayLike, h0: Any = None,
+                      lengths: ArrayLike | None = None) -> tuple[NDArray[Any], Any, Tape]:
         """Forward that keeps what backward needs: (out, h_n, tape).
 
         Dropout (if any) is applied between layers, drawn from the module's
@@ -756,7 +770,7 @@ class RNNBase(Module):
             layer_in = out
         return layer_in, inputs, saved
 
-    def step(self, x_t, h=None):
+    def step(self, x_t: ArrayLike, h: Any = None) -> tuple[NDArray[Any], Any]:
         """Advance every layer by one time step: (y_t, h).
 
         x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
@@ -839,7 +853,8 @@ class RNNBase(Module):
         return (self._mode, self.input_size, self.hidden_size, self.num_layers, self.bias,
                 self.bidirectional, self.go_backwards, self.dtype, self._shape_table()[0])
 
-    def backward(self, tape, dout=None, dh_n=None):
+    def backward(self, tape: Tape, dout: ArrayLike | None = None,
+                 dh_n: Any = None) -> tuple[NDArray[Any], Any]:
         """Backpropagate through a forward_train call: (dx, dh0).
 
         dout has the shape of that call's out, dh_n of its h_n; None means

@@ -11,10 +11,17 @@ Per layer and direction, with gate order r, z, n (DESIGN.md §1)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gru_cy.kernels import _gru
 from gru_cy.nn.base import _POISON, RNNBase, empty, register_module
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+    from gru_cy.nn.base import Tape
 
 _gru.set_poison(_POISON)
 
@@ -45,15 +52,33 @@ class GRU(RNNBase):
 
     _gates = 3
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
-                 seed=None, go_backwards=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, reset_after: bool = True,
+                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 go_backwards: bool = False) -> None:
         if not isinstance(reset_after, (bool, np.bool_)):
             raise TypeError(f"reset_after should be a bool, got {type(reset_after).__name__}")
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed, go_backwards=go_backwards)
+
+    if TYPE_CHECKING:
+        # The GRU's one state array, for type checkers (RNNBase's signatures
+        # also cover cells whose state is a tuple).
+        def __call__(self, x: ArrayLike, h0: ArrayLike | None = None,
+                     lengths: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+
+        def forward_train(self, x: ArrayLike, h0: ArrayLike | None = None,
+                          lengths: ArrayLike | None = None
+                          ) -> tuple[NDArray[Any], NDArray[Any], Tape]: ...
+
+        def backward(self, tape: Tape, dout: ArrayLike | None = None,
+                     dh_n: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+
+        def step(self, x_t: ArrayLike,
+                 h: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
 
     def _config(self):
         return dict(super()._config(), reset_after=self.reset_after)

@@ -9,7 +9,14 @@ cell adds (operator name, gate order, attributes) is its entry in
 
 from __future__ import annotations
 
+from typing import IO, TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import os
+
+    from numpy.typing import DTypeLike
 
 from gru_cy.io._common import (build, cell_spec, float_dtype, inverse, kind_of, module_class,
                                permute_gates, stack_state)
@@ -136,7 +143,8 @@ def _recurrent_nodes(graph, cls, source):
     return found[0]
 
 
-def load_onnx(path, *, cls=None, dtype=None, batch_first=None):
+def load_onnx(path: str | os.PathLike[str] | bytes | IO[bytes], *, cls: type | None = None,
+              dtype: DTypeLike = None, batch_first: bool | None = None) -> Any:
     """A gru_cy module with the weights of an ONNX model's recurrent node(s).
 
     Reads a single node (GRU: forward, reverse -> go_backwards=True,
