@@ -401,3 +401,25 @@ def test_gru_linear_adam_learns_a_sequence_task():
             opt.step()
     assert first_loss > 1.0  # chance level is log(3) = 1.10
     assert accuracy() >= 0.95
+
+
+def test_every_module_kind_is_optimised_in_place():
+    modules = [gru_cy.GRU(3, 4, seed=0), gru_cy.Linear(4, 2, seed=0),
+               gru_cy.Embedding(5, 3, padding_idx=0, seed=0)]
+    for name in ("LSTM", "RNN"):
+        if hasattr(gru_cy, name):
+            modules.append(getattr(gru_cy, name)(3, 4, seed=0))
+    if hasattr(gru_cy, "Jordan"):
+        modules.append(gru_cy.Jordan(3, 4, 2, seed=0))
+    before = [{k: p.copy() for k, p in m.params.items()} for m in modules]
+    refs = [dict(m.params) for m in modules]
+    for m in modules:
+        for g in m.grads.values():
+            g[...] = 1
+    for opt in (optim.Adam(modules), optim.SGD(modules, 0.1, momentum=0.9)):
+        opt.step()
+    for m, b, r in zip(modules, before, refs):
+        assert list(m.params) == list(b)
+        for k, p in m.params.items():
+            assert p is r[k] and p.dtype == np.float32
+            assert not np.array_equal(p, b[k]), (type(m).__name__, k)
