@@ -401,3 +401,69 @@ def test_gru_linear_adam_learns_a_sequence_task():
             opt.step()
     assert first_loss > 1.0  # chance level is log(3) = 1.10
     assert accuracy() >= 0.95
+
+
+def test_every_module_kind_is_optimised_in_place():
+    modules = [gru_cy.GRU(3, 4, seed=0), gru_cy.Linear(4, 2, seed=0),
+               gru_cy.Embedding(5, 3, padding_idx=0, seed=0)]
+    for name in ("LSTM", "RNN"):
+        if hasattr(gru_cy, name):
+            modules.append(getattr(gru_cy, name)(3, 4, seed=0))
+    if hasattr(gru_cy, "Jordan"):
+        modules.append(gru_cy.Jordan(3, 4, 2, seed=0))
+    before = [{k: p.copy() for k, p in m.params.items()} for m in modules]
+    refs = [dict(m.params) for m in modules]
+    for m in modules:
+        for g in m.grads.values():
+            g[...] = 1
+    for opt in (optim.Adam(modules), optim.SGD(modules, 0.1, momentum=0.9)):
+        opt.step()
+    for m, b, r in zip(modules, before, refs):
+        assert list(m.params) == list(b)
+        for k, p in m.params.items():
+            assert p is r[k] and p.dtype == np.float32
+            assert not np.array_equal(p, b[k]), (type(m).__name__, k)
+
+
+def test_random_hyper_parameters_vs_torch():
+    torch = pytest.importorskip("torch")
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    @hypothesis.settings(max_examples=40, deadline=None)
+    @hypothesis.given(
+        kind=st.sampled_from(["SGD", "Adam", "AdamW"]), lr=st.sampled_from([1e-3, 0.03, 0.5]),
+        momentum=st.sampled_from([0.0, 0.5, 0.99]), dampening=st.sampled_from([0.0, 0.2]),
+        nesterov=st.booleans(), weight_decay=st.sampled_from([0.0, 1e-3, 0.2]),
+        betas=st.sampled_from([(0.9, 0.999), (0.0, 0.5), (0.6, 0.9), (0.5, 0.0)]),
+        eps=st.sampled_from([1e-8, 1e-3]), dtype=st.sampled_from(["float64", "float32"]),
+        seed=st.integers(0, 2**16))
+    def check(kind, lr, momentum, dampening, nesterov, weight_decay, betas, eps, dtype, seed):
+        if kind == "SGD":
+            if nesterov and (momentum == 0 or dampening != 0):
+                return
+            kw = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                      weight_decay=weight_decay)
+        else:
+            if betas[1] == 0.0 and dtype == "float32":
+                # v = g * g makes each step lr * m / |g|: float32 rounding differences
+                # (torch fuses multiply-adds) grow past 1e-5 within 30 steps; float64 agrees.
+                return
+            kw = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        rng = np.random.default_rng(seed)
+        a, b = _modules({k: rng.uniform(-1, 1, s).astype(dtype)
+                         for k, s in (("a.w", (4, 3)), ("a.b", (4,)), ("b.w", (2, 5)))}, dtype)
+        params = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in _params(a, b).items()}
+        opt = getattr(optim, kind)([a, b], **kw)
+        topt = getattr(torch.optim, kind)(list(params.values()), **kw)
+        for _ in range(30):
+            g = {k: rng.standard_normal(p.shape).astype(dtype) for k, p in _params(a, b).items()}
+            _set_grads(a, b, g)
+            for k, p in params.items():
+                p.grad = torch.tensor(g[k])
+            opt.step()
+            topt.step()
+        for k, p in _params(a, b).items():
+            np.testing.assert_allclose(p, params[k].detach().numpy(), **TOL[dtype], err_msg=k)
+
+    check()
