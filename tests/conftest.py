@@ -25,7 +25,8 @@ import sys
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(TESTS_DIR)
-_COMPILED = ("gru_cy.kernels._blas", "gru_cy.kernels._gru", "gru_cy.kernels._lstm")
+_COMPILED = tuple(f"gru_cy.kernels.{name}"
+                  for name in ("_blas", "_gru", "_lstm", "_rnn", "_jordan"))
 
 
 def _real(path):

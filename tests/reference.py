@@ -97,10 +97,13 @@ def _cell_forward(w, x_t, h_prev, reset_after):
 
 
 def ref_gru_forward(x, params, *, num_layers, bidirectional, reset_after, bias, h0=None,
-                    lengths=None, dropout_masks=None):
+                    lengths=None, dropout_masks=None, go_backwards=False):
     """Run a (multi-layer, optionally bidirectional) GRU over a time-major batch.
 
     x: (T, B, I). params: dict with PyTorch names. h0: (L*D, B, H) or None (zeros).
+    go_backwards (unidirectional only): the one direction is the reverse one, each sequence read
+    from t = len_b - 1 down to 0 with out[t] aligned with x[t] (Keras go_backwards, ONNX
+    direction="reverse").
     lengths: B ints in [0, T] or None (all T). dropout_masks: None or a list of L-1 arrays of
     shape (T, B, D*H), multiplied (already scaled) into the outputs of layers 0 .. L-2 before
     they feed the next layer.
@@ -125,6 +128,7 @@ def ref_gru_forward(x, params, *, num_layers, bidirectional, reset_after, bias, 
     assert lengths.shape == (B,) and np.all((0 <= lengths) & (lengths <= T))
     if dropout_masks is not None:
         assert len(dropout_masks) == L - 1
+    assert not (go_backwards and bidirectional)
 
     h_n = np.zeros((L * D, B, H), dtype)
     cache = dict(params=params, num_layers=L, bidirectional=bidirectional, reset_after=reset_after,
@@ -138,7 +142,8 @@ def ref_gru_forward(x, params, *, num_layers, bidirectional, reset_after, bias, 
             sequences = []                              # per b: the list of saved steps, in run order
             for b in range(B):
                 len_b = lengths[b]
-                times = range(len_b) if d == 0 else range(len_b - 1, -1, -1)
+                forward = d == 0 and not go_backwards
+                times = range(len_b) if forward else range(len_b - 1, -1, -1)
                 h = h0[k * D + d, b]
                 steps = []
                 for t in times:

@@ -5,7 +5,8 @@ Here the split is forced (thresholds lowered, the BLAS thread count reported as 
 runs whatever the machine, and every result is compared with the same call unsplit and with
 the NumPy reference: outputs, final states, input and state gradients, accumulated parameter
 gradients, with uneven lengths, dropout, layers, both variants, reverse-only, batch_first and
-odd batch sizes.
+odd batch sizes. (With dropout the random masks keep the reference to inference; training is
+compared with the unsplit run.)
 """
 
 import numpy as np
@@ -72,6 +73,29 @@ def test_split_batch_equals_the_unsplit_run(case, force_split):
     for i, (a, b) in enumerate(zip(results[False], results[True])):
         assert a.shape == b.shape
         np.testing.assert_allclose(b, a, err_msg=f"result {i}", **TOL)
+    _check_against_reference(gru, x, h0, lengths, dout, dh_n, results[True])
+
+
+def _check_against_reference(gru, x, h0, lengths, dout, dh_n, results):
+    """The split run's results (as _run returns them) against the NumPy reference. With
+    dropout the masks are random: inference only (training was compared with the unsplit run
+    above, and dropout gradients with finite differences in test_vs_reference.py)."""
+    tm = (lambda a: a.transpose(1, 0, 2)) if gru.batch_first else (lambda a: a)
+    e_out, e_h, cache = ref_gru_forward(tm(x), gru.params, num_layers=gru.num_layers,
+                                        bidirectional=gru.bidirectional,
+                                        reset_after=gru.reset_after, bias=gru.bias, h0=h0,
+                                        lengths=lengths, go_backwards=gru.go_backwards)
+    out, h_n, t_out, t_h, dx, dh0, dx2, dh02 = results[:8]
+    checks = [("out", tm(out), e_out), ("h_n", h_n, e_h)]
+    if gru.dropout == 0:
+        e_dx, e_dh0, e_grads = ref_gru_backward(cache, tm(dout), dh_n)
+        checks += [("train out", tm(t_out), e_out), ("train h_n", t_h, e_h), ("dx", tm(dx), e_dx),
+                   ("dh0", dh0, e_dh0), ("dx again", tm(dx2), e_dx), ("dh0 again", dh02, e_dh0)]
+        # Two backward calls: the gradients added up twice.
+        checks += [(f"grads[{k!r}]", g, 2 * e_grads[k])
+                   for k, g in zip(sorted(gru.grads), results[8:])]
+    for label, got, want in checks:
+        np.testing.assert_allclose(got, want, err_msg=label, rtol=1e-10, atol=1e-12)
 
 
 def test_split_batch_matches_the_reference(force_split):

@@ -247,3 +247,17 @@ def _constant_of_shape_model(shape, value_type):
     graph = (field(1, fill) + field(1, gru) + field(5, shape_tensor)
              + field(11, field(1, "X")) + field(12, field(1, "Y")))
     return field(1, 8) + field(7, graph) + field(8, field(2, 17))
+
+
+def test_torch_rnn_state_dict_notes_the_assumed_nonlinearity(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if not hasattr(gru_cy, "RNN"):
+        pytest.skip("no Elman RNN in this gru_cy")
+    module = torch.nn.RNN(3, 4, num_layers=2)
+    torch.save(module.state_dict(), tmp_path / "rnn.pt")
+    code, out, err = _convert(capsys, tmp_path / "rnn.pt", tmp_path / "rnn.npz")
+    assert code == 0, err
+    assert "nonlinearity" in out and "tanh" in out
+    loaded = gru_cy.load(tmp_path / "rnn.npz")
+    assert type(loaded) is gru_cy.RNN and loaded.nonlinearity == "tanh"
+    _same_weights(gru_cy.RNN.from_torch(module), loaded)

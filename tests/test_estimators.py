@@ -391,6 +391,14 @@ def test_learns_token_sequences_with_embedding():
     clf = fitted(RNNClassifier, X[:300], y[:300], embedding_dim=8, pooling="max", max_iter=20)
     assert clf.network_[0].params["weight"].shape == (8, 8)
     assert clf.score(X[300:], y[300:]) > 0.9
+    # Fitted on token lists: a 2-D int array is equal-length sequences of any length.
+    grid = np.array([s[:2] for s in X[300:] if len(s) >= 2])
+    assert same_bits(clf.predict(grid), clf.predict([row for row in grid]))
+    table = fitted(RNNClassifier, grid[:, :2], y[300:300 + len(grid)], embedding_dim=4,
+                   max_iter=1)
+    assert table.n_features_in_ == 2
+    with pytest.raises(ValueError, match="X has 3 features, but RNNClassifier is expecting 2"):
+        table.predict(np.zeros((4, 3), dtype=int))
 
 
 def test_regressor_outputs_and_shapes():
@@ -464,7 +472,8 @@ def test_verbose_lines_without_tqdm(capsys, monkeypatch):
     X, y = ragged(10)
     est = fitted(RNNClassifier, X, y, max_iter=3, verbose=True)
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"Iteration {i + 1}, loss = {loss:.8f}" for i, loss in enumerate(est.loss_curve_)]
+    expected = [f"Iteration {i + 1}, loss = {loss:.8f}" for i, loss in enumerate(est.loss_curve_)]
+    assert out == expected
 
 
 def test_verbose_progress_bar_with_tqdm(capsys):

@@ -234,6 +234,11 @@ def test_graphs_gru_cy_cannot_represent():
     inits = [_tensor("W", W), _tensor("R", R), _tensor("B", B)]
     with pytest.raises(ValueError, match="no ONNX GRU .*node.*Scan"):
         gru_cy.load_onnx(_model([_node("Scan", ["X", "W", "R"], ["Y"])], inits))
+    with pytest.raises(ValueError, match="no ONNX GRU node.*LSTM"):
+        gru_cy.load_onnx(_model([_node("LSTM", ["X", "W", "R"], ["Y"])], inits),
+                         cls=gru_cy.GRU)
+    with pytest.raises(ValueError, match="no ONNX GRU.* node.*Attention"):
+        gru_cy.load_onnx(_model([_node("Attention", ["X", "W", "R"], ["Y"])], inits))
     # weights fed at run time are not in the file
     with pytest.raises(ValueError, match="computed from graph inputs"):
         gru_cy.load_onnx(_model([_node("GRU", ["X", "Wrt", "R"], ["Y"])], inits,

@@ -409,6 +409,10 @@ def test_call_errors():
             np.zeros((2, 2)))
     jordan.params["weight_yh"] = np.zeros((2, 4), np.float32)
     _raises(ValueError, "params['weight_yh'] has shape (2, 4), expected (4, 2)", jordan, x)
+    jordan = gru_cy.Jordan(3, 4, 2)
+    jordan.nonlinearity = "elu"
+    _raises(ValueError, "Unknown nonlinearity 'elu'. Select from 'tanh', 'relu' or 'sigmoid'.",
+            jordan, x)
 
 
 def test_backward_errors():
@@ -534,3 +538,22 @@ def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengt
     r_out, r_yn, _ = ref.forward(jordan.params, tm(x), y0[0], lengths, "sigmoid", "tanh")
     np.testing.assert_allclose(tm(split[0]), r_out, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(split[1][0], r_yn, rtol=1e-12, atol=1e-13)
+
+
+def test_random_shapes_and_lengths_match_the_reference():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=60, deadline=None)
+    @hypothesis.given(T=st.integers(0, 6), B=st.integers(0, 5), I=st.integers(1, 4),
+                      H=st.integers(1, 4), O=st.integers(1, 4), pair=st.sampled_from(PAIRS),
+                      bias=st.booleans(), seed=st.integers(0, 2**16), data=st.data())
+    def check(T, B, I, H, O, pair, bias, seed, data):
+        lengths = data.draw(st.none() | st.lists(st.integers(0, T), min_size=B, max_size=B))
+        x, y0, dout, dy_n = _data(T, B, I, O, seed)
+        if lengths is not None:
+            dout[np.arange(T)[:, None] >= np.asarray(lengths, dtype=int)[None, :]] = 0
+        jordan = gru_cy.Jordan(I, H, O, *pair, bias=bias, dtype=np.float64, seed=seed)
+        _compare(jordan, x, y0, lengths, dout, dy_n, *pair)
+
+    check()

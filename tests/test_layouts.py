@@ -3,7 +3,8 @@
 The kernels pick the rows or the columns layout from B and H (_gru.use_columns); the test
 sizes elsewhere are small enough that they nearly always get rows. Here _gru.set_layout forces
 each layout in turn (columns applies when lengths are full), over both variants, bias or not,
-2 layers bidirectional, B = 1 and B = 3, and T long enough for several column blocks.
+up to 3 layers, bidirectional or reverse-only, B = 1, 3 and 8, and T long enough for several
+column blocks.
 """
 
 import numpy as np
@@ -31,6 +32,13 @@ def layout(request):
     dict(T=5, B=3, module=dict(num_layers=2, bidirectional=True, reset_after=False)),
     # 128 // B = 42 steps per column block: three blocks.
     dict(T=100, B=3, module=dict()),
+    # The columns-layout reset_after=False backward (two recurrent GEMMs per step, r * h
+    # saved per block): blocks, no bias, three layers, reverse-only, B = 1 and B = 8.
+    dict(T=100, B=3, module=dict(reset_after=False)),
+    dict(T=40, B=8, module=dict(reset_after=False, bias=False)),
+    dict(T=33, B=1, module=dict(reset_after=False, num_layers=3)),
+    dict(T=50, B=8, module=dict(reset_after=False, go_backwards=True)),
+    dict(T=20, B=3, module=dict(reset_after=False, num_layers=2, go_backwards=True, bias=False)),
 ], ids=lambda c: f"T{c['T']}B{c['B']}-" + "-".join(f"{k}={v}" for k, v in c["module"].items()))
 def test_forced_layout_matches_the_reference(layout, config, dtype):
     T, B, I, H = config["T"], config["B"], 4, 5
@@ -50,7 +58,8 @@ def test_forced_layout_matches_the_reference(layout, config, dtype):
     e_out, e_h, cache = ref_gru_forward(x.astype(np.float64), p64, num_layers=L,
                                         bidirectional=gru.bidirectional,
                                         reset_after=gru.reset_after, bias=gru.bias,
-                                        h0=h0.astype(np.float64))
+                                        h0=h0.astype(np.float64),
+                                        go_backwards=gru.go_backwards)
     e_dx, e_dh0, e_grads = ref_gru_backward(cache, dout.astype(np.float64),
                                             dh_n.astype(np.float64))
     for label, got, want in [("out", out, e_out), ("h_n", h_n, e_h), ("inference out", inf_out,

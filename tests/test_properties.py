@@ -42,13 +42,16 @@ ERRORS = (TypeError, ValueError)
 
 @st.composite
 def configs(draw):
+    bidirectional = draw(st.booleans())
     return dict(
         input_size=draw(st.integers(1, 5)),
         hidden_size=draw(st.integers(1, 6)),
         num_layers=draw(st.integers(1, 3)),
         bias=draw(st.booleans()),
         batch_first=draw(st.booleans()),
-        bidirectional=draw(st.booleans()),
+        bidirectional=bidirectional,
+        go_backwards=False if bidirectional else draw(st.booleans()),
+        dropout=draw(st.sampled_from([0.0, 0.0, 0.4])),
         reset_after=draw(st.booleans()),
         dtype=draw(st.sampled_from([np.float32, np.float64])),
         seed=draw(st.integers(0, 2**32 - 1)),
@@ -112,7 +115,8 @@ def test_random_valid_calls_agree_with_reference(case):
     e_out, e_h, cache = ref_gru_forward(
         x64, params, num_layers=gru.num_layers, bidirectional=gru.bidirectional,
         reset_after=gru.reset_after, bias=gru.bias,
-        h0=None if h0 is None else h0.astype(dt).astype(np.float64), lengths=lengths)
+        h0=None if h0 is None else h0.astype(dt).astype(np.float64), lengths=lengths,
+        go_backwards=gru.go_backwards)
     dout_user = _user_layout(dout_tm, unbatched, bf).astype(dt)
     dh_user = None if dh_n is None else (dh_n[:, 0] if unbatched else dh_n).astype(dt)
     e_dx, e_dh0, e_grads = ref_gru_backward(
@@ -126,6 +130,11 @@ def test_random_valid_calls_agree_with_reference(case):
     h_tm = h_n[:, None] if unbatched else h_n
     np.testing.assert_allclose(h_tm, e_h, err_msg="h_n", **tol)
 
+    if gru.dropout > 0 and gru.num_layers > 1:
+        # Dropout masks are random: training is checked against finite differences.
+        _check_dropout_training(cfg, gru.state_dict(), x, h0_user, len_user, dout_user,
+                                dh_user)
+        return
     out2, h_n2, tape = gru.forward_train(x, h0_user, len_user)
     assert out2.tobytes() == out.tobytes(), "forward_train's out differs from the inference call"
     assert h_n2.tobytes() == h_n.tobytes(), "forward_train's h_n differs from the inference call"
@@ -137,13 +146,55 @@ def test_random_valid_calls_agree_with_reference(case):
         np.testing.assert_allclose(gru.grads[name], g, err_msg=f"grads[{name!r}]", **tol)
 
     if not gru.bidirectional and lengths is None and x_tm.shape[0] > 0:
-        # Streaming one step at a time gives the whole-sequence result.
+        # Streaming one step at a time gives the whole-sequence result (a
+        # reverse-only module reads the sequence from its end).
         h = None if h0_user is None else h0_user
         x_tm_user = _to_time_major(x, unbatched, bf)
-        for t in range(x_tm_user.shape[0]):
+        times = range(x_tm_user.shape[0])
+        for t in (reversed(times) if gru.go_backwards else times):
             x_t = x_tm_user[t, 0] if unbatched else x_tm_user[t]
             y, h = gru.step(x_t, h)
         np.testing.assert_allclose(h, h_n, err_msg="step h", **tol)
+
+
+def _check_dropout_training(cfg, state, x, h0, lengths, dout, dh_n):
+    """forward_train + backward with dropout against central differences of
+    L = sum(out * dout) + sum(h_n * dh_n) along one random direction of the
+    input and one of the parameters (float64 only). Each evaluation is the
+    first forward_train of a fresh module with the same seed, so every one
+    draws the same masks."""
+    if np.dtype(cfg["dtype"]) != np.float64:
+        return
+
+    def fresh(params=state):
+        m = gru_cy.GRU(**cfg)
+        m.load_state_dict(params)
+        return m
+
+    def loss(x_, params=state):
+        out, h_n, _ = fresh(params).forward_train(x_, h0, lengths)
+        total = float(np.sum(out * dout))
+        if dh_n is not None:
+            total += float(np.sum(h_n * dh_n))
+        return total
+
+    gru = fresh()
+    out, h_n, tape = gru.forward_train(x, h0, lengths)
+    gru.zero_grad()
+    dx, _ = gru.backward(tape, dout, dh_n)
+    rng = np.random.default_rng(0)
+    eps = 1e-6
+    v = rng.standard_normal(x.shape)
+    numeric = (loss(x + eps * v) - loss(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(np.sum(dx * v), numeric, rtol=1e-5, atol=1e-6,
+                               err_msg="dx with dropout")
+    vp = {k: rng.standard_normal(p.shape) for k, p in state.items()}
+    plus = {k: p + eps * vp[k] for k, p in state.items()}
+    minus = {k: p - eps * vp[k] for k, p in state.items()}
+    numeric = (loss(x, plus) - loss(x, minus)) / (2 * eps)
+    analytic = sum(float(np.sum(gru.grads[k] * vp[k])) for k in state)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6,
+                               err_msg="parameter gradients with dropout")
 
 
 # -- invalid arguments -----------------------------------------------------------------------

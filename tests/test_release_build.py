@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-COMPILED = ("gru_cy.kernels._blas", "gru_cy.kernels._gru")
+COMPILED = tuple(f"gru_cy.kernels.{name}" for name in ("_blas", "_gru", "_lstm", "_rnn", "_jordan"))
 
 
 def elf_section_names(path):

@@ -160,8 +160,9 @@ def _config_with(arrays, **changes):
     (dict(format=_DROP), "not a gru_cy model"),
     (dict(format_version=2), "newer gru_cy"),
     (dict(format_version="1"), "format_version"),
-    (dict(**{"class": "NoSuchCell"}), "class"),
-    (dict(**{"class": "LSTM"}), r"unknown settings \['reset_after'\] for LSTM"),
+        (dict(**{"class": "LSTM"}), r"unknown settings \['reset_after'\] for LSTM"),
+    (dict(**{"class": "Transformer"}), "class 'Transformer'"),
+    (dict(**{"class": 3}), "class 3"),
     (dict(hidden_size=5), "shape"),
     (dict(hidden_size=2**30), "shape"),
     (dict(hidden_size=-4), "hidden_size"),
@@ -181,6 +182,22 @@ def test_config_mismatches(saved, tmp_path, changes, match):
     path = _write_npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=match):
         gru_cy.load(path)
+
+
+def test_a_file_claiming_another_registered_class(saved, tmp_path):
+    """The class named in the file is built (here an Elman RNN, one gate block), and the
+    GRU's arrays (three gate blocks) do not fit it."""
+    if "RNN" not in gru_cy.nn.base.MODULES:
+        pytest.skip("no Elman RNN in this gru_cy")
+    arrays = _arrays(saved)
+    config = json.loads(str(arrays["config"]))
+    del config["reset_after"]
+    arrays["config"] = np.array(json.dumps(dict(config, **{"class": "RNN"})))
+    with pytest.raises(ValueError, match="shape"):
+        gru_cy.load(_write_npz(tmp_path / "bad.npz", **arrays))
+    arrays["config"] = np.array(json.dumps(dict(config, **{"class": "RNN"}, reset_after=True)))
+    with pytest.raises(ValueError, match="unknown settings.*reset_after.*RNN"):
+        gru_cy.load(_write_npz(tmp_path / "bad.npz", **arrays))
 
 
 def test_unparseable_or_missing_config(saved, tmp_path):

@@ -3,9 +3,10 @@
 With uneven lengths the kernels multiply, at each step, only the rows of the sequences still
 running, which requires the batch in decreasing order of length: batches already in that
 order run as they are, others are sorted (when enough rows finish early) and the results put
-back in the caller's order. Checked here against the NumPy reference and against the same
-calls with the sorting turned off, over directions, layers, both variants, dropout, bias,
-reverse-only modules, batch_first, the batch split, lengths of 0 and B = 1.
+back in the caller's order. Every case is checked against the NumPy reference and against the
+same calls with the sorting turned off, over directions, layers, both variants, dropout, bias,
+reverse-only modules, batch_first, the batch split, lengths of 0 and B = 1. (With dropout the
+random masks keep the reference to inference; training is compared with the unsorted run.)
 """
 
 import numpy as np
@@ -70,6 +71,28 @@ def test_sorted_run_equals_unsorted_run(module, lengths, monkeypatch):
         results[sort] = _run(gru, x, lengths, dout, dh_n)
     for i, (a, b) in enumerate(zip(results[True], results[False])):
         np.testing.assert_allclose(a, b, err_msg=f"result {i}", **TOL)
+    _check_against_reference(gru, x, lengths, dout, dh_n, results[True])
+
+
+def _check_against_reference(gru, x, lengths, dout, dh_n, results):
+    """The sorted run's results (as _run returns them) against the NumPy reference. With
+    dropout the masks are random: inference only (training was compared with the unsorted run
+    above)."""
+    tm = (lambda a: a.transpose(1, 0, 2)) if gru.batch_first else (lambda a: a)
+    e_out, e_h, cache = ref_gru_forward(tm(x), gru.params, num_layers=gru.num_layers,
+                                        bidirectional=gru.bidirectional,
+                                        reset_after=gru.reset_after, bias=gru.bias,
+                                        lengths=lengths, go_backwards=gru.go_backwards)
+    out, h_n, t_out, t_h, dx, dh0 = results[:6]
+    checks = [("out", tm(out), e_out), ("h_n", h_n, e_h)]
+    if gru.dropout == 0:
+        e_dx, e_dh0, e_grads = ref_gru_backward(cache, tm(dout), dh_n)
+        checks += [("train out", tm(t_out), e_out), ("train h_n", t_h, e_h),
+                   ("dx", tm(dx), e_dx), ("dh0", dh0, e_dh0)]
+        checks += [(f"grads[{k!r}]", g, e_grads[k]) for k, g in zip(sorted(gru.grads),
+                                                                    results[6:])]
+    for label, got, want in checks:
+        np.testing.assert_allclose(got, want, err_msg=label, **TOL)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

@@ -30,13 +30,13 @@ def _params64(gru):
 
 
 def _reference(gru, x, h0, lengths, dout, dh_n, *, num_layers, bidirectional, reset_after, bias,
-               dropout_masks=None):
+               dropout_masks=None, go_backwards=False):
     """Reference forward + backward in float64 for time-major batched arrays."""
     as64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
     out, h_n, cache = ref_gru_forward(as64(x), _params64(gru), num_layers=num_layers,
                                       bidirectional=bidirectional, reset_after=reset_after,
                                       bias=bias, h0=as64(h0), lengths=lengths,
-                                      dropout_masks=dropout_masks)
+                                      dropout_masks=dropout_masks, go_backwards=go_backwards)
     dx, dh0, grads = ref_gru_backward(cache, as64(dout), as64(dh_n))
     return out, h_n, dx, dh0, grads
 
@@ -164,6 +164,74 @@ def test_forward_backward_match_reference(reset_after, bidirectional, num_layers
     out_inf, h_n_inf = gru(x, h0, lengths)
     np.testing.assert_array_equal(out_inf, out, err_msg="__call__ out != forward_train out")
     np.testing.assert_array_equal(h_n_inf, h_n, err_msg="__call__ h_n != forward_train h_n")
+
+
+@pytest.mark.parametrize("h0_given", [False, True], ids=lambda v: "h0" if v else "h0=None")
+@pytest.mark.parametrize("lengths_kind", list(LENGTHS), ids=_id("lengths"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=_id("dtype"))
+@pytest.mark.parametrize("bias", [True, False], ids=_id("bias"))
+@pytest.mark.parametrize("num_layers", [1, 2], ids=_id("L"))
+@pytest.mark.parametrize("reset_after", [True, False], ids=_id("reset_after"))
+def test_reverse_only_forward_backward_match_reference(reset_after, num_layers, bias, dtype,
+                                                       lengths_kind, h0_given):
+    """go_backwards=True: every result and gradient against the reference run in reverse."""
+    rng = np.random.default_rng(43)
+    L = num_layers
+    lengths = LENGTHS[lengths_kind]
+    gru = _make(I_, H_, num_layers=L, bias=bias, go_backwards=True, reset_after=reset_after,
+                dtype=dtype, seed=4)
+    x = rng.standard_normal((T_, B_, I_)).astype(dtype)
+    h0 = rng.standard_normal((L, B_, H_)).astype(dtype) if h0_given else None
+    dout = rng.standard_normal((T_, B_, H_)).astype(dtype)
+    dh_n = rng.standard_normal((L, B_, H_)).astype(dtype)
+    out, h_n, tape = gru.forward_train(x, h0, lengths)
+    dx, dh0 = gru.backward(tape, dout, dh_n)
+    expected = _reference(gru, x, h0, lengths, dout, dh_n, num_layers=L, bidirectional=False,
+                          reset_after=reset_after, bias=bias, go_backwards=True)
+    _check_all(gru, (out, h_n, dx, dh0), expected, dtype)
+    # ... and it is not the forward-direction result (the check above can tell them apart).
+    forward = _reference(gru, x, h0, lengths, dout, dh_n, num_layers=L, bidirectional=False,
+                         reset_after=reset_after, bias=bias)
+    assert not np.allclose(dx, forward[2], **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("order", ["sorted", "unsorted"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=_id("reset_after"))
+@pytest.mark.parametrize("bidirectional, split", [(False, False), (False, True), (True, False)],
+                         ids=["go_backwards", "go_backwards-two halves", "bidirectional"])
+def test_long_uneven_reverse_runs_match_reference(bidirectional, split, reset_after, order,
+                                                  monkeypatch):
+    """T = 40 with uneven lengths in the reverse direction (go_backwards or the second direction
+    of a bidirectional layer): the kernels then need every time step's input projection at once
+    (one chunk); sorted and unsorted batches, in one piece or in two halves on two threads."""
+    import gru_cy.nn.base as base
+
+    if split:
+        monkeypatch.setattr(base, "MIN_HALF_BATCH", 1)
+        monkeypatch.setattr(base, "MIN_MULTIPLY_ADDS", 0)
+        monkeypatch.setattr(base, "blas_threads", lambda: 2)
+    else:
+        monkeypatch.setattr(base, "MIN_HALF_BATCH", 10**9)
+    rng = np.random.default_rng(44)
+    T, B, I, H, L = 40, 6, 3, 5, 2
+    D = 2 if bidirectional else 1
+    lengths = np.array([40, 37, 31, 12, 1, 0] if order == "sorted" else [12, 40, 0, 31, 1, 37])
+    gru = _make(I, H, num_layers=L, bidirectional=bidirectional, go_backwards=not bidirectional,
+                reset_after=reset_after, dtype=np.float64, seed=6)
+    x = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((L * D, B, H))
+    dout = rng.standard_normal((T, B, D * H))
+    dh_n = rng.standard_normal((L * D, B, H))
+    out, h_n, tape = gru.forward_train(x, h0, lengths)
+    assert len(tape.parts) == (2 if split else 1)
+    dx, dh0 = gru.backward(tape, dout, dh_n)
+    expected = _reference(gru, x, h0, lengths, dout, dh_n, num_layers=L,
+                          bidirectional=bidirectional, reset_after=reset_after, bias=True,
+                          go_backwards=not bidirectional)
+    _check_all(gru, (out, h_n, dx, dh0), expected, np.float64)
+    out_inf, h_n_inf = gru(x, h0, lengths)
+    _check("inference out", out_inf, expected[0], np.float64)
+    _check("inference h_n", h_n_inf, expected[1], np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id("dtype"))
@@ -431,6 +499,34 @@ def test_module_gradients_match_finite_differences(reset_after, bias):
     np.testing.assert_allclose(dh0, _numeric_gradient(h0, loss), err_msg="dh0", **FD_TOL)
     for name in gru.params:
         # gru.params is live (test_params_are_live), so perturbing it in place perturbs the module.
+        numeric = _numeric_gradient(gru.params[name], loss)
+        np.testing.assert_allclose(grads[name], numeric, err_msg=f"grads[{name!r}]", **FD_TOL)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=_id("bias"))
+@pytest.mark.parametrize("reset_after", [True, False], ids=_id("reset_after"))
+def test_reverse_only_gradients_match_finite_differences(reset_after, bias):
+    rng = np.random.default_rng(78)
+    T, B, I, H, L = 4, 3, 3, 4, 2
+    gru = _make(I, H, num_layers=L, bias=bias, go_backwards=True, reset_after=reset_after,
+                dtype=np.float64, seed=7)
+    x = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((L, B, H))
+    dout = rng.standard_normal((T, B, H))
+    dh_n = rng.standard_normal((L, B, H))
+    lengths = [4, 0, 2]
+
+    gru.zero_grad()
+    _, _, tape = gru.forward_train(x, h0, lengths)
+    dx, dh0 = gru.backward(tape, dout, dh_n)
+    grads = {name: g.copy() for name, g in gru.grads.items()}
+
+    def loss():
+        return _module_loss(gru, x, h0, lengths, dout, dh_n)
+
+    np.testing.assert_allclose(dx, _numeric_gradient(x, loss), err_msg="dx", **FD_TOL)
+    np.testing.assert_allclose(dh0, _numeric_gradient(h0, loss), err_msg="dh0", **FD_TOL)
+    for name in gru.params:
         numeric = _numeric_gradient(gru.params[name], loss)
         np.testing.assert_allclose(grads[name], numeric, err_msg=f"grads[{name!r}]", **FD_TOL)
 

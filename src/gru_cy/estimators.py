@@ -40,7 +40,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names,
     assert_all_finite,
@@ -244,7 +244,11 @@ class _RNNBase(BaseEstimator):
         n = arr.shape[0]
         if tokens:
             ids = self._check_tokens(arr)
-            return ids, np.full(n, ids.shape[1], dtype=np.int64), _TOKEN_TABLE, ids.shape[1]
+            lengths = np.full(n, ids.shape[1], dtype=np.int64)
+            if fitted_kind == _TOKEN_LIST:
+                # A model fitted on token lists reads a 2-D array as equal-length sequences.
+                return ids, lengths, _TOKEN_LIST, 1
+            return ids, lengths, _TOKEN_TABLE, ids.shape[1]
         if arr.ndim == 2 and fitted_kind != _SEQUENCES:
             x = arr.reshape(n, arr.shape[1], 1)
             return x, np.full(n, arr.shape[1], dtype=np.int64), _TABLE, arr.shape[1]
@@ -309,9 +313,9 @@ class _RNNBase(BaseEstimator):
                 f"2-D (T_i, n_features)); found {found} sequences.")
         ndim = ndims.pop()
         if ndim > (1 if tokens else 2) or ndim == 0:
-            raise ValueError(
-                f"Each sequence in X must be a {'1-D array of token ids' if tokens else '1-D (T_i,) or 2-D (T_i, n_features) array'}; "
-                f"found a {ndim}-D one.")
+            wanted = ("a 1-D array of token ids" if tokens
+                      else "a 1-D (T_i,) or 2-D (T_i, n_features) array")
+            raise ValueError(f"Each sequence in X must be {wanted}; found a {ndim}-D one.")
         lengths = np.array([s.shape[0] for s in seqs], dtype=np.int64)
         if lengths.min() < 1:
             i = int(np.argmin(lengths))

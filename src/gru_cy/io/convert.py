@@ -17,23 +17,36 @@ import numpy as np
 __all__ = ["convert_cli"]
 
 FORMATS = {".npz": "npz", ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".keras": "keras"}
-FORMAT_HELP = (".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one nn.GRU, "
-               "nn.LSTM or nn.RNN), .keras (a Keras 3 model made of GRU, LSTM or SimpleRNN "
-               "layers, Bidirectional or not)")
+def _torch_names():
+    from gru_cy.io.torch import TORCH_CELLS
+
+    return " / ".join(f"nn.{c.torch_class}" for c in TORCH_CELLS.values())
+
+
+def _keras_names():
+    from gru_cy.io.keras import KERAS_CELLS
+
+    names = [c.keras_class for c in KERAS_CELLS.values()]
+    return " / ".join(names), " / ".join(f"Bidirectional({n})" for n in names)
+
+
+FORMAT_HELP = (f".npz (gru_cy save), .onnx, .pt/.pth (a PyTorch state_dict of one "
+               f"{_torch_names()}), .keras (a Keras 3 model made of {_keras_names()[0]} "
+               f"layers or {_keras_names()[1]})")
 
 # Exit codes, one per kind of error.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_PACKAGE = 0, 1, 2, 3
 
-CONVERT_DESCRIPTION = """\
+CONVERT_DESCRIPTION = f"""\
 Convert a model between file formats, chosen by the file extensions:
 
   .npz         gru_cy's own format (module.save / gru_cy.load); no pickles
   .onnx        an ONNX model (read and written without the onnx package)
-  .pt, .pth    a PyTorch state_dict of one torch.nn.GRU, LSTM or RNN
-               (torch.load with weights_only=True; other entries are
-               ignored and listed)
-  .keras       a Keras 3 model made of GRU, LSTM or SimpleRNN layers,
-               Bidirectional or not
+  .pt, .pth    a PyTorch state_dict of one {_torch_names()}
+               (torch.load with weights_only=True; other entries are ignored
+               and listed)
+  .keras       a Keras 3 model made of {_keras_names()[0]} layers
+               or {_keras_names()[1]}
 
 PyTorch files need torch, Keras files need keras."""
 
@@ -75,7 +88,7 @@ def _read_model(path, fmt, notes):
 
         return load_onnx(path)
     if fmt == "torch":
-        from gru_cy.io.torch import config_from_state_dict
+        from gru_cy.io.torch import TORCH_CELLS, config_from_state_dict
 
         try:
             import torch
@@ -92,6 +105,8 @@ def _read_model(path, fmt, notes):
             raise ValueError(f"{path} holds a {type(obj).__name__}, not a state_dict")
         config, state, ignored = config_from_state_dict(obj)
         kind = config.pop("kind")
+        if TORCH_CELLS[kind].state_dict_note:
+            notes.append(TORCH_CELLS[kind].state_dict_note)
         if ignored:
             shown = ", ".join(map(str, ignored[:5])) + (", ..." if len(ignored) > 5 else "")
             notes.append(f"ignored {len(ignored)} entries outside the {kind} ({shown})")

@@ -91,17 +91,6 @@ def _gru_bias_to_keras(b_ih, b_hh, module):
     return np.stack([b_ih, b_hh]) if module.reset_after else b_ih + b_hh
 
 
-# -- Elman RNN (SimpleRNN): one bias (H,), read as bias_ih with bias_hh = 0; to_keras
-# writes bias_ih + bias_hh. activation "tanh" or "relu" is the module's nonlinearity.
-
-def _rnn_read_config(cfg, lname):
-    act = cfg.get("activation", "tanh")
-    if isinstance(act, dict):  # a serialized function: {"config": "tanh", ...}
-        act = act.get("config", act)
-    if act not in ("tanh", "relu"):
-        raise ValueError(f"Keras SimpleRNN {lname!r} has settings gru_cy cannot reproduce: "
-                         f"activation={act!r} (gru_cy computes tanh or relu)")
-    return dict(nonlinearity=act)
 # -- LSTM: Keras's gate order i, f, c, o is PyTorch's i, f, g, o; one bias
 # (4H,), to which to_keras writes bias_ih + bias_hh and from_keras reads as
 # bias_ih with bias_hh = 0. Keras has no projection.
@@ -117,6 +106,19 @@ def _lstm_check(module):
                          f"LSTMs have no projection); use to_torch or save instead")
 
 
+# -- Elman RNN (SimpleRNN): one bias (H,), read as bias_ih with bias_hh = 0; to_keras
+# writes bias_ih + bias_hh. activation "tanh" or "relu" is the module's nonlinearity.
+
+def _rnn_read_config(cfg, lname):
+    act = cfg.get("activation", "tanh")
+    if isinstance(act, dict):  # a serialized function: {"config": "tanh", ...}
+        act = act.get("config", act)
+    if act not in ("tanh", "relu"):
+        raise ValueError(f"Keras SimpleRNN {lname!r} has settings gru_cy cannot reproduce: "
+                         f"activation={act!r} (gru_cy computes tanh or relu)")
+    return dict(nonlinearity=act)
+
+
 KERAS_CELLS = {
     "GRU": KerasCell(
         keras_class="GRU", gates=3, perm=(1, 0, 2), read_config=_gru_read_config,
@@ -124,18 +126,18 @@ KERAS_CELLS = {
                                     reset_after=m.reset_after),
         bias_shape=lambda H, extra: (2, 3 * H) if extra["reset_after"] else (3 * H,),
         bias_from_keras=_gru_bias_from_keras, bias_to_keras=_gru_bias_to_keras),
-    "RNN": KerasCell(
-        keras_class="SimpleRNN", gates=1, perm=(0,), read_config=_rnn_read_config,
-        keras_kwargs=lambda m: dict(activation=m.nonlinearity),
-        bias_shape=lambda H, extra: (H,),
-        bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
-        bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh),
     "LSTM": KerasCell(
         keras_class="LSTM", gates=4, perm=(0, 1, 2, 3), read_config=_lstm_read_config,
         keras_kwargs=lambda m: dict(activation="tanh", recurrent_activation="sigmoid"),
         bias_shape=lambda H, extra: (4 * H,),
         bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
         bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh, check=_lstm_check),
+    "RNN": KerasCell(
+        keras_class="SimpleRNN", gates=1, perm=(0,), read_config=_rnn_read_config,
+        keras_kwargs=lambda m: dict(activation=m.nonlinearity),
+        bias_shape=lambda H, extra: (H,),
+        bias_from_keras=lambda bias, extra: (bias, np.zeros_like(bias)),
+        bias_to_keras=lambda b_ih, b_hh, module: b_ih + b_hh),
 }
 
 

@@ -14,7 +14,9 @@ in ``TORCH_CELLS`` per gru_cy kind:
   gru_cy reproduces, is read here);
 - ``to_torch(module) -> dict``: the extra ``torch.nn`` constructor arguments;
 - ``check(module, what)``: raise ValueError when the module has no torch
-  form (a GRU with reset_after=False; go_backwards for every cell).
+  form (a GRU with reset_after=False; go_backwards for every cell);
+- ``state_dict_note``: what a bare state dict cannot tell (an Elman RNN's
+  nonlinearity), printed by the convert command.
 
 Adding a cell is adding its entry; nothing else here changes. torch is
 imported inside the functions that need it; ``torch.load`` is only ever
@@ -55,6 +57,8 @@ class TorchCell:
     from_torch: Callable = _no_extra
     to_torch: Callable = _no_extra
     check: Callable = _check_directions
+    # What a state dict cannot say about the module (the convert command prints it).
+    state_dict_note: str = ""
 
 
 def _check_gru(gru, what):
@@ -66,17 +70,20 @@ def _check_gru(gru, what):
     _check_directions(gru, what)
 
 
-def _rnn_nonlinearity(module):
-    return dict(nonlinearity=module.nonlinearity)
 def _proj_size(lstm):
     return dict(proj_size=int(lstm.proj_size))
 
 
+def _rnn_nonlinearity(module):
+    return dict(nonlinearity=module.nonlinearity)
+
+
 TORCH_CELLS = {
     "GRU": TorchCell(torch_class="GRU", gates=3, check=_check_gru),
-    # A state dict does not say which nonlinearity an nn.RNN had: tanh, its default, is assumed.
     "RNN": TorchCell(torch_class="RNN", gates=1, from_torch=_rnn_nonlinearity,
-                     to_torch=_rnn_nonlinearity),
+                     to_torch=_rnn_nonlinearity,
+                     state_dict_note="a torch.nn.RNN state dict does not record its "
+                                     "nonlinearity: tanh (the default) assumed"),
     "LSTM": TorchCell(torch_class="LSTM", gates=4, from_torch=_proj_size, to_torch=_proj_size),
 }
 

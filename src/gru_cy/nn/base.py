@@ -128,6 +128,7 @@ class Tape:
     __slots__ = (
         "owner", "signature", "parts", "T", "B", "batch_first", "unbatched",
         "out_shape", "state_shapes", "weights",
+        "h_shape",  # modules with their own forward (the Jordan network) record y_n's here
     )
 
     def __repr__(self):

@@ -159,8 +159,12 @@ class Jordan(Module):
         return sig
 
     def _codes(self):
-        return (_jordan.HIDDEN_ACTIVATIONS.index(self.nonlinearity),
-                _jordan.OUTPUT_ACTIVATIONS.index(self.output_activation))
+        """The kernels' activation codes (checked again: the attributes may
+        have been reassigned since construction)."""
+        hidden = _jordan.HIDDEN_ACTIVATIONS
+        output = _jordan.OUTPUT_ACTIVATIONS
+        return (hidden.index(_check_choice("nonlinearity", self.nonlinearity, hidden)),
+                output.index(_check_choice("output_activation", self.output_activation, output)))
 
     # -- arguments ----------------------------------------------------------
 
@@ -430,14 +434,8 @@ class Jordan(Module):
             dy[...] = dy_k[back]
         return dx
 
-    def _grad_arg(self, g, name, shape):
-        if g is None:
-            return np.zeros(shape, dtype=self.dtype)
-        g = as_float_array(g, name, self.dtype)
-        if g.shape != tuple(shape):
-            raise ValueError(f"{name} must have shape {shape_str(shape)} (as returned by "
-                             f"forward_train), got {shape_str(g.shape)}")
-        return g
+    # The same checked conversion of dout and dy_n as the other modules'.
+    _grad_arg = RNNBase._grad_arg
 
     def _grad_buffers(self):
         """grads arrays in kernel order (w_ih, b_ih, w_yh, w_hy, b_hy), each

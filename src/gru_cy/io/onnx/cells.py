@@ -59,19 +59,6 @@ def _gru_read_attrs(node, D):
     return dict(reset_after=bool(lbr)), unsupported
 
 
-_RNN_ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
-
-
-def _rnn_read_attrs(node, D):
-    acts = node.attr("activations")
-    if acts is None:
-        return dict(nonlinearity="tanh"), []
-    names = [str(a).lower() for a in acts]
-    if len(names) != D or len(set(names)) != 1 or names[0] not in _RNN_ACTIVATIONS:
-        return dict(nonlinearity="tanh"), [
-            f"activations={list(acts)} (gru_cy computes Tanh or Relu, the same in every "
-            f"direction)"]
-    return dict(nonlinearity=names[0]), []
 def _lstm_read_attrs(node, D):
     unsupported = activations_given(node, ["Sigmoid", "Tanh", "Tanh"], D)
     if node.attr("input_forget", 0) not in (0, None):
@@ -89,12 +76,27 @@ def _lstm_write_attrs(lstm):
     return {}
 
 
+_RNN_ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
+
+
+def _rnn_read_attrs(node, D):
+    acts = node.attr("activations")
+    if acts is None:
+        return dict(nonlinearity="tanh"), []
+    names = [str(a).lower() for a in acts]
+    if len(names) != D or len(set(names)) != 1 or names[0] not in _RNN_ACTIVATIONS:
+        return dict(nonlinearity="tanh"), [
+            f"activations={list(acts)} (gru_cy computes Tanh or Relu, the same in every "
+            f"direction)"]
+    return dict(nonlinearity=names[0]), []
+
+
 ONNX_CELLS = {
     "GRU": OnnxCell(op_type="GRU", gates=3, perm=(1, 0, 2), read_attrs=_gru_read_attrs,
                     write_attrs=lambda m: dict(linear_before_reset=int(m.reset_after))),
+    "LSTM": OnnxCell(op_type="LSTM", gates=4, perm=(0, 3, 1, 2), read_attrs=_lstm_read_attrs,
+                     write_attrs=_lstm_write_attrs, states=(("h", 5, 1), ("c", 6, 2))),
     "RNN": OnnxCell(op_type="RNN", gates=1, perm=(0,), read_attrs=_rnn_read_attrs,
                     write_attrs=lambda m: dict(
                         activations=[_RNN_ACTIVATIONS[m.nonlinearity]] * m.num_directions)),
-    "LSTM": OnnxCell(op_type="LSTM", gates=4, perm=(0, 3, 1, 2), read_attrs=_lstm_read_attrs,
-                     write_attrs=_lstm_write_attrs, states=(("h", 5, 1), ("c", 6, 2))),
 }
