@@ -304,6 +304,25 @@ def test_fit_regressor_bag_unequal_lengths_equals_local_fit(client):
 
 
 @needs_estimators
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_fit_early_stopping_equals_local_fit(client, kind):
+    x, y = float64_problem(n=90, seed=9)
+    kw = dict(hidden_size=4, batch_size=16, max_iter=8, random_state=6, dtype=np.float64,
+              early_stopping=True, validation_fraction=0.25, n_iter_no_change=1, tol=0.5)
+    cls = gru_cy.RNNClassifier if kind == "classifier" else gru_cy.RNNRegressor
+    y = y if kind == "classifier" else x[:, :, 0].sum(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = cls(**kw).fit(x, y)
+        dist = gd.fit(cls(**kw), da.from_array(x, chunks=(25, 6, 3)), y, client=client,
+                      timeout=WAIT)
+    assert local.n_iter_ < 8  # stopped on the validation score
+    np.testing.assert_allclose(dist.validation_scores_, local.validation_scores_, rtol=1e-9)
+    assert dist.best_validation_score_ == pytest.approx(local.best_validation_score_, 1e-9)
+    assert_same_fit(dist, local)  # with the best epoch's weights restored
+
+
+@needs_estimators
 def test_fit_token_ids_vocabulary_from_every_piece(client):
     rng = np.random.default_rng(7)
     ids = rng.integers(0, 10, (48, 5))
@@ -331,8 +350,6 @@ def test_fit_errors(client):
         gd.fit(clf, x, y, client=client)
     with pytest.raises(ValueError, match="chunked along the samples only"):
         gd.fit(clf, X.rechunk((10, 3, 3)), y, client=client)
-    with pytest.raises(ValueError, match="early_stopping=True"):
-        gd.fit(gru_cy.RNNClassifier(early_stopping=True), X, y, client=client)
     with pytest.raises(TypeError, match="RNNClassifier or RNNRegressor"):
         gd.fit(object(), X, y, client=client)
     with pytest.raises(ValueError, match="timeout must be None or a positive number"):

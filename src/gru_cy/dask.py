@@ -324,6 +324,16 @@ def _grads_part(template, token, weights, data, local):
     return est._loss_and_grads(data.take(local))
 
 
+def _targets_part(data):
+    return data.y
+
+
+def _raw_part(template, token, weights, data, local):
+    est = _replica(template, token)
+    est._set_weights(weights)
+    return est._predict_raw(data.take(local))
+
+
 def _add(a, b):
     """(loss, grads) + (loss, grads), key by key (a node of the tree sum)."""
     loss_a, grads_a = a
@@ -546,15 +556,30 @@ class _Cluster:
     def gradients(self, indices, what):
         """(loss sum, {key: gradient sum}) over the global samples at
         ``indices``, with the estimator's current weights."""
-        indices = np.asarray(indices, dtype=np.int64)
-        owner = np.searchsorted(self.bounds, indices, side="right") - 1
         weights = self.estimator._get_weights()
         shares = [self.client.submit(_grads_part, self.template, self.token, weights,
-                                     self.data[p], indices[owner == p] - self.bounds[p],
-                                     pure=False)
-                  for p in np.unique(owner)]
+                                     self.data[p], local, pure=False)
+                  for p, local in self._by_piece(np.asarray(indices, dtype=np.int64))]
         partial = self.wait(_tree_sum(self.client, shares), what)
         return partial[0] if len(partial) == 1 else _add(*partial)
+
+    def _by_piece(self, indices):
+        owner = np.searchsorted(self.bounds, indices, side="right") - 1
+        return [(p, indices[owner == p] - self.bounds[p]) for p in np.unique(owner)]
+
+    def targets(self):
+        """The encoded targets of every sample (small: one label or row each)."""
+        return np.concatenate(self.wait(self.client.map(_targets_part, self.data, pure=False),
+                                        "gathering the targets"))
+
+    def outputs(self, indices, what):
+        """The network's outputs (len(indices), k) at the global samples
+        ``indices`` (ascending), with the estimator's current weights."""
+        weights = self.estimator._get_weights()
+        futures = [self.client.submit(_raw_part, self.template, self.token, weights,
+                                      self.data[p], local, pure=False)
+                   for p, local in self._by_piece(np.asarray(indices, dtype=np.int64))]
+        return np.concatenate(self.wait(futures, what))
 
     def close(self):
         self.template = self.data = None
@@ -562,6 +587,27 @@ class _Cluster:
             self.client.run(_forget_replicas, self.token, on_error="ignore")
         except Exception:  # pragma: no cover - best effort on a failing cluster
             pass
+
+
+class _Targets:
+    """What the estimator's validation split reads of the data: the
+    number of samples and the encoded targets."""
+
+    def __init__(self, y):
+        self.y = y
+
+    def __len__(self):
+        return len(self.y)
+
+
+def _score(estimator, outputs, y_true):
+    """The estimator's validation score from its network's outputs."""
+    from sklearn.base import is_classifier
+    from sklearn.metrics import accuracy_score, r2_score
+
+    if is_classifier(estimator):
+        return accuracy_score(y_true, estimator.classes_[outputs.argmax(axis=1)])
+    return r2_score(y_true, estimator._decode_y(outputs))
 
 
 def _gradients(estimator, X, y, client=None, timeout=None):
@@ -580,7 +626,9 @@ def fit(estimator, X, y, client=None, *, timeout=None):
     estimator: an ``RNNClassifier`` or ``RNNRegressor`` (its
         hyper-parameters: batch_size, max_iter, tol, n_iter_no_change,
         random_state, verbose, warm_start, ... mean what they mean in
-        ``estimator.fit``). ``early_stopping=True`` is not supported here.
+        ``estimator.fit``). With ``early_stopping=True`` the validation
+        samples are drawn as a local fit draws them, over the global sample
+        index, and scored on the workers after each epoch.
     X: a dask array (n_samples, n_timesteps[, n_features]) chunked along
         the samples only, or a dask bag of sequences (unequal lengths).
     y: the labels / targets: a dask array (rechunked to X's pieces), a dask
@@ -609,14 +657,23 @@ def fit(estimator, X, y, client=None, *, timeout=None):
 
     from sklearn.exceptions import ConvergenceWarning
 
-    if getattr(estimator, "early_stopping", False):
-        raise ValueError("gru_cy.dask.fit does not support early_stopping=True; set "
-                         "early_stopping=False (tol and n_iter_no_change still apply to the "
-                         "training loss)")
     if hasattr(estimator, "_check_params"):
         estimator._check_params()
     cluster = _Cluster(estimator, X, y, client, timeout)
-    n = cluster.n
+    early = bool(getattr(estimator, "early_stopping", False))
+    train = None
+    try:
+        if early:
+            if estimator.validation_scores_ is None:  # a warm start after a fit without it
+                estimator.validation_scores_ = []
+            # The split a local fit makes (stratified on the encoded labels).
+            targets = cluster.targets()
+            train, held_out = estimator._validation_split(_Targets(targets))
+            y_held_out = estimator._decode_y(targets[held_out])
+    except BaseException:
+        cluster.close()
+        raise
+    n = cluster.n if train is None else len(train)
     batch_size = estimator._batch_size(n)
     epochs = int(estimator.max_iter)
     bar = estimator._progress(epochs)
@@ -627,6 +684,8 @@ def fit(estimator, X, y, client=None, *, timeout=None):
             total = 0.0
             for step, start in enumerate(range(0, n, batch_size)):
                 batch = order[start:start + batch_size]
+                if train is not None:
+                    batch = train[batch]
                 loss_sum, grads = cluster.gradients(
                     batch, f"epoch {estimator.n_iter_ + 1}, step {step + 1}")
                 estimator._apply_gradients(grads, len(batch))
@@ -634,14 +693,20 @@ def fit(estimator, X, y, client=None, *, timeout=None):
             loss = total / n + _l2_term(estimator)
             estimator.n_iter_ += 1
             estimator.loss_curve_.append(loss)
-            estimator._report(bar, loss, False)
-            if estimator._update_no_improvement(False):
+            if early:
+                outputs = cluster.outputs(held_out, f"scoring epoch {estimator.n_iter_}")
+                estimator.validation_scores_.append(_score(estimator, outputs, y_held_out))
+            estimator._report(bar, loss, early and estimator.validation_scores_[-1])
+            if estimator._update_no_improvement(early):
                 stopped = True
                 break
     finally:
         if bar is not None:
             bar.close()
         cluster.close()
+    if early and getattr(estimator, "_best_weights", None) is not None:
+        estimator._set_weights(estimator._best_weights)
+        estimator._best_weights = None
     if not stopped:
         warnings.warn(
             f"Stochastic Optimizer: Maximum iterations ({estimator.max_iter}) reached and the "
