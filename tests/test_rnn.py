@@ -537,3 +537,29 @@ def test_padding_never_reaches_the_gradients():
     dx, dh0 = m.backward(tape, np.ones_like(out), np.ones_like(h_n))
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx)) and np.all(np.isfinite(dh0))
     assert all(np.all(np.isfinite(g)) for g in m.grads.values())
+
+
+@pytest.mark.parametrize("recorded, later", [("columns", "rows"), ("rows", "columns"),
+                                             ("columns", "auto")])
+def test_backward_uses_the_layout_the_tape_was_recorded_in(recorded, later):
+    """The tape remembers its layout: changing the process-wide choice between
+    forward_train and backward does not change the gradients."""
+    from gru_cy.kernels import _rnn
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 8, 4))
+    dout = rng.standard_normal((9, 8, 5))
+    results = []
+    for switch in (False, True):
+        rnn = gru_cy.RNN(4, 5, dtype=np.float64, seed=2)
+        _rnn.set_layout(recorded)
+        try:
+            out, h_n, tape = rnn.forward_train(x)
+            if switch:
+                _rnn.set_layout(later)
+            dx, dh0 = rnn.backward(tape, dout)
+        finally:
+            _rnn.set_layout("auto")
+        results.append([dx, dh0] + [rnn.grads[k] for k in sorted(rnn.grads)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

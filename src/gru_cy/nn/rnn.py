@@ -75,20 +75,25 @@ class RNN(RNNBase):
     # -- kernels ----------------------------------------------------------
 
     def _alloc_saved(self, T, B):
-        return empty(_rnn.tape_size(T, B, self.hidden_size), self.dtype)
+        # The states, and the layout forward ran in, for backward (set_layout
+        # may change the choice in between).
+        return [empty(_rnn.tape_size(T, B, self.hidden_size), self.dtype), None]
 
     def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
         T, B, _ = x.shape
         w_ih, w_hh, b_ih, b_hh = weights
         columns, chunk = _rnn.plan(T, B, self.hidden_size, full, reverse, _CHUNK_ELEMENTS,
                                    saved is not None)
+        if saved is not None:
+            saved[1] = columns
+            saved = saved[0]
         _rnn.rnn_forward(out, col, h, saved, None, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
                          reverse, self._act, columns, chunk)
 
     def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
                          reverse):
         w_ih, w_hh, _, _ = weights
-        columns = _rnn.use_columns(x.shape[1], self.hidden_size, full, True)
+        saved, columns = saved      # the tape, and the layout forward_train ran in
         _rnn.rnn_backward(dx, dh, tuple(grads), None, dout, col, saved, x, w_ih, w_hh, lengths,
                           full, reverse, self._act, columns)
 
