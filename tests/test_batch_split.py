@@ -25,7 +25,7 @@ def force_split(monkeypatch):
         if on:
             monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
             monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
-            monkeypatch.setattr(_base, "blas_threads", lambda: 2)
+            monkeypatch.setattr(_base, "thread_budget", lambda: 2)
         else:
             monkeypatch.setattr(_base, "MIN_HALF_BATCH", 10**9)
     return enable
@@ -128,9 +128,9 @@ def test_training_splits_only_in_the_rows_layout(force_split):
 
 
 def test_no_split_for_bidirectional_small_or_single_threaded_calls(monkeypatch):
-    monkeypatch.setattr(_base, "blas_threads", lambda: 1)
+    monkeypatch.setattr(_base, "thread_budget", lambda: 1)
     assert not gru_cy.GRU(64, 256, seed=1)._batch_split(100, 64, 64)
-    monkeypatch.setattr(_base, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_base, "thread_budget", lambda: 2)
     assert gru_cy.GRU(64, 256, seed=1)._batch_split(100, 64, 64) == 32
     assert not gru_cy.GRU(64, 256, bidirectional=True, seed=1)._batch_split(100, 64, 64)
     assert not gru_cy.GRU(4, 4, seed=1)._batch_split(2, 64, 4)

@@ -528,7 +528,7 @@ def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengt
     assert n_parts == 1
     monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 1)
     monkeypatch.setattr(jordan_module, "MIN_MULTIPLY_ADDS", 0)
-    monkeypatch.setattr(jordan_module, "blas_threads", lambda: 2)
+    monkeypatch.setattr(jordan_module, "thread_budget", lambda: 2)
     n_parts, split = run()
     assert n_parts == 2
     for a, b in zip(whole, split):

@@ -485,7 +485,7 @@ def test_batch_split_equals_the_unsplit_run(monkeypatch, B, kwargs, lengths):
         if split:
             monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
             monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
-            monkeypatch.setattr(_base, "blas_threads", lambda: 2)
+            monkeypatch.setattr(_base, "thread_budget", lambda: 2)
         else:
             monkeypatch.setattr(_base, "MIN_HALF_BATCH", 10**9)
         m = gru_cy.LSTM(I, H, dtype=np.float64, seed=3, **kwargs)

@@ -125,7 +125,7 @@ def test_sorting_inside_batch_halves(monkeypatch):
     # Two threads' halves each sort their own rows.
     monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
     monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
-    monkeypatch.setattr(_base, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_base, "thread_budget", lambda: 2)
     T, I, H = 8, 3, 4
     lengths = np.array([1, 8, 3, 0, 8, 2, 5, 7])
     rng = np.random.default_rng(7)

@@ -409,3 +409,49 @@ def test_other_threads_blas_count_is_not_lowered_while_gru_cy_runs():
         worker.join()
         seen.add(get())
     assert seen == {2}, f"another thread saw BLAS thread counts {sorted(seen)}"
+
+
+def test_set_num_threads_checks_its_argument():
+    with pytest.raises(TypeError, match="n should be an integer"):
+        gru_cy.set_num_threads(2.0)
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        gru_cy.set_num_threads(0)
+    assert gru_cy.get_num_threads() == 1
+
+
+def test_own_threads_over_a_one_thread_blas_give_the_one_thread_results():
+    """set_num_threads(2) runs the directions (and batch halves) on two
+    threads; over a one-thread BLAS every product is the same call, so the
+    results are those of one thread, bit for bit. The BLAS count is untouched."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gru_cy import _threads
+
+    gru = gru_cy.GRU(64, 128, num_layers=2, bidirectional=True, seed=0)
+    x = np.random.default_rng(0).standard_normal((60, 16, 64)).astype(np.float32)
+    used = []
+    original = _threads.ThreadPoolExecutor
+
+    class Counting(original):
+        def submit(self, *args, **kwargs):
+            used.append(1)
+            return super().submit(*args, **kwargs)
+
+    results = []
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        for n in (1, 2):
+            _threads._executor = None
+            _threads.ThreadPoolExecutor = Counting
+            gru_cy.set_num_threads(n)
+            try:
+                out, h_n, tape = gru.forward_train(x)
+                dx, dh0 = gru.backward(tape, out)
+                results.append((out, h_n, dx, dh0))
+            finally:
+                gru_cy.set_num_threads(1)
+                _threads.ThreadPoolExecutor = original
+                _threads._executor = None
+            if n == 1:
+                assert not used, "one thread of gru_cy's own must not start a worker"
+    assert used, "set_num_threads(2) ran no call on a second thread"
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -209,7 +209,7 @@ def test_long_uneven_reverse_runs_match_reference(bidirectional, split, reset_af
     if split:
         monkeypatch.setattr(base, "MIN_HALF_BATCH", 1)
         monkeypatch.setattr(base, "MIN_MULTIPLY_ADDS", 0)
-        monkeypatch.setattr(base, "blas_threads", lambda: 2)
+        monkeypatch.setattr(base, "thread_budget", lambda: 2)
     else:
         monkeypatch.setattr(base, "MIN_HALF_BATCH", 10**9)
     rng = np.random.default_rng(44)

@@ -11,14 +11,21 @@ build SciPy ships, sets the same process-wide count: measured, a second
 thread sees the change), so lowering it for gru_cy's own calls would also
 throttle every other thread's BLAS calls, and restoring a snapshot
 afterwards would undo any limit the user set in between (threadpoolctl)
-or leave the process at one thread for good. The count the user sets
-(threadpoolctl, OPENBLAS_NUM_THREADS, ...) is the thread budget instead:
-at one thread gru_cy runs everything on the calling thread; at two or
-more, a layer's two calls run on two threads when the layer is large
-enough to pay for the hand-over (about 20-70 us) and no other layer holds
-the worker, each call's BLAS products using what the BLAS decides for
-them. Results then can differ from a one-thread run in the last bits, as
-OpenBLAS's threaded products do.
+or leave the process at one thread for good.
+
+gru_cy's own threads are therefore a separate budget, set_num_threads(n),
+1 by default. Two calls of a layer run on two threads only when it is 2 or
+more and the layer is large enough to pay for the hand-over (about
+20-70 us). Each of those threads calls the BLAS, whose threads the user
+sets. Measured on 2 cores (inference, B = 8 to 128): gru_cy's two threads
+over a two-threaded OpenBLAS were 1.02-1.6x slower than OpenBLAS's two
+threads alone (the threads oversubscribe the cores); over a one-thread
+BLAS they ran at 0.7-1.08x the speed of OpenBLAS's two threads alone. So
+the default leaves the parallelism to the BLAS; set_num_threads(2) with a
+one-thread BLAS (threadpoolctl) is for programs that keep the BLAS at one
+thread for other reasons. Never both.
+Results can differ from a one-thread run in the last bits, as OpenBLAS's
+threaded products do.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 MIN_MULTIPLY_ADDS = 2_000_000
 
 _worker_lock = threading.Lock()     # held by the layer using the worker
+_num_threads = 1                    # gru_cy's own thread budget (set_num_threads)
 _executor = None
 _blas = None                        # (get, set) of SciPy's OpenBLAS thread count, or False
 
@@ -129,11 +137,35 @@ def blas_threads():
     return max(1, blas[0]())
 
 
+def set_num_threads(n):
+    """Let gru_cy run up to n threads of its own (1, the default, or 2: the
+    two directions of a bidirectional layer, or two halves of a large batch,
+    at once). The BLAS's own thread count is left as it is: pair n = 2 with
+    a one-thread BLAS (threadpoolctl.threadpool_limits(1, user_api="blas"))
+    so that the threads do not oversubscribe the cores."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n should be an integer, got {type(n).__name__}: {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """gru_cy's own thread budget (see set_num_threads)."""
+    return _num_threads
+
+
+def thread_budget():
+    """Threads gru_cy may run a layer's calls on (its own budget)."""
+    return _num_threads
+
+
 def run_directions(calls, multiply_adds):
     """Run the kernel calls of a layer's directions (one or two callables);
     two of them run on two threads when that pays off (see module doc)."""
     global _executor
-    if (len(calls) == 2 and multiply_adds >= MIN_MULTIPLY_ADDS and blas_threads() > 1
+    if (len(calls) == 2 and multiply_adds >= MIN_MULTIPLY_ADDS and thread_budget() > 1
             and _worker_lock.acquire(blocking=False)):
         try:
             if _executor is None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from gru_cy._threads import MIN_MULTIPLY_ADDS, blas_threads, run_directions
+from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions, thread_budget
 
 # Batch rows per half below which a batch is not split over two threads.
 MIN_HALF_BATCH = 4
@@ -675,7 +675,7 @@ class RNNBase(Module):
         H, L = self.hidden_size, self.num_layers
         if self._gates * T * B * H * (I + H + (L - 1) * 2 * H) < 2 * MIN_MULTIPLY_ADDS:
             return 0
-        if blas_threads() < 2:
+        if thread_budget() < 2:
             return 0
         return B // 2
 

@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from gru_cy._threads import MIN_MULTIPLY_ADDS, blas_threads, run_directions
+from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions, thread_budget
 from gru_cy.kernels import _jordan
 from gru_cy.nn.base import (
     _INT32_MAX, MIN_HALF_BATCH, KeyError_, Module, RNNBase, Tape, _length_order, as_float_array,
@@ -262,7 +262,7 @@ class Jordan(Module):
         if B < 2 * MIN_HALF_BATCH:
             return 0
         H, O = self.hidden_size, self.output_size
-        if T * B * H * (I + 2 * O) < 2 * MIN_MULTIPLY_ADDS or blas_threads() < 2:
+        if T * B * H * (I + 2 * O) < 2 * MIN_MULTIPLY_ADDS or thread_budget() < 2:
             return 0
         return B // 2
 
