@@ -45,7 +45,8 @@ def _drop_gru_cy_modules():
 
 
 def _import_built_gru_cy():
-    """Import gru_cy with its compiled modules, all from one folder.
+    """Import gru_cy with its compiled modules, all from one package folder
+    (the compiled modules in its kernels/).
 
     Returns (module, note); note says how the package was found when that
     needed a fallback.
@@ -55,7 +56,8 @@ def _import_built_gru_cy():
         gru_cy = importlib.import_module("gru_cy")
         compiled = [importlib.import_module(name) for name in _COMPILED]
         here = _package_dir(gru_cy)
-        strays = [m.__file__ for m in compiled if _package_dir(m) != here]
+        kernels = os.path.join(here, "kernels")
+        strays = [m.__file__ for m in compiled if _package_dir(m) != kernels]
         if not strays:
             return gru_cy, None
         problem = (f"gru_cy was imported from {here} but its compiled modules from "
