@@ -1,4 +1,4 @@
-"""gru_cy: a fast, exact GRU for NumPy.
+"""gru_cy: fast, exact recurrent networks for NumPy (GRU, LSTM, Elman RNN, Jordan).
 
 Cython kernels over BLAS (through SciPy) behind a PyTorch-shaped API::
 
