@@ -53,15 +53,9 @@ def _import_built_gru_cy():
     """
     problem = None
     try:
-        gru_cy = importlib.import_module("gru_cy")
-        compiled = [importlib.import_module(name) for name in _COMPILED]
-        here = _package_dir(gru_cy)
-        kernels = os.path.join(here, "kernels")
-        strays = [m.__file__ for m in compiled if _package_dir(m) != kernels]
-        if not strays:
+        gru_cy, problem = _import_and_check()
+        if problem is None:
             return gru_cy, None
-        problem = (f"gru_cy was imported from {here} but its compiled modules from "
-                   f"{', '.join(strays)}")
     except ImportError as exc:
         problem = f"importing gru_cy failed: {exc!r}"
 
@@ -73,12 +67,26 @@ def _import_built_gru_cy():
     sys.path[:] = kept
     _drop_gru_cy_modules()
     try:
-        gru_cy = importlib.import_module("gru_cy")
-        for name in _COMPILED:
-            importlib.import_module(name)
+        gru_cy, again = _import_and_check()
     except ImportError as exc:
         raise RuntimeError(_advice(f"{problem}; without the checkout on sys.path: {exc!r}"))
+    if again is not None:
+        raise RuntimeError(_advice(f"{problem}; without the checkout on sys.path: {again}"))
     return gru_cy, f"the checkout root was on sys.path ({problem}); using the installed package"
+
+
+def _import_and_check():
+    """(gru_cy, None), or (gru_cy, problem) when a compiled module does not
+    come from the package's own kernels/ folder."""
+    gru_cy = importlib.import_module("gru_cy")
+    compiled = [importlib.import_module(name) for name in _COMPILED]
+    here = _package_dir(gru_cy)
+    kernels = os.path.join(here, "kernels")
+    strays = [m.__file__ for m in compiled if _package_dir(m) != kernels]
+    if not strays:
+        return gru_cy, None
+    return gru_cy, (f"gru_cy was imported from {here} but its compiled modules from "
+                    f"{', '.join(strays)}")
 
 
 def _advice(problem):
