@@ -40,6 +40,6 @@ echo "bounds checks compiled into gru_cy.kernels._gru: $calls sites"
 mkdir -p "$WORK/outside"
 cd "$WORK/outside"
 rc=0
-GRU_CY_POISON=1 GRU_CY_TEST_INSTALLED=1 HYPOTHESIS_PROFILE=ci "$WORK/venv/bin/python" -m pytest \
+GRU_CY_DEBUG=1 GRU_CY_POISON=1 GRU_CY_TEST_INSTALLED=1 HYPOTHESIS_PROFILE=ci "$WORK/venv/bin/python" -m pytest \
     "$SRC/tests" -ra -p no:cacheprovider "$@" || rc=$?
 pytest_verdict "$rc"
