@@ -7,7 +7,7 @@ imports gru_cy, builds x (T, B=1, I=256) in float32, runs one warm-up call
 with T=10 and then the measured call, and reports the process's peak
 resident set size (getrusage ru_maxrss) and what the call itself added to
 the resident set before it (the input projection is computed in chunks of
-time steps, so only the output should grow with T). The target (issue 4):
+time steps, so only the output should grow with T). The target:
 peak(T=10,000) within 10% of peak(T=100) plus the growth of the output; the
 caller's own input grows too and is allowed for.
 """

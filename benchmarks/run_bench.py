@@ -1,4 +1,4 @@
-"""The full side-by-side benchmark of issue 4, with JSON, plot and README table.
+"""The full side-by-side GRU benchmark, with JSON, plot and README table.
 
     python benchmarks/run_bench.py [--threads 1 2] [--budget 2] [--quick]
 

@@ -1,7 +1,7 @@
 """A plain-NumPy reference GRU (forward and hand-derived backward), written for clarity, not speed.
 
 It is independent of gru_cy and is the yardstick the package is tested against. The maths is
-DESIGN.md section 1; gate order in every stored weight is r, z, n (PyTorch):
+docs/architecture.md ("The maths and the contract"); gate order in every stored weight is r, z, n (PyTorch):
 
     r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
     z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)

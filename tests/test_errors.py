@@ -1,4 +1,4 @@
-"""The error contract (DESIGN.md §5): every bad argument raises TypeError or
+"""The error contract (docs/architecture.md): every bad argument raises TypeError or
 ValueError naming the argument with expected versus got, before any kernel
 runs; odd but valid inputs (ints, bools, non-contiguous, read-only) work."""
 

@@ -2,7 +2,7 @@
 
 - NaN and Inf in inputs, initial states or weights propagate as IEEE
   arithmetic says: the results, NaN positions included, equal the NumPy
-  reference run on the same values (DESIGN.md §5), and nothing crashes.
+  reference run on the same values (docs/architecture.md), and nothing crashes.
 - Values at padded positions (t >= len_b) take no part in the maths, NaN or
   not, in forward and in backward.
 - Results never depend on memory contents: the same call gives bitwise the

@@ -119,7 +119,7 @@ def test_variable_lengths_equal_separate_runs(reset_after):
 
 
 def test_reset_after_variants_differ_and_agree_with_hand_computation():
-    """One step of one unit, computed by hand from DESIGN.md section 1."""
+    """One step of one unit, computed by hand from the equations in docs/architecture.md."""
     rng = np.random.default_rng(3)
     params = random_params(rng, 2, 1, bias=True)
     x = rng.standard_normal((1, 1, 2))

@@ -1,4 +1,4 @@
-"""gru_cy.GRU (DESIGN.md section 2 API) against the NumPy reference GRU and finite differences.
+"""gru_cy.GRU (its public API) against the NumPy reference GRU and finite differences.
 
 The reference (tests/reference.py) runs in float64 on the module's own parameters and inputs (cast
 up from float32 where the module is float32); loss-style checks use

@@ -3,7 +3,7 @@
 The two directions of a bidirectional layer are independent, and so are
 two halves of a batch (RNNBase._batch_split); the kernels release the GIL
 for their whole time loop, so one call can run on a worker thread while
-the calling thread runs the other (DESIGN.md §4).
+the calling thread runs the other.
 
 gru_cy never changes the BLAS's thread count. SciPy's OpenBLAS has only a
 process-wide setting (its openblas_set_num_threads_local, in the pthreads

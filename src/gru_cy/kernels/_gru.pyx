@@ -1,6 +1,6 @@
 """GRU kernels: one layer, one direction, a time-major padded batch.
 
-Shapes (see DESIGN.md §1): T steps, B batch, I inputs, H hidden units.
+Shapes (the letters of docs/architecture.md): T steps, B batch, I inputs, H hidden units.
 Gate order r, z, n. Arrays are C-contiguous; the caller (gru_cy.nn.gru)
 validates and allocates every output, tape and workspace (plan,
 tape_sizes, forward_work_size and backward_work_size give the sizes). The

@@ -1,6 +1,6 @@
 """The GRU module: PyTorch's nn.GRU semantics on NumPy arrays.
 
-Per layer and direction, with gate order r, z, n (DESIGN.md §1)::
+Per layer and direction, with gate order r, z, n::
 
     r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
     z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
