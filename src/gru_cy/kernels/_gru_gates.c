@@ -29,22 +29,5 @@
 #define GRU_INLINE RC_INLINE
 #define gru_row_time rc_row_time
 
-#define T float
-#define S(name) name##_f32
-#define SIGMOID gru_sigmoidf
-#define TANH gru_tanhf
-#include "_gru_gates_impl.h"
-#undef T
-#undef S
-#undef SIGMOID
-#undef TANH
-
-#define T double
-#define S(name) name##_f64
-#define SIGMOID gru_sigmoid
-#define TANH gru_tanh
-#include "_gru_gates_impl.h"
-#undef T
-#undef S
-#undef SIGMOID
-#undef TANH
+#define GATES_IMPL "_gru_gates_impl.h"
+#include "_instantiate.h"

@@ -9,14 +9,5 @@
 
 #include "_recurrent.h"
 
-#define T float
-#define S(name) name##_f32
-#include "_layout_impl.h"
-#undef T
-#undef S
-
-#define T double
-#define S(name) name##_f64
-#include "_layout_impl.h"
-#undef T
-#undef S
+#define GATES_IMPL "_layout_impl.h"
+#include "_instantiate.h"

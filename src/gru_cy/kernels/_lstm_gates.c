@@ -14,22 +14,5 @@
 #include "_activations.h"
 #include "_lstm_gates.h"
 
-#define T float
-#define S(name) name##_f32
-#define SIGMOID gru_sigmoidf
-#define TANH gru_tanhf
-#include "_lstm_gates_impl.h"
-#undef T
-#undef S
-#undef SIGMOID
-#undef TANH
-
-#define T double
-#define S(name) name##_f64
-#define SIGMOID gru_sigmoid
-#define TANH gru_tanh
-#include "_lstm_gates_impl.h"
-#undef T
-#undef S
-#undef SIGMOID
-#undef TANH
+#define GATES_IMPL "_lstm_gates_impl.h"
+#include "_instantiate.h"

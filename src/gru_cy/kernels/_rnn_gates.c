@@ -16,18 +16,5 @@
 #include "_activations.h"
 #include "_rnn_gates.h"
 
-#define T float
-#define S(name) name##_f32
-#define TANH gru_tanhf
-#include "_rnn_gates_impl.h"
-#undef T
-#undef S
-#undef TANH
-
-#define T double
-#define S(name) name##_f64
-#define TANH gru_tanh
-#include "_rnn_gates_impl.h"
-#undef T
-#undef S
-#undef TANH
+#define GATES_IMPL "_rnn_gates_impl.h"
+#include "_instantiate.h"
