@@ -106,6 +106,30 @@ def _length_order(lengths, full):
     return np.argsort(-lengths, kind="stable")
 
 
+def prepare_input(module, x):
+    """The input of a forward call, checked and converted: (x, unbatched),
+    x time-major (T, B, I), C-contiguous, of the module's dtype. module has
+    input_size, batch_first, dtype and _mode."""
+    x = as_float_array(x, "input", module.dtype)
+    if x.ndim not in (2, 3):
+        raise ValueError(
+            f"{module._mode}: Expected input to be 2D or 3D, got {x.ndim}D input instead")
+    unbatched = x.ndim == 2
+    if x.shape[-1] != module.input_size:
+        raise ValueError(
+            f"input.size(-1) must be equal to input_size. Expected {module.input_size}, "
+            f"got {x.shape[-1]}")
+    if unbatched:
+        x = x[:, None, :]
+    elif module.batch_first:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2))
+    if x.shape[0] * x.shape[1] > _INT32_MAX or module.input_size > _INT32_MAX:
+        raise ValueError(
+            f"input of shape {shape_str(x.shape)} is too large for 32-bit BLAS "
+            f"(T * B must be < 2**31)")
+    return x, unbatched
+
+
 def empty(shape, dtype):
     """np.empty for workspaces and tapes (NaN-filled under GRU_CY_POISON=1)."""
     if _POISON:
@@ -505,24 +529,8 @@ class RNNBase(Module):
         private (L*D, B, W) copies of the initial state arrays, lengths int64
         (B,), full = every length equals T.
         """
-        x = as_float_array(x, "input", self.dtype)
-        if x.ndim not in (2, 3):
-            raise ValueError(
-                f"{self._mode}: Expected input to be 2D or 3D, got {x.ndim}D input instead")
-        unbatched = x.ndim == 2
-        if x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                f"got {x.shape[-1]}")
-        if unbatched:
-            x = x[:, None, :]
-        elif self.batch_first:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        x, unbatched = prepare_input(self, x)
         T, B = x.shape[0], x.shape[1]
-        if T * B > _INT32_MAX or self.input_size > _INT32_MAX:
-            raise ValueError(
-                f"input of shape {shape_str(x.shape)} is too large for 32-bit BLAS "
-                f"(T * B must be < 2**31)")
         states = self._prepare_state(h0, B, unbatched)
         if lengths is None:
             lengths_arr = np.empty(B, dtype=np.int64)

@@ -22,7 +22,7 @@ from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions, thread_budget
 from gru_cy.kernels import _jordan
 from gru_cy.nn.base import (
     _INT32_MAX, MIN_HALF_BATCH, KeyError_, Module, RNNBase, Tape, _length_order, as_float_array,
-    check_dtype, check_int, empty, register_module, shape_str, to_numpy,
+    check_dtype, check_int, empty, prepare_input, register_module, shape_str, to_numpy,
 )
 
 # Elements of the input projection computed per GEMM at inference: the
@@ -171,23 +171,8 @@ class Jordan(Module):
     def _prepare(self, x, y0, lengths):
         """(x (T, B, I) time-major C-contiguous, y (B, O) a private copy of
         y0, lengths int64 (B,), full, unbatched)."""
-        x = as_float_array(x, "input", self.dtype)
-        if x.ndim not in (2, 3):
-            raise ValueError(
-                f"{self._mode}: Expected input to be 2D or 3D, got {x.ndim}D input instead")
-        unbatched = x.ndim == 2
-        if x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                f"got {x.shape[-1]}")
-        if unbatched:
-            x = x[:, None, :]
-        elif self.batch_first:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        x, unbatched = prepare_input(self, x)
         T, B = x.shape[0], x.shape[1]
-        if T * B > _INT32_MAX:
-            raise ValueError(f"input of shape {shape_str(x.shape)} is too large for 32-bit "
-                             "BLAS (T * B must be < 2**31)")
         y = self._state_arg(y0, "y0", B, unbatched)
         lengths = RNNBase._check_lengths(lengths, T, B, unbatched)
         return x, y, lengths, bool(np.all(lengths == T)), unbatched
