@@ -57,7 +57,7 @@ def ext(name, sources):
 
 
 extensions = [
-    ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx"]),
+    ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx", "src/gru_cy/kernels/_packed.c"]),
     ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c",
                                 "src/gru_cy/kernels/_layout.c"]),
     ext("gru_cy.kernels._rnn", ["src/gru_cy/kernels/_rnn.pyx", "src/gru_cy/kernels/_rnn_gates.c",

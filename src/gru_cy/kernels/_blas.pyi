@@ -38,3 +38,20 @@ def _gemv(
 
 def _axpy(alpha: float, x: npt.NDArray[_Float], y: npt.NDArray[_Float]) -> None:
     """y := alpha * x + y, in place."""
+
+def packed_isa(cap: int | None = None) -> str:
+    """The packed recurrent product's instruction set ("avx512", "avx2" or
+    "portable"); cap (0, 1, 2, or -1 for the CPU's best) first limits it."""
+
+def _gemm_packed(
+    A: npt.NDArray[_Float],
+    W: npt.NDArray[_Float],
+    trans: bool,
+    j0: int,
+    n: int,
+    beta: float,
+    C: npt.NDArray[_Float],
+    k0: int = 0,
+    K: int = -1,
+) -> None:
+    """C := beta * C + A @ W'[k0:k0 + K, j0:j0 + n] (W' = W.T if trans), in place, via pack."""

@@ -4,6 +4,18 @@ import numpy as np
 
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
 
+cdef extern from "_packed.h" nogil:
+    void rc_pack_f32(int trans, int K, int N, const float *src, Py_ssize_t ld, float *dst)
+    void rc_pack_f64(int trans, int K, int N, const double *src, Py_ssize_t ld, double *dst)
+    void rc_gemm_packed_f32(int M, int K, int j0, int n, const float *a, Py_ssize_t lda,
+                            const float *wp, Py_ssize_t pstride, float beta, float *c,
+                            Py_ssize_t ldc)
+    void rc_gemm_packed_f64(int M, int K, int j0, int n, const double *a, Py_ssize_t lda,
+                            const double *wp, Py_ssize_t pstride, double beta, double *c,
+                            Py_ssize_t ldc)
+    int rc_packed_isa()
+    int rc_packed_limit_isa(int cap)
+
 
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
                floating alpha, const floating *A, int lda,
@@ -49,6 +61,31 @@ cdef void axpy(int n, floating alpha, const floating *x, int incx,
         daxpy(&n, &alpha, <double *>x, &incx, y, &incy)
 
 
+cdef void pack(bint trans, int K, int N, const floating *src, Py_ssize_t ld,
+               floating *dst) noexcept nogil:
+    if floating is float:
+        rc_pack_f32(trans, K, N, src, ld, dst)
+    else:
+        rc_pack_f64(trans, K, N, src, ld, dst)
+
+
+cdef void gemm_packed(int m, int K, int j0, int n, const floating *A, Py_ssize_t lda,
+                      const floating *Wp, Py_ssize_t pstride, floating beta,
+                      floating *C, Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        rc_gemm_packed_f32(m, K, j0, n, A, lda, Wp, pstride, beta, C, ldc)
+    else:
+        rc_gemm_packed_f64(m, K, j0, n, A, lda, Wp, pstride, beta, C, ldc)
+
+
+def packed_isa(cap=None):
+    """The instruction set of the packed recurrent product: "avx512",
+    "avx2" or "portable". cap (0 portable, 1 AVX2, 2 AVX-512, -1 the best
+    the CPU has) first limits it, for tests that check every variant."""
+    cdef int isa = rc_packed_isa() if cap is None else rc_packed_limit_isa(<int>cap)
+    return ("portable", "avx2", "avx512")[isa]
+
+
 # Python entry points for the shim's own tests (tests/test_blas.py). They
 # take NumPy arrays, check nothing beyond what the tests need, and write
 # into C in place.
@@ -75,3 +112,22 @@ def _gemv(str ta, alpha, floating[:, ::1] A, floating[::1] x, beta,
 def _axpy(alpha, floating[::1] x, floating[::1] y):
     """y := alpha * x + y, in place (test helper)."""
     axpy(x.shape[0], <floating>alpha, &x[0], 1, &y[0], 1)
+
+
+def _gemm_packed(floating[:, ::1] A, floating[:, ::1] W, bint trans, int j0, int n,
+                 beta, floating[:, ::1] C, int k0=0, int K=-1):
+    """C := beta * C + A @ W'[k0:k0 + K, j0:j0 + n], W' = W.T if trans else W,
+    through pack and gemm_packed (test helper; C is (m, n))."""
+    cdef int Kt = W.shape[1] if trans else W.shape[0]
+    cdef int N = W.shape[0] if trans else W.shape[1]
+    cdef Py_ssize_t nr = PANEL_BYTES // sizeof(floating)
+    if K < 0:
+        K = Kt - k0
+    if (k0 < 0 or k0 + K > Kt or j0 < 0 or j0 + n > N or A.shape[1] < K
+            or C.shape[0] != A.shape[0] or C.shape[1] != n):
+        raise ValueError("_gemm_packed: inconsistent shapes")
+    wp = np.zeros(packed_elems(Kt, N), dtype=np.asarray(A).dtype)
+    cdef floating[::1] wp_v = wp
+    pack(trans, Kt, N, &W[0, 0], W.shape[1], &wp_v[0])
+    gemm_packed(A.shape[0], K, j0, n, &A[0, 0], A.shape[1], &wp_v[0] + k0 * nr,
+                panel_stride(Kt, sizeof(floating)), <floating>beta, &C[0, 0], C.shape[1])

@@ -25,7 +25,9 @@ def plan(T: int, B: int, H: int, full: bool, reverse: bool, chunk_elements: int)
 def tape_sizes(T: int, B: int, H: int) -> tuple[int, int, int]:
     """Elements of the tape arrays (gates, aux, hprev), enough for either layout."""
 
-def forward_work_size(B: int, H: int, chunk: int, train: bool, columns: bool, has_bias: bool) -> int:
+def forward_work_size(
+    T: int, B: int, H: int, chunk: int, train: bool, columns: bool, has_bias: bool
+) -> int:
     """Elements of the workspace gru_forward needs."""
 
 def gru_forward(

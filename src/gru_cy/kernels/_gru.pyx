@@ -39,11 +39,11 @@ from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
-from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps, blocked_size,
     check_array, check_lengths, columns_layout, float_type, init_steps, lean_infer, lean_step,
-    masked_input, max_length, next_chunk, plan_chunk, project, rows_input_grads,
+    masked_input, max_length, next_chunk, pack_steps, plan_chunk, project, rows_input_grads,
     rows_recurrent, rows_recurrent_back, rows_recurrent_grads, slot, sorted_desc, sum_cols,
     sum_rows, transpose, zero_unvisited)
 
@@ -308,7 +308,7 @@ def tape_sizes(int T, int B, int H):
 
 cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
                    floating *gates, floating *aux, floating *hprev,
-                   floating *gi, int chunk, floating *gh, floating *w_t,
+                   floating *gi, int chunk, floating *gh, floating *w_p,
                    const floating *x, const floating *w_ih, const floating *w_hh,
                    const floating *b_ih, const floating *b_hh,
                    const long long *lengths, bint full,
@@ -341,9 +341,11 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
             h_cur = hprev
             h_new = hprev + HB
         transpose(B, H, h, H, h_cur, h_ld)
-    elif B > 1:
-        # w_t = w_hh.T   (H, 3H)
-        transpose(H3, H, w_hh, H, w_t, H3)
+    elif pack_steps(T):
+        # w_p = w_hh.T packed   (H, 3H)
+        pack(True, H, H3, w_hh, H, w_p)
+    else:
+        w_p = NULL
 
     for s in range(max_len):
         # Refill the input projection when step s needs times outside the
@@ -398,14 +400,16 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
                 while n_act > 0 and lengths[n_act - 1] <= s:
                     n_act -= 1
             if reset_after:
-                rows_recurrent(n_act, H3, H, H3, h, w_hh, w_t, gh)
+                # gh[:n_act] = h[:n_act] @ w_hh.T
+                rows_recurrent(n_act, 0, H3, H, H3, h, w_hh, w_p, gh)
                 row_fwd_after(&st, gi, gh, b_ih, b_hh, h, out, out_ld,
                               g_s if train else NULL, a_s, p_s)
             else:
-                rows_recurrent(n_act, 2 * H, H, H3, h, w_hh, w_t, gh)
+                # gh[:n_act, :2H] = h[:n_act] @ w_hh[:2H].T
+                rows_recurrent(n_act, 0, 2 * H, H, H3, h, w_hh, w_p, gh)
                 row_fwd_before_rz(&st, gi, gh, b_ih, b_hh, h, g_s, a_s, train)
-                rows_recurrent(n_act, H, H, H3, a_s, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H,
-                                gh + 2 * H)
+                # gh[:n_act, 2H:] = (r * h)[:n_act] @ w_hh[2H:].T
+                rows_recurrent(n_act, 2 * H, H, H, H3, a_s, w_hh, w_p, gh)
                 row_fwd_before_n(&st, gi, gh, b_ih, b_hh, g_s, h, out, out_ld, p_s)
 
     if columns:
@@ -424,12 +428,12 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
 
 # ---- entry points (checks in _recurrent.pxd) -------------------------------
 
-cdef Py_ssize_t _forward_work(int B, int H, int chunk, bint train, bint columns,
+cdef Py_ssize_t _forward_work(int T, int B, int H, int chunk, bint train, bint columns,
                               bint has_bias) noexcept nogil:
     cdef Py_ssize_t H3B = <Py_ssize_t>3 * H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * H3B + H3B          # gi, gh
-    if not columns and B > 1:
-        n += <Py_ssize_t>3 * H * H                             # w_t
+    if not columns and pack_steps(T):
+        n += packed_elems(H, 3 * H)                            # W_hh^T packed
     if not train:
         n += 2 * H3B                                           # gates, aux, hprev
     if not has_bias:
@@ -437,9 +441,10 @@ cdef Py_ssize_t _forward_work(int B, int H, int chunk, bint train, bint columns,
     return n
 
 
-def forward_work_size(int B, int H, int chunk, bint train, bint columns, bint has_bias):
+def forward_work_size(int T, int B, int H, int chunk, bint train, bint columns,
+                      bint has_bias):
     """Elements of the workspace gru_forward needs."""
-    return _forward_work(B, H, chunk, train, columns, has_bias)
+    return _forward_work(T, B, H, chunk, train, columns, has_bias)
 
 
 cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char *aux,
@@ -453,8 +458,8 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char
     cdef floating *w = <floating *>work
     cdef floating *gi = w
     cdef floating *gh = gi + <Py_ssize_t>chunk * H3B
-    cdef floating *w_t = gh + H3B
-    cdef floating *rest = w_t + (<Py_ssize_t>3 * H * H if (not columns and B > 1) else 0)
+    cdef floating *w_p = gh + H3B
+    cdef floating *rest = w_p + (packed_elems(H, 3 * H) if (not columns and pack_steps(T)) else 0)
     cdef floating *g = <floating *>gates
     cdef floating *a = <floating *>aux
     cdef floating *p = <floating *>hprev
@@ -469,7 +474,7 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char
         memset(rest, 0, 3 * H * sizeof(floating))
         bi = rest
         bh = rest
-    _forward(<floating *>out, out_ld, <floating *>h, g, a, p, gi, chunk, gh, w_t,
+    _forward(<floating *>out, out_ld, <floating *>h, g, a, p, gi, chunk, gh, w_p,
              <const floating *>x, <const floating *>w_ih, <const floating *>w_hh, bi, bh,
              lengths, full, T, B, I, H, reverse, reset_after, train, columns)
 
@@ -510,7 +515,7 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
         raise ValueError("gru_forward: inconsistent shapes")
     check_array(out, typenum, 0, True, "out")
     check_array(h, typenum, 0, True, "h")
-    cdef Py_ssize_t n_work = _forward_work(B, H, chunk, train, columns, has_bias)
+    cdef Py_ssize_t n_work = _forward_work(T, B, H, chunk, train, columns, has_bias)
     if work is not None:
         check_array(work, typenum, n_work, True, "work")
     check_array(w_ih, typenum, 0, False, "w_ih")
@@ -586,7 +591,7 @@ cdef Py_ssize_t _lean_plan(void *cell, int T, int B, bint has_bias) noexcept nog
     cdef LeanCell *c = <LeanCell *>cell
     c.columns = _columns(B, c.H, True)
     c.chunk = plan_chunk(c.columns, T, B, 3 * c.H, True, c.reverse, c.chunk_elements)
-    return _forward_work(B, c.H, c.chunk, False, c.columns, has_bias)
+    return _forward_work(T, B, c.H, c.chunk, False, c.columns, has_bias)
 
 
 cdef void _lean_layer(void *cell, char *out, char *h, char *work, const char *x,
@@ -662,9 +667,9 @@ def gru_step(object x, object h, object params, tuple names, int input_size, int
 cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *drh,
                          const floating *dout, Py_ssize_t dout_ld,
                          const floating *gates, const floating *aux, const floating *hprev,
-                         const floating *w_hh, const long long *lengths, bint full,
-                         int max_len, int T, int B, int H, bint reverse,
-                         bint reset_after) noexcept nogil:
+                         const floating *w_hh, const floating *w_p,
+                         const long long *lengths, bint full, int max_len, int T, int B,
+                         int H, bint reverse, bint reset_after) noexcept nogil:
     cdef int H3 = 3 * H
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
     cdef int s
@@ -687,17 +692,17 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, floating *d
             row_bwd_after(&st, gates + <Py_ssize_t>s * B * H3, aux + s * HB, hprev + s * HB,
                           dout, dout_ld, dh, dgi, dgh_s)
             # dh += dgh_s @ w_hh
-            rows_recurrent_back(B, n_act, H3, H, H3, dgh_s, w_hh, <floating>1.0, dh)
+            rows_recurrent_back(B, n_act, 0, H3, H, H3, dgh_s, w_hh, w_p, <floating>1.0, dh)
         else:
             row_bwd_before_n(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, dout,
                              dout_ld, dh, dgi, dgh_s)
             # drh = dgh_s[:, 2H:] @ w_hh[2H:]
-            rows_recurrent_back(B, n_act, H, H, H3, dgh_s + 2 * H, w_hh + 2 * <Py_ssize_t>H * H,
-                                <floating>0.0, drh)
+            rows_recurrent_back(B, n_act, 2 * H, H, H, H3, dgh_s, w_hh, w_p, <floating>0.0,
+                                drh)
             row_bwd_before_rz(&st, gates + <Py_ssize_t>s * B * H3, hprev + s * HB, drh, dh,
                               dgi, dgh_s)
             # dh += dgh_s[:, :2H] @ w_hh[:2H]
-            rows_recurrent_back(B, n_act, 2 * H, H, H3, dgh_s, w_hh, <floating>1.0, dh)
+            rows_recurrent_back(B, n_act, 0, 2 * H, H, H3, dgh_s, w_hh, w_p, <floating>1.0, dh)
 
 
 cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
@@ -796,11 +801,16 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
     cdef floating *dgh = dgi + TB * H3
     cdef floating *rest = dgh + TB * H3
     cdef const floating *x_used = x
+    cdef floating *w_p = NULL
     if columns:
         _backward_columns(dx, dh, dw_ih, dw_hh, db_ih, db_hh, work, dout, dout_ld, gates, aux,
                           hprev, x, w_ih, w_hh, T, B, I, H, reverse, reset_after)
         return
-    _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh,
+    # rest: drh (B, H), x_masked (T * B, I) with uneven lengths, W_hh packed
+    if pack_steps(T):
+        w_p = rest + <Py_ssize_t>B * H + (0 if full else TB * I)
+        pack(False, H3, H, w_hh, H, w_p)
+    _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh, w_p,
                    lengths, full, max_len, T, B, H, reverse, reset_after)
     if not full:
         x_used = masked_input(rest + <Py_ssize_t>B * H, x, lengths, T, B, I)
@@ -831,6 +841,8 @@ cdef Py_ssize_t _backward_work(int T, int B, int I, int H, bint full,
         n += <Py_ssize_t>H * B                                 # drh
         if not full:
             n += TB * I                                        # x_masked
+        if pack_steps(T):
+            n += packed_elems(3 * H, H)                        # W_hh packed
     return n
 
 
@@ -944,7 +956,8 @@ cdef double _seconds() noexcept nogil:
 
 cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bint train,
                      bint columns, const floating *x, const floating *w_ih,
-                     const floating *w_hh, const floating *w_t, floating *gi, floating *gh,
+                     const floating *w_hh, const floating *w_t, const floating *w_p,
+                     const floating *w_pb, floating *gi, floating *gh,
                      floating *h, floating *rh, floating *dgi, floating *dgh,
                      floating *hs, floating *dx, floating *dw_ih, floating *dw_hh,
                      floating *dh) noexcept nogil:
@@ -970,10 +983,10 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
                 gemm(NoTrans, NoTrans, H, B, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
                      rh, B, <floating>0.0, gh + 2 * HB, B)
         elif reset_after:
-            rows_recurrent(B, H3, H, H3, h, w_hh, w_t, gh)
+            rows_recurrent(B, 0, H3, H, H3, h, w_hh, w_p, gh)
         else:
-            rows_recurrent(B, 2 * H, H, H3, h, w_hh, w_t, gh)
-            rows_recurrent(B, H, H, H3, rh, w_hh + 2 * <Py_ssize_t>H * H, w_t + 2 * H, gh + 2 * H)
+            rows_recurrent(B, 0, 2 * H, H, H3, h, w_hh, w_p, gh)
+            rows_recurrent(B, 2 * H, H, H, H3, rh, w_hh, w_p, gh)
     if not train:
         return
     for s in range(T - 1, -1, -1):
@@ -987,23 +1000,14 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
                      dgh_s + <Py_ssize_t>2 * H * W, W, <floating>0.0, rh, B)
                 gemm(NoTrans, NoTrans, H, B, 2 * H, <floating>1.0, w_t, H3, dgh_s, W,
                      <floating>1.0, dh, B)
-        elif B == 1:
-            if reset_after:
-                gemv(Trans, H3, H, <floating>1.0, w_hh, H, dgh + s * H3, 1, <floating>1.0, dh, 1)
-            else:
-                gemv(Trans, H, H, <floating>1.0, w_hh + 2 * <Py_ssize_t>H * H, H,
-                     dgh + s * H3 + 2 * H, 1, <floating>0.0, rh, 1)
-                gemv(Trans, 2 * H, H, <floating>1.0, w_hh, H, dgh + s * H3, 1, <floating>1.0,
-                     dh, 1)
+        elif reset_after:
+            rows_recurrent_back(B, B, 0, H3, H, H3, dgh + s * B * H3, w_hh, w_pb,
+                                <floating>1.0, dh)
         else:
-            if reset_after:
-                gemm(NoTrans, NoTrans, B, H, H3, <floating>1.0, dgh + s * B * H3, H3, w_hh, H,
-                     <floating>1.0, dh, H)
-            else:
-                gemm(NoTrans, NoTrans, B, H, H, <floating>1.0, dgh + s * B * H3 + 2 * H, H3,
-                     w_hh + 2 * <Py_ssize_t>H * H, H, <floating>0.0, rh, H)
-                gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1.0, dgh + s * B * H3, H3, w_hh,
-                     H, <floating>1.0, dh, H)
+            rows_recurrent_back(B, B, 2 * H, H, H, H3, dgh + s * B * H3, w_hh, w_pb,
+                                <floating>0.0, rh)
+            rows_recurrent_back(B, B, 0, 2 * H, H, H3, dgh + s * B * H3, w_hh, w_pb,
+                                <floating>1.0, dh)
     if columns:
         s = 0
         while s < T:
@@ -1031,11 +1035,12 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
 def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                const floating[:, ::1] w_hh, int chunk, bint reset_after, bint train,
                int repeats):
-    """Seconds taken by each of `repeats` runs of only the BLAS calls that one
-    layer and direction makes (forward, plus backward when train), with full
-    lengths, in the layout the kernels choose: the GEMM-only floor of the
-    benchmark. Gate math, transposes and copies are left out. chunk: steps
-    per input-projection GEMM, as plan() gives it."""
+    """Seconds taken by each of `repeats` runs of only the matrix products
+    that one layer and direction makes (forward, plus backward when train),
+    with full lengths, in the layout the kernels choose: the GEMM-only floor
+    of the benchmark. Gate math, transposes, copies and the packing of the
+    weights are left out. chunk: steps per input-projection GEMM, as plan()
+    gives it."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef bint columns = _columns(B, H, True)
     cdef int r
@@ -1052,6 +1057,10 @@ def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating[::1] rh = np.zeros(H * B, dt)
     cdef floating[::1] dh = np.zeros(H * B, dt)
     cdef floating[:, ::1] w_t = np.ascontiguousarray(np.asarray(w_hh).T)
+    cdef floating[::1] w_p = np.zeros(packed_elems(H, 3 * H), dt)
+    cdef floating[::1] w_pb = np.zeros(packed_elems(3 * H, H), dt)
+    pack(True, H, 3 * H, &w_hh[0, 0], H, &w_p[0])
+    pack(False, 3 * H, H, &w_hh[0, 0], H, &w_pb[0])
     sizes = tape_sizes(T, B, H)
     cdef floating[::1] dgi = np.zeros(sizes[0] if train else 1, dt)
     cdef floating[::1] dgh = np.zeros(sizes[0] if train else 1, dt)
@@ -1063,7 +1072,8 @@ def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         for r in range(repeats):
             t0 = _seconds()
             _floor_run(T, B, I, H, chunk, reset_after, train, columns, &x[0, 0, 0],
-                       &w_ih[0, 0], &w_hh[0, 0], &w_t[0, 0], &gi[0], &gh[0], &h[0], &rh[0],
+                       &w_ih[0, 0], &w_hh[0, 0], &w_t[0, 0], &w_p[0], &w_pb[0], &gi[0],
+                       &gh[0], &h[0], &rh[0],
                        &dgi[0], &dgh[0], &hs[0], &dx[0], &dw_ih[0, 0], &dw_hh[0, 0], &dh[0])
             times_v[r] = _seconds() - t0
     return times

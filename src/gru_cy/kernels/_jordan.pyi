@@ -16,7 +16,7 @@ _Lengths = npt.NDArray[np.int64]
 HIDDEN_ACTIVATIONS: tuple[str, str, str]
 OUTPUT_ACTIVATIONS: tuple[str, str, str]
 
-def forward_work_size(B: int, H: int, O: int, chunk: int, train: bool) -> int:
+def forward_work_size(T: int, B: int, H: int, O: int, chunk: int, train: bool) -> int:
     """Elements of the workspace jordan_forward needs."""
 
 def backward_work_size(T: int, B: int, H: int, O: int) -> int:

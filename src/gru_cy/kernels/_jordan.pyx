@@ -33,10 +33,12 @@ that the weight-gradient GEMMs over every row see finite values.
 from cython cimport floating
 from libc.string cimport memset, memcpy
 
-from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._blas cimport (
+    gemm, gemm_packed, NoTrans, pack, packed_elems, panel_stride, Trans,
+)
 from gru_cy.kernels._recurrent cimport (
-    max_length, project, rows_input_grads, rows_recurrent, rows_recurrent_back,
-    rows_recurrent_grads, sorted_desc, sum_rows, transpose,
+    max_length, pack_steps, project, rows_input_grads, rows_recurrent, rows_recurrent_back,
+    rows_recurrent_grads, sorted_desc, sum_rows,
 )
 
 cdef extern from "_jordan_gates.h" nogil:
@@ -97,7 +99,7 @@ cdef inline void d_hidden(int act, int rows, int H, const floating *h,
 # ---- forward ----------------------------------------------------------------
 
 cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
-                   floating *gi, int chunk, floating *z, floating *w_yh_t, floating *w_hy_t,
+                   floating *gi, int chunk, floating *z, floating *w_yh_p, floating *w_hy_p,
                    const floating *x, const floating *w_ih, const floating *b_ih,
                    const floating *w_yh, const floating *w_hy, const floating *b_hy,
                    const long long *lengths, bint full,
@@ -105,8 +107,8 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
                    bint train) noexcept nogil:
     # out (T, B, O); y (B, O) the state, y0 in and y_n out; hs (T, B, H) and
     # ys (T + 1, B, O) the tape (train), else gi (chunk * B, H) a workspace;
-    # z (B, O), w_yh_t (O, H) and w_hy_t (H, O) workspaces (the last two
-    # unused when B = 1).
+    # z (B, O), and w_yh_p, w_hy_p for w_yh.T and w_hy.T packed (unused for
+    # one step).
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BO = <Py_ssize_t>B * O
     cdef int max_len = max_length(lengths, full, T, B)
     cdef bint prefix = sorted_desc(lengths, full, B)
@@ -116,12 +118,11 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
     cdef floating *a
     cdef floating *out_s
 
-    if B > 1:
-        # OpenBLAS runs small GEMMs with both operands untransposed up to 2x
-        # faster: the per-step products use transposed copies of the weights.
-        # w_yh_t = w_yh.T, w_hy_t = w_hy.T
-        transpose(H, O, w_yh, O, w_yh_t, H)
-        transpose(O, H, w_hy, H, w_hy_t, O)
+    if pack_steps(T):
+        pack(True, O, H, w_yh, O, w_yh_p)
+        pack(True, H, O, w_hy, H, w_hy_p)
+    else:
+        w_yh_p = w_hy_p = NULL
     if train:
         # ys[0] = y0, zero rows for sequences that never start
         memcpy(ys, y, BO * sizeof(floating))
@@ -144,12 +145,13 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
         if prefix:
             while lengths[n - 1] <= s:
                 n -= 1
-        if n == 1:
-            # a += w_yh @ y
-            gemv(NoTrans, H, O, <floating>1.0, w_yh, O, y, 1, <floating>1.0, a, 1)
+        if w_yh_p != NULL:
+            # a[:n] += y[:n] @ w_yh.T
+            gemm_packed(n, O, 0, H, y, O, w_yh_p, panel_stride(O, sizeof(floating)),
+                        <floating>1.0, a, H)
         else:
-            # a[:n] += y[:n] @ w_yh_t
-            gemm(NoTrans, NoTrans, n, H, O, <floating>1.0, y, O, w_yh_t, H, <floating>1.0, a, H)
+            # a[:n] += y[:n] @ w_yh.T
+            gemm(NoTrans, Trans, n, H, O, <floating>1.0, y, O, w_yh, O, <floating>1.0, a, H)
         if block:
             hidden(act, n, H, a, b_ih)
             memset(a + <Py_ssize_t>n * H, 0, <Py_ssize_t>(B - n) * H * sizeof(floating))
@@ -160,7 +162,7 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
                 else:
                     memset(a + <Py_ssize_t>b * H, 0, H * sizeof(floating))
         # z[:n] = h[:n] @ w_hy.T     (n, O)
-        rows_recurrent(n, O, H, O, a, w_hy, w_hy_t, z)
+        rows_recurrent(n, 0, O, H, O, a, w_hy, w_hy_p, z)
         out_s = out + s * BO
         if block:
             output(out_act, n, O, z, b_hy, out_s)
@@ -190,13 +192,15 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
 cdef void _backward(floating *dx, floating *dy,
                     floating *g_wih, floating *g_bih, floating *g_wyh, floating *g_why,
                     floating *g_bhy, floating *da_all, floating *dz_all, floating *tmp,
+                    floating *w_hy_p, floating *w_yh_p,
                     const floating *dout, const floating *hs, const floating *ys,
                     const floating *x, const floating *w_ih, const floating *w_yh,
                     const floating *w_hy, const long long *lengths, bint full,
                     int T, int B, int I, int H, int O, int act, int out_act) noexcept nogil:
     # dx (T, B, I) written; dy (B, O) dy_n in, dy0 out; g_* added into
     # (g_bih, g_bhy NULL without bias); da_all (T, B, H), dz_all (T, B, O),
-    # tmp (B, O) workspaces; dout (T, B, O); hs, ys the forward's tape.
+    # tmp (B, O) workspaces, w_hy_p and w_yh_p room for w_hy and w_yh packed
+    # (unused for one step); dout (T, B, O); hs, ys the forward's tape.
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BO = <Py_ssize_t>B * O
     cdef int max_len = max_length(lengths, full, T, B)
     cdef bint prefix = sorted_desc(lengths, full, B)
@@ -210,6 +214,11 @@ cdef void _backward(floating *dx, floating *dy,
     cdef const floating *h_s
     cdef const floating *dout_s
 
+    if pack_steps(T):
+        pack(False, O, H, w_hy, H, w_hy_p)
+        pack(False, H, O, w_yh, O, w_yh_p)
+    else:
+        w_hy_p = w_yh_p = NULL
     for s in range(max_len - 1, -1, -1):
         if prefix:
             while n < B and lengths[n] > s:
@@ -231,7 +240,7 @@ cdef void _backward(floating *dx, floating *dy,
                 else:
                     memset(dz + <Py_ssize_t>b * O, 0, O * sizeof(floating))
         # da[:n] = dz[:n] @ w_hy     (n, H)
-        rows_recurrent_back(n, n, O, H, O, dz, w_hy, <floating>0.0, da)
+        rows_recurrent_back(n, n, 0, O, H, O, dz, w_hy, w_hy_p, <floating>0.0, da)
         # da *= act'(h_s)   (running rows; others zero)
         if block:
             d_hidden(act, n, H, h_s, da)
@@ -245,10 +254,10 @@ cdef void _backward(floating *dx, floating *dy,
         # The gradient reaching y_{s-1}: dy = da @ w_yh for the running rows.
         if block:
             # dy[:n] = da[:n] @ w_yh     (n, O)
-            rows_recurrent_back(n, n, H, O, H, da, w_yh, <floating>0.0, dy)
+            rows_recurrent_back(n, n, 0, H, O, H, da, w_yh, w_yh_p, <floating>0.0, dy)
         else:
             # tmp = da @ w_yh, copied to the running rows of dy
-            rows_recurrent_back(B, B, H, O, H, da, w_yh, <floating>0.0, tmp)
+            rows_recurrent_back(B, B, 0, H, O, H, da, w_yh, w_yh_p, <floating>0.0, tmp)
             for b in range(B):
                 if s < lengths[b]:
                     memcpy(dy + <Py_ssize_t>b * O, tmp + <Py_ssize_t>b * O, O * sizeof(floating))
@@ -270,11 +279,11 @@ cdef void _backward(floating *dx, floating *dy,
 
 # ---- entry points -------------------------------------------------------------
 
-def forward_work_size(int B, int H, int O, int chunk, bint train):
+def forward_work_size(int T, int B, int H, int O, int chunk, bint train):
     """Elements of the workspace jordan_forward needs."""
     cdef Py_ssize_t n = <Py_ssize_t>B * O                        # z
-    if B > 1:
-        n += 2 * <Py_ssize_t>H * O                               # transposed weights
+    if pack_steps(T):
+        n += packed_elems(O, H) + packed_elems(H, O)             # packed weights
     if not train:
         n += <Py_ssize_t>chunk * B * H                           # gi
     return n
@@ -282,7 +291,10 @@ def forward_work_size(int B, int H, int O, int chunk, bint train):
 
 def backward_work_size(int T, int B, int H, int O):
     """Elements of the workspace jordan_backward needs."""
-    return <Py_ssize_t>T * B * (H + O) + <Py_ssize_t>B * O      # dA, dZ, tmp
+    cdef Py_ssize_t n = <Py_ssize_t>T * B * (H + O) + <Py_ssize_t>B * O   # dA, dZ, tmp
+    if pack_steps(T):
+        n += packed_elems(O, H) + packed_elems(H, O)             # packed weights
+    return n
 
 
 def jordan_forward(floating[:, :, ::1] out, floating[:, ::1] y, floating[:, :, ::1] hs,
@@ -295,7 +307,7 @@ def jordan_forward(floating[:, :, ::1] out, floating[:, ::1] y, floating[:, :, :
 
     Training: hs (T, B, H) and ys (T + 1, B, O) receive the tape; else both
     None and chunk is the number of steps per input-projection GEMM. work has
-    forward_work_size(B, H, O, chunk, train) elements. x (T, B, I); weights
+    forward_work_size(T, B, H, O, chunk, train) elements. x (T, B, I); weights
     w_ih (H, I), w_yh (H, O), w_hy (O, H); biases (H,), (O,) or both None;
     lengths (B,) int64 in [0, T] (full: every length is T). Codes: act 0 tanh,
     1 relu, 2 sigmoid; out_act 0 identity, 1 tanh, 2 sigmoid.
@@ -306,7 +318,7 @@ def jordan_forward(floating[:, :, ::1] out, floating[:, ::1] y, floating[:, :, :
     if T == 0 or B == 0:
         return
     cdef floating *w = &work[0]
-    cdef Py_ssize_t w_t = 2 * <Py_ssize_t>H * O if B > 1 else 0
+    cdef Py_ssize_t w_t = packed_elems(O, H) + packed_elems(H, O) if pack_steps(T) else 0
     cdef floating *hs_p = &hs[0, 0, 0] if train else NULL
     cdef floating *ys_p = &ys[0, 0, 0] if train else NULL
     cdef const floating *bi = NULL
@@ -316,7 +328,7 @@ def jordan_forward(floating[:, :, ::1] out, floating[:, ::1] y, floating[:, :, :
         bh = &b_hy[0]
     with nogil:
         _forward(&out[0, 0, 0], &y[0, 0], hs_p, ys_p, w + <Py_ssize_t>B * O + w_t, chunk, w,
-                 w + <Py_ssize_t>B * O, w + <Py_ssize_t>B * O + H * O,
+                 w + <Py_ssize_t>B * O, w + <Py_ssize_t>B * O + packed_elems(O, H),
                  &x[0, 0, 0], &w_ih[0, 0], bi, &w_yh[0, 0], &w_hy[0, 0], bh,
                  &lengths[0], full, T, B, I, H, O, act, out_act, train)
 
@@ -349,6 +361,8 @@ def jordan_backward(floating[:, :, ::1] dx, floating[:, ::1] dy, floating[:, ::1
         gbh = &g_bhy[0]
     with nogil:
         _backward(&dx[0, 0, 0], &dy[0, 0], &g_wih[0, 0], gbi, &g_wyh[0, 0], &g_why[0, 0], gbh,
-                  w, w + TB * H, w + TB * (H + O), &dout[0, 0, 0], &hs[0, 0, 0], &ys[0, 0, 0],
+                  w, w + TB * H, w + TB * (H + O), w + TB * (H + O) + B * O,
+                  w + TB * (H + O) + B * O + packed_elems(O, H), &dout[0, 0, 0], &hs[0, 0, 0],
+                  &ys[0, 0, 0],
                   &x[0, 0, 0], &w_ih[0, 0], &w_yh[0, 0], &w_hy[0, 0], &lengths[0], full,
                   T, B, I, H, O, act, out_act)

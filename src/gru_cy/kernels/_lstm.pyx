@@ -14,13 +14,13 @@ times (t >= len_b) are zero.
 
 Per layer and direction (rows layout, state (B, R)):
 - the input projection x @ W_ih^T is one GEMM per chunk of steps;
-- one recurrent GEMM per step for all four gates, h @ W_hh^T (a GEMV when
-  B = 1, else a GEMM on a transposed copy of W_hh), over the rows still
-  running when the batch is sorted by decreasing length;
-- with a projection, one more GEMM per step, h = m @ W_hr^T;
-- backward: one GEMM per step dh = dgates @ W_hh (and dm = dh @ W_hr with
-  a projection); the weight gradients are GEMMs over all T * B rows after
-  the loop.
+- one recurrent product per step for all four gates, h @ W_hh^T, over the
+  rows still running when the batch is sorted by decreasing length, on
+  W_hh^T packed once per call (gemm_packed; BLAS for one-step calls);
+- with a projection, one more product per step, h = m @ W_hr^T;
+- backward: one product per step dh = dgates @ W_hh (and dm = dh @ W_hr
+  with a projection), on packed weights too; the weight gradients are
+  GEMMs over all T * B rows after the loop.
 """
 
 import numpy as np
@@ -30,10 +30,13 @@ from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._blas cimport (
+    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, pack, packed_elems, panel_stride, Trans,
+)
 from gru_cy.kernels._recurrent cimport (
     INT32_MAX_, alloc_work, check_array, check_lengths, float_type, init_steps, is_param,
-    lean_x, max_length, next_chunk, plan_chunk, project, rc_steps_t, rows_input_grads,
+    lean_x, max_length, next_chunk, pack_steps, plan_chunk, project, rc_steps_t,
+    rows_input_grads,
     rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc, sum_rows,
     transpose,
 )
@@ -135,13 +138,15 @@ def set_poison(bint on):
 
 # ---- forward --------------------------------------------------------------
 
-cdef Py_ssize_t _forward_work(int B, int H, int R, int P, int chunk) noexcept nogil:
+cdef Py_ssize_t _forward_work(int T, int B, int H, int R, int P, int chunk) noexcept nogil:
     cdef Py_ssize_t H4B = <Py_ssize_t>4 * H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * H4B + H4B + 4 * H      # gi, gh, bias
-    if B > 1:
-        n += <Py_ssize_t>R * 4 * H                                 # w_t
+    if pack_steps(T):
+        n += packed_elems(R, 4 * H)                                # W_hh^T packed
     if P > 0:
-        n += <Py_ssize_t>B * H + <Py_ssize_t>B * P + <Py_ssize_t>H * P   # m, p, w_hr_t
+        n += <Py_ssize_t>B * H + <Py_ssize_t>B * P                 # m, p
+        if pack_steps(T):
+            n += packed_elems(H, P)                                # W_hr^T packed
     return n
 
 
@@ -159,27 +164,26 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
     cdef bint prefix = sorted_desc(lengths, full, B)
     cdef int n_act = B
     cdef rc_steps_t st
-    # work: gi (chunk * B, 4H), gh (B, 4H), bias (4H), w_t (R, 4H),
-    # m (B, H), p (B, P), w_hr_t (H, P)
+    # work: gi (chunk * B, 4H), gh (B, 4H), bias (4H), W_hh^T packed,
+    # m (B, H), p (B, P), W_hr^T packed
+    cdef bint packed = pack_steps(T)
     cdef floating *gi = work
     cdef floating *gh = gi + <Py_ssize_t>chunk * B * H4
     cdef floating *bias = gh + <Py_ssize_t>B * H4
-    cdef floating *w_t = bias + H4
-    cdef floating *m = w_t + (<Py_ssize_t>R * H4 if B > 1 else 0)
+    cdef floating *w_p = bias + H4
+    cdef floating *m = w_p + (packed_elems(R, H4) if packed else 0)
     cdef floating *p = m + <Py_ssize_t>B * H
-    cdef floating *w_hr_t = p + <Py_ssize_t>B * P
-    # With one step, copying W_hh^T costs more than the transposed operand.
-    cdef bint copy_t = B > 1 and max_len > 1
+    cdef floating *w_hr_p = p + <Py_ssize_t>B * P
     if P == 0:
         m = NULL
     for j in range(H4):
         bias[j] = (b_ih[j] + b_hh[j]) if b_ih != NULL else <floating>0.0
-    if copy_t:
-        # w_t = w_hh.T   (R, 4H)
-        transpose(H4, R, w_hh, R, w_t, H4)
+    if packed:
+        pack(True, R, H4, w_hh, R, w_p)
         if P > 0:
-            # w_hr_t = w_hr.T   (H, P)
-            transpose(P, H, w_hr, H, w_hr_t, P)
+            pack(True, H, P, w_hr, H, w_hr_p)
+    else:
+        w_p = w_hr_p = NULL
     if train and not full:
         # Padded times are never visited: their tape rows must read as zeros.
         memset(gates, 0, <Py_ssize_t>T * B * H4 * sizeof(floating))
@@ -199,30 +203,16 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
                 n_act -= 1
         st.s = s
         st.t0 = t0
-        if B == 1 or copy_t:
-            # gh[:n_act] = h[:n_act] @ w_hh.T
-            rows_recurrent(n_act, H4, R, H4, h, w_hh, w_t, gh)
-        else:
-            # gh[:n_act] = h[:n_act] @ w_hh.T
-            gemm(NoTrans, Trans, n_act, H4, R, <floating>1.0, h, R, w_hh, R,
-                 <floating>0.0, gh, H4)
+        # gh[:n_act] = h[:n_act] @ w_hh.T
+        rows_recurrent(n_act, 0, H4, R, H4, h, w_hh, w_p, gh)
         if train:
             row_fwd(&st, R, gi, gh, bias, h, c, m, out, out_ld, gates, cprev, tc, hprev, m_tape)
         else:
             row_fwd(&st, R, gi, gh, bias, h, c, m, out, out_ld, <floating *>NULL,
                     <floating *>NULL, <floating *>NULL, <floating *>NULL, <floating *>NULL)
         if P > 0:
-            if B == 1:
-                # p = w_hr @ m
-                gemv(NoTrans, P, H, <floating>1.0, w_hr, H, m, 1, <floating>0.0, p, 1)
-            elif copy_t:
-                # p[:n_act] = m[:n_act] @ w_hr_t
-                gemm(NoTrans, NoTrans, n_act, P, H, <floating>1.0, m, H, w_hr_t, P,
-                     <floating>0.0, p, P)
-            else:
-                # p[:n_act] = m[:n_act] @ w_hr.T
-                gemm(NoTrans, Trans, n_act, P, H, <floating>1.0, m, H, w_hr, H,
-                     <floating>0.0, p, P)
+            # p[:n_act] = m[:n_act] @ w_hr.T
+            rows_recurrent(n_act, 0, P, H, P, m, w_hr, w_hr_p, p)
             row_proj_out(&st, R, p, h, out, out_ld)
 
 
@@ -298,7 +288,7 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
     cdef Py_ssize_t out_ld = out.shape[2]
     cdef char *work
     with nogil:
-        work = alloc_work(_forward_work(B, H, R, P, chunk), typenum, _poison)
+        work = alloc_work(_forward_work(T, B, H, R, P, chunk), typenum, _poison)
         if work != NULL:
             if typenum == cnp.NPY_FLOAT32:
                 _forward(<float *>work, <float *>out_p, out_ld, <float *>h_p, <float *>c_p,
@@ -399,7 +389,7 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
         for k in range(5 * L):
             lp[k] = _data(keep[k])
         chunk = <int>max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 4 * H)))
-        per_layer = _forward_work(B, H, R, P, chunk)
+        per_layer = _forward_work(T, B, H, R, P, chunk)
         seq = <Py_ssize_t>T * RB
         dims[0] = L
         dims[1] = B
@@ -541,9 +531,14 @@ def lstm_step(object x, object hx, object params, tuple names, int input_size,
 
 cdef Py_ssize_t _backward_work(int T, int B, int H, int P) noexcept nogil:
     cdef Py_ssize_t TB = <Py_ssize_t>T * B
+    cdef int R = P if P > 0 else H
     cdef Py_ssize_t n = TB * 4 * H + <Py_ssize_t>B * 4 * H         # dgi, dg_step
     if P > 0:
         n += TB * P + <Py_ssize_t>B * P + <Py_ssize_t>B * H         # dhp, dhp_step, dm
+    if pack_steps(T):
+        n += packed_elems(4 * H, R)                                # W_hh packed
+        if P > 0:
+            n += packed_elems(P, H)                                # W_hr packed
     return n
 
 
@@ -564,12 +559,21 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
     cdef int n_act = B if not prefix else 0
     cdef rc_steps_t st
     # work: dgi (T * B, 4H) by time, dg_step (B, 4H), dhp (T * B, P) by time,
-    # dhp_step (B, P), dm (B, H)
+    # dhp_step (B, P), dm (B, H), W_hh packed, W_hr packed
+    cdef bint packed = pack_steps(T)
     cdef floating *dgi = work
     cdef floating *dg_step = dgi + TB * H4
     cdef floating *dhp = dg_step + <Py_ssize_t>B * H4
     cdef floating *dhp_step = dhp + TB * P
     cdef floating *dm = dhp_step + <Py_ssize_t>B * P
+    cdef floating *w_p = dm + (<Py_ssize_t>B * H if P > 0 else 0)
+    cdef floating *w_hr_p = w_p + packed_elems(H4, R)
+    if packed:
+        pack(False, H4, R, w_hh, R, w_p)
+        if P > 0:
+            pack(False, P, H, w_hr, H, w_hr_p)
+    else:
+        w_p = w_hr_p = NULL
     if not full or max_len < T:
         # Padded times get no gradient.
         memset(dgi, 0, TB * H4 * sizeof(floating))
@@ -583,19 +587,15 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
                 n_act += 1
         if P > 0:
             row_bwd_proj(&st, R, dout, dout_ld, dh, dhp, dhp_step)
-            if B == 1:
-                # dm = w_hr.T @ dhp_step
-                gemv(Trans, P, H, <floating>1.0, w_hr, H, dhp_step, 1, <floating>0.0, dm, 1)
-            else:
-                # dm[:n_act] = dhp_step[:n_act] @ w_hr
-                gemm(NoTrans, NoTrans, n_act, H, P, <floating>1.0, dhp_step, P, w_hr, H,
-                     <floating>0.0, dm, H)
+            # dm[:n_act] = dhp_step[:n_act] @ w_hr
+            rows_recurrent_back(B, n_act, 0, P, H, P, dhp_step, w_hr, w_hr_p, <floating>0.0,
+                                dm)
             row_bwd(&st, dm, dout, dout_ld, gates, cprev, tc, dh, dc, dgi, dg_step)
         else:
             row_bwd(&st, <floating *>NULL, dout, dout_ld, gates, cprev, tc, dh, dc, dgi,
                     dg_step)
         # dh[:n_act] += dg_step[:n_act] @ w_hh
-        rows_recurrent_back(B, n_act, H4, R, H4, dg_step, w_hh, <floating>1.0, dh)
+        rows_recurrent_back(B, n_act, 0, H4, R, H4, dg_step, w_hh, w_p, <floating>1.0, dh)
     # Weight gradients: one GEMM each over all T * B rows (by time; padded
     # rows of dgi, dhp and the tape are zero).
     # dw_ih += dgi.T @ x ; dx += dgi @ w_ih

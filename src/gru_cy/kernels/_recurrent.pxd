@@ -8,9 +8,8 @@
 # of one step's gate pre-activations. Nothing here knows what the gates are.
 #
 # Layouts (a cell's .pyx chooses per call with columns_layout):
-# rows     the state h is (B, H); per step gh = h @ W_hh^T (a GEMV when B = 1,
-#          else a GEMM on a transposed copy of W_hh, which OpenBLAS runs up to
-#          3x faster for small B than the transposed operand). Any lengths.
+# rows     the state h is (B, H); per step gh = h @ W_hh^T on W_hh^T packed
+#          once per call (gemm_packed; BLAS for one-step calls). Any lengths.
 # columns  every per-step array is transposed, the state is h^T (H, B) and
 #          the recurrent product gh^T = W_hh @ h^T; full lengths only. Tape
 #          arrays are blocked: Tb = block_steps(B) steps per block (slot).
@@ -21,7 +20,9 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport NAN
 
-from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, Trans
+from gru_cy.kernels._blas cimport (
+    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, pack, packed_elems, panel_stride, Trans,
+)
 
 cdef extern from "_recurrent.h" nogil:
     ctypedef struct rc_steps_t:
@@ -193,33 +194,47 @@ cdef inline void project(bint columns, int count, int B, int I, int GH,
              <floating>0.0, gi, GH)
 
 
-cdef inline void rows_recurrent(int B, int n, int H, int GH, const floating *h,
-                                const floating *w, const floating *w_t,
+cdef inline bint pack_steps(int T) noexcept nogil:
+    """Whether a layer call over T steps runs its per-step products on packed
+    weights (gemm_packed). Packing reads and writes the weights once, about
+    the cost of one product, so a one-step call keeps BLAS."""
+    return T > 1
+
+
+cdef inline void rows_recurrent(int B, int j0, int n, int K, int GH, const floating *h,
+                                const floating *w, const floating *wp,
                                 floating *gh) noexcept nogil:
-    """gh[:, :n] = h @ w.T with w the n rows of W_hh starting at the gate
-    wanted and w_t the same rows' columns of W_hh^T (row stride GH); gh has
-    row stride GH."""
-    if B == 1:
-        # gh = w @ h
-        gemv(NoTrans, n, H, <floating>1.0, w, H, h, 1, <floating>0.0, gh, 1)
+    """gh[:B, j0:j0 + n] = h[:B] @ W_hh[j0:j0 + n].T, with W_hh (GH, K) in w,
+    h (B, K) and gh of row stride GH. wp: W_hh^T packed (pack(True, K, GH,
+    w, K, wp)), or NULL: BLAS on w (one-step calls)."""
+    if wp != NULL:
+        gemm_packed(B, K, j0, n, h, K, wp, panel_stride(K, sizeof(floating)), <floating>0.0,
+                    gh + j0, GH)
     else:
-        # gh = h @ w_t
-        gemm(NoTrans, NoTrans, B, n, H, <floating>1.0, h, H, w_t, GH,
-             <floating>0.0, gh, GH)
+        # gh = h @ w.T
+        gemm(NoTrans, Trans, B, n, K, <floating>1.0, h, K, w + <Py_ssize_t>j0 * K, K,
+             <floating>0.0, gh + j0, GH)
 
 
-cdef inline void rows_recurrent_back(int B, int n_act, int n, int H, int GH,
+cdef inline void rows_recurrent_back(int B, int n_act, int k0, int n, int K, int GH,
                                      const floating *dgh, const floating *w,
-                                     floating beta, floating *dh) noexcept nogil:
-    """dh = beta * dh + dgh[:, :n] @ w for the first n_act rows (all B rows
-    when B = 1), w the n rows of W_hh starting at the gate wanted, dgh with
-    row stride GH."""
-    if B == 1:
+                                     const floating *wpb, floating beta,
+                                     floating *dh) noexcept nogil:
+    """dh[:m] = beta * dh[:m] + dgh[:m, k0:k0 + n] @ W_hh[k0:k0 + n] for the
+    first m = n_act rows (all B rows when B = 1), W_hh (GH, K) in w, dgh of
+    row stride GH, dh (B, K). wpb: W_hh packed (pack(False, GH, K, w, K,
+    wpb)), or NULL: BLAS on w."""
+    if wpb != NULL:
+        gemm_packed(B if B == 1 else n_act, n, 0, K, dgh + k0, GH,
+                    wpb + <Py_ssize_t>k0 * (PANEL_BYTES // sizeof(floating)),
+                    panel_stride(GH, sizeof(floating)), beta, dh, K)
+    elif B == 1:
         # dh = beta * dh + w.T @ dgh
-        gemv(Trans, n, H, <floating>1.0, w, H, dgh, 1, beta, dh, 1)
+        gemv(Trans, n, K, <floating>1.0, w + <Py_ssize_t>k0 * K, K, dgh + k0, 1, beta, dh, 1)
     else:
         # dh = beta * dh + dgh @ w
-        gemm(NoTrans, NoTrans, n_act, H, n, <floating>1.0, dgh, GH, w, H, beta, dh, H)
+        gemm(NoTrans, NoTrans, n_act, K, n, <floating>1.0, dgh + k0, GH,
+             w + <Py_ssize_t>k0 * K, K, beta, dh, K)
 
 
 # ---- backward plumbing ---------------------------------------------------------------

@@ -29,11 +29,11 @@ from cython cimport floating
 from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 
-from gru_cy.kernels._blas cimport gemm, NoTrans
+from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems
 from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps,
     blocked_size, check_array, check_lengths, columns_layout, float_type, init_steps,
-    lean_infer, lean_step, masked_input, max_length, next_chunk, plan_chunk, project,
+    lean_infer, lean_step, masked_input, max_length, next_chunk, pack_steps, plan_chunk, project,
     rows_input_grads, rows_recurrent, rows_recurrent_back, rows_recurrent_grads, slot,
     sorted_desc, sum_cols, sum_rows, transpose, zero_unvisited)
 
@@ -147,7 +147,7 @@ def tape_size(int T, int B, int H):
 # ---- forward ----------------------------------------------------------------
 
 cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
-                   floating *gi, int chunk, floating *gh, floating *w_t,
+                   floating *gi, int chunk, floating *gh, floating *w_p,
                    const floating *bias, floating *hbuf, const floating *x,
                    const floating *w_ih, const floating *w_hh, const long long *lengths,
                    bint full, int T, int B, int I, int H, bint reverse, int act, bint train,
@@ -177,9 +177,11 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
     else:
         if train:
             memcpy(hs, h, HB * sizeof(floating))
-        if B > 1:
-            # w_t = w_hh.T   (H, H)
-            transpose(H, H, w_hh, H, w_t, H)
+        if pack_steps(T):
+            # w_p = w_hh.T packed
+            pack(True, H, H, w_hh, H, w_p)
+        else:
+            w_p = NULL
 
     for s in range(max_len):
         # gi holds the input projection of times [t0, t0 + count).
@@ -209,7 +211,7 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
                 while n_act > 0 and lengths[n_act - 1] <= s:
                     n_act -= 1
             # gh = h @ w_hh.T
-            rows_recurrent(n_act, H, H, H, h, w_hh, w_t, gh)
+            rows_recurrent(n_act, 0, H, H, H, h, w_hh, w_p, gh)
             row_fwd(&st, act, gi, gh, bias, h, out, out_ld,
                     hs + (s + 1) * HB if train else NULL)
 
@@ -224,19 +226,19 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
         memset(hs + (max_len + 1) * HB, 0, (T - max_len) * HB * sizeof(floating))
 
 
-cdef Py_ssize_t _forward_work(int B, int H, int chunk, bint columns) noexcept nogil:
+cdef Py_ssize_t _forward_work(int T, int B, int H, int chunk, bint columns) noexcept nogil:
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * HB + HB + H       # gi, gh, bias
-    if not columns and B > 1:
-        n += <Py_ssize_t>H * H                                # w_t
+    if not columns and pack_steps(T):
+        n += packed_elems(H, H)                               # W_hh^T packed
     if columns:
         n += 2 * HB                                           # two states (inference)
     return n
 
 
-def forward_work_size(int B, int H, int chunk, bint columns):
+def forward_work_size(int T, int B, int H, int chunk, bint columns):
     """Elements of the workspace rnn_forward needs."""
-    return _forward_work(B, H, chunk, columns)
+    return _forward_work(T, B, H, chunk, columns)
 
 
 cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *hs, char *work,
@@ -250,8 +252,8 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *hs, char *w
     cdef floating *gi = <floating *>work
     cdef floating *gh = gi + <Py_ssize_t>chunk * HB
     cdef floating *bias = gh + HB
-    cdef floating *w_t = bias + H
-    cdef floating *hbuf = w_t + (<Py_ssize_t>H * H if (not columns and B > 1) else 0)
+    cdef floating *w_p = bias + H
+    cdef floating *hbuf = w_p + (packed_elems(H, H) if (not columns and pack_steps(T)) else 0)
     cdef const floating *bi = <const floating *>b_ih
     cdef const floating *bh = <const floating *>b_hh
     # bias = b_ih + b_hh, added once per element in the loop
@@ -260,7 +262,7 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *hs, char *w
     else:
         for j in range(H):
             bias[j] = bi[j] + bh[j]
-    _forward(<floating *>out, out_ld, <floating *>h, <floating *>hs, gi, chunk, gh, w_t, bias,
+    _forward(<floating *>out, out_ld, <floating *>h, <floating *>hs, gi, chunk, gh, w_p, bias,
              hbuf, <const floating *>x, <const floating *>w_ih, <const floating *>w_hh,
              lengths, full, T, B, I, H, reverse, act, train, columns)
 
@@ -299,7 +301,7 @@ def rnn_forward(cnp.ndarray out, int col, cnp.ndarray h, object saved, object wo
         raise ValueError("rnn_forward: inconsistent shapes")
     check_array(out, typenum, 0, True, "out")
     check_array(h, typenum, 0, True, "h")
-    cdef Py_ssize_t n_work = _forward_work(B, H, chunk, columns)
+    cdef Py_ssize_t n_work = _forward_work(T, B, H, chunk, columns)
     if work is not None:
         check_array(work, typenum, n_work, True, "work")
     check_array(w_ih, typenum, 0, False, "w_ih")
@@ -363,7 +365,7 @@ cdef Py_ssize_t _lean_plan(void *cell, int T, int B, bint has_bias) noexcept nog
     cdef LeanCell *c = <LeanCell *>cell
     c.columns = _columns(B, c.H, True, False)
     c.chunk = plan_chunk(c.columns, T, B, c.H, True, c.reverse, c.chunk_elements)
-    return _forward_work(B, c.H, c.chunk, c.columns)
+    return _forward_work(T, B, c.H, c.chunk, c.columns)
 
 
 cdef void _lean_layer(void *cell, char *out, char *h, char *work, const char *x,
@@ -416,7 +418,7 @@ def rnn_step(object x, object h, object params, tuple names, int input_size, int
 
 cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, const floating *dout,
                          Py_ssize_t dout_ld, const floating *hs, const floating *w_hh,
-                         const long long *lengths, bint full, int max_len, int T, int B,
+                         const floating *w_p, const long long *lengths, bint full, int max_len, int T, int B,
                          int H, bint reverse, int act) noexcept nogil:
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
     cdef int s
@@ -437,7 +439,7 @@ cdef void _backward_rows(floating *dh, floating *dgi, floating *dgh, const float
                 n_act += 1
         row_bwd(&st, act, hs + (s + 1) * HB, dout, dout_ld, dh, dgi, dgh_s)
         # dh += dgh_s @ w_hh
-        rows_recurrent_back(B, n_act, H, H, H, dgh_s, w_hh, <floating>1.0, dh)
+        rows_recurrent_back(B, n_act, 0, H, H, H, dgh_s, w_hh, w_p, <floating>1.0, dh)
 
 
 cdef void _backward_columns(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh,
@@ -499,12 +501,17 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
     cdef floating *dgh = dgi + TB * H
     cdef floating *rest = dgh + TB * H
     cdef const floating *x_used = x
+    cdef floating *w_p = NULL
     if columns:
         _backward_columns(dx, dh, dw_ih, dw_hh, db_ih, db_hh, work, dout, dout_ld, hs, x, w_ih,
                           w_hh, T, B, I, H, reverse, act)
         return
-    _backward_rows(dh, dgi, dgh, dout, dout_ld, hs, w_hh, lengths, full, max_len, T, B, H,
-                   reverse, act)
+    # rest: x_masked (T * B, I) with uneven lengths, W_hh packed
+    if pack_steps(T):
+        w_p = rest + (0 if full else TB * I)
+        pack(False, H, H, w_hh, H, w_p)
+    _backward_rows(dh, dgi, dgh, dout, dout_ld, hs, w_hh, w_p, lengths, full, max_len, T, B,
+                   H, reverse, act)
     if not full:
         x_used = masked_input(rest, x, lengths, T, B, I)
     # Weight gradients: one GEMM each over all T * B rows.
@@ -528,6 +535,8 @@ cdef Py_ssize_t _backward_work(int T, int B, int I, int H, bint full, bint colum
         n = 2 * TB * H                                         # dgi, dgh
         if not full:
             n += TB * I                                        # x_masked
+        if pack_steps(T):
+            n += packed_elems(H, H)                            # W_hh packed
     return n
 
 

@@ -305,7 +305,7 @@ class Jordan(Module):
             hs = ys = None
             chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * H)))
         if T and B:
-            work = empty(_jordan.forward_work_size(B, H, O, chunk, train), self.dtype)
+            work = empty(_jordan.forward_work_size(T, B, H, O, chunk, train), self.dtype)
             _jordan.jordan_forward(out, y_k, hs, ys, work, x, *weights, lengths, full, act,
                                    out_act, chunk)
         elif train:

@@ -1,0 +1,198 @@
+/* The packed-weight recurrent product (see _packed.h), for float and double
+ * and, on x86-64 with GCC, for AVX-512, AVX2 + FMA and portable C, chosen
+ * at run time. Compiled into the _blas extension only; the cells reach it
+ * through _blas.pxd. */
+
+#include <string.h>
+
+#include "_packed.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(GRU_CY_DEBUG)
+#define RC_PK_X86 1
+#else
+#define RC_PK_X86 0
+#endif
+
+/* ---- packing (portable; run once per layer call) ---- */
+
+#define PACK_IMPL(T, S)                                                       \
+void rc_pack##S(int trans, int K, int N, const T *src, ptrdiff_t ld, T *dst)  \
+{                                                                             \
+    const int nr = RC_PANEL_BYTES / (int)sizeof(T);                           \
+    for (int j0 = 0; j0 < N; j0 += nr) {                                      \
+        T *d = dst + (ptrdiff_t)(j0 / nr) * K * nr;                           \
+        const int w = N - j0 < nr ? N - j0 : nr;                              \
+        if (!trans) {                                                         \
+            for (int k = 0; k < K; k++) {                                     \
+                memcpy(d + (ptrdiff_t)k * nr, src + k * ld + j0,              \
+                       (size_t)w * sizeof(T));                                \
+                for (int j = w; j < nr; j++)                                  \
+                    d[(ptrdiff_t)k * nr + j] = 0;                             \
+            }                                                                 \
+        } else {                                                              \
+            for (int j = 0; j < w; j++) {                                     \
+                const T *s = src + (ptrdiff_t)(j0 + j) * ld;                  \
+                for (int k = 0; k < K; k++)                                   \
+                    d[(ptrdiff_t)k * nr + j] = s[k];                          \
+            }                                                                 \
+            for (int k = 0; k < K; k++)                                       \
+                for (int j = w; j < nr; j++)                                  \
+                    d[(ptrdiff_t)k * nr + j] = 0;                             \
+        }                                                                     \
+    }                                                                         \
+}
+
+PACK_IMPL(float, _f32)
+PACK_IMPL(double, _f64)
+
+/* ---- the kernels ---- */
+
+/* Portable C: one row, one panel per tile. */
+#define TGT
+#define VB 16
+#define MR 1
+#define NPS(m) 1
+#define KN_CASES KN_CASE(1, 1)
+
+#define T float
+#define KN(x) x##_f32_base
+#include "_packed_impl.h"
+#undef T
+#undef KN
+#define T double
+#define KN(x) x##_f64_base
+#include "_packed_impl.h"
+#undef T
+#undef KN
+
+#undef TGT
+#undef VB
+#undef MR
+#undef NPS
+#undef KN_CASES
+
+#if RC_PK_X86
+/* AVX2 + FMA: 16 vector registers; a tile of 3 rows x 32 floats is 12
+ * accumulators. */
+#define TGT __attribute__((target("avx2,fma")))
+#define VB 32
+#define MR 3
+#define NPS(m) ((m) == 1 ? 2 : 1)
+#define KN_CASES KN_CASE(1, 1) KN_CASE(2, 1) KN_CASE(3, 1) KN_CASE(1, 2)
+
+#define T float
+#define KN(x) x##_f32_avx2
+#include "_packed_impl.h"
+#undef T
+#undef KN
+#define T double
+#define KN(x) x##_f64_avx2
+#include "_packed_impl.h"
+#undef T
+#undef KN
+
+#undef TGT
+#undef VB
+#undef MR
+#undef NPS
+#undef KN_CASES
+
+/* AVX-512: 32 vector registers; 12 rows x 32 floats is 24 accumulators;
+ * fewer rows take more panels so that enough independent chains hide the
+ * multiply-add latency. */
+#define TGT __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define VB 64
+#define MR 12
+#define NPS(m) ((m) <= 2 ? 4 : (m) <= 6 ? 2 : 1)
+#define KN_CASES                                                              \
+    KN_CASE(1, 1) KN_CASE(2, 1) KN_CASE(3, 1) KN_CASE(4, 1) KN_CASE(5, 1)     \
+    KN_CASE(6, 1) KN_CASE(7, 1) KN_CASE(8, 1) KN_CASE(9, 1) KN_CASE(10, 1)    \
+    KN_CASE(11, 1) KN_CASE(12, 1)                                             \
+    KN_CASE(1, 2) KN_CASE(1, 3) KN_CASE(1, 4)                                 \
+    KN_CASE(2, 2) KN_CASE(2, 3) KN_CASE(2, 4)                                 \
+    KN_CASE(3, 2) KN_CASE(4, 2) KN_CASE(5, 2) KN_CASE(6, 2)
+
+#define T float
+#define KN(x) x##_f32_avx512
+#include "_packed_impl.h"
+#undef T
+#undef KN
+#define T double
+#define KN(x) x##_f64_avx512
+#include "_packed_impl.h"
+#undef T
+#undef KN
+
+#undef TGT
+#undef VB
+#undef MR
+#undef NPS
+#undef KN_CASES
+#endif
+
+static int rc_isa = -1;
+
+static int rc_packed_cpu_isa(void)
+{
+    int isa = 0;
+#if RC_PK_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        isa = 2;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        isa = 1;
+#endif
+    return isa;
+}
+
+int rc_packed_isa(void)
+{
+    if (rc_isa < 0)
+        rc_isa = rc_packed_cpu_isa();
+    return rc_isa;
+}
+
+int rc_packed_limit_isa(int cap)
+{
+    int isa = rc_packed_cpu_isa();
+    rc_isa = cap >= 0 && cap < isa ? cap : isa;
+    return rc_isa;
+}
+
+#if RC_PK_X86
+#define DISPATCH(S)                                                           \
+    switch (rc_packed_isa()) {                                                \
+    case 2:                                                                   \
+        gemm##S##_avx512(M, K, j0, n, a, lda, wp, pstride, beta, c, ldc);     \
+        return;                                                               \
+    case 1:                                                                   \
+        gemm##S##_avx2(M, K, j0, n, a, lda, wp, pstride, beta, c, ldc);       \
+        return;                                                               \
+    }
+#else
+#define DISPATCH(S)
+#endif
+
+void rc_gemm_packed_f32(int M, int K, int j0, int n, const float *a, ptrdiff_t lda,
+                        const float *wp, ptrdiff_t pstride, float beta, float *c,
+                        ptrdiff_t ldc)
+{
+    if (M <= 0 || n <= 0)
+        return;
+    DISPATCH(_f32)
+    gemm_f32_base(M, K, j0, n, a, lda, wp, pstride, beta, c, ldc);
+}
+
+void rc_gemm_packed_f64(int M, int K, int j0, int n, const double *a, ptrdiff_t lda,
+                        const double *wp, ptrdiff_t pstride, double beta, double *c,
+                        ptrdiff_t ldc)
+{
+    if (M <= 0 || n <= 0)
+        return;
+    DISPATCH(_f64)
+    gemm_f64_base(M, K, j0, n, a, lda, wp, pstride, beta, c, ldc);
+}
