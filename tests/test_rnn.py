@@ -109,21 +109,31 @@ def test_both_layouts_match_reference(layout, act, dtype, B):
 
 
 def test_auto_layout():
-    """Inference runs in rows; training in columns from B = 8 with full lengths."""
-    assert not _rnn.use_columns(128, 512, True, False)
-    assert _rnn.use_columns(8, 64, True, True)
-    assert not _rnn.use_columns(4, 64, True, True)
-    assert not _rnn.use_columns(128, 128, False, True)    # uneven lengths need rows
+    """With the packed per-step products, rows runs inference and training at every
+    shape; columns only when forced (and only with full lengths)."""
+    for B, H in ((1, 64), (8, 64), (64, 128), (128, 512)):
+        for train in (False, True):
+            assert not _rnn.use_columns(B, H, True, train)
+    try:
+        _rnn.set_layout("columns")
+        assert _rnn.use_columns(8, 64, True, True)
+        assert not _rnn.use_columns(128, 128, False, True)    # uneven lengths need rows
+    finally:
+        _rnn.set_layout("auto")
 
 
-def test_columns_layout_by_shape_matches_reference():
+def test_columns_layout_at_a_large_shape_matches_reference():
     rng = np.random.default_rng(2)
     T, B, I, H = 4, 64, 5, 128
-    assert _rnn.use_columns(B, H, True, True)
     m = _module(I, H, 1, "tanh", np.float64, bidirectional=True)
     x = rng.standard_normal((T, B, I))
     h0 = rng.standard_normal((2, B, H))
-    _run_against_reference(m, x, h0, None, np.float64, rng)
+    try:
+        _rnn.set_layout("columns")
+        assert _rnn.use_columns(B, H, True, True)
+        _run_against_reference(m, x, h0, None, np.float64, rng)
+    finally:
+        _rnn.set_layout("auto")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -118,7 +118,7 @@ def test_step_within_ulps_of_forward(H, B, L, reset_after, dtype):
 @pytest.mark.parametrize("H", [16, 31])
 def test_step_bit_for_bit_below_32_features(H, B, L, reset_after):
     """The measured exact range: every layer's input narrower than 32, rows layout."""
-    assert not _gru.use_columns(B, H, True)
+    assert not _gru.use_columns(B, H, True, False)
     rng = np.random.default_rng(13)
     gru = _module(31, H, L, reset_after, np.float32)
     x = rng.standard_normal((T, B, 31)).astype(np.float32)

@@ -236,7 +236,8 @@ def gemm_floor_seconds(case, params, x, repeats):
         for k in range(case.num_layers):
             for d in range(case.D):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
-                _, chunk = _gru.plan(case.T, case.B, case.H, True, d == 1, _CHUNK_ELEMENTS)
+                _, chunk = _gru.plan(case.T, case.B, case.H, True, d == 1, _CHUNK_ELEMENTS,
+                                     mode == "train")
                 times = _gru.gemm_floor(layer_in, params["weight_ih" + sfx],
                                         params["weight_hh" + sfx], chunk, case.reset_after,
                                         mode == "train", repeats)

@@ -13,13 +13,15 @@ _Float = np.float32 | np.float64
 _Array = npt.NDArray[_Float]
 _Lengths = npt.NDArray[np.int64]
 
-def use_columns(B: int, H: int, full: bool) -> bool:
+def use_columns(B: int, H: int, full: bool, train: bool = True) -> bool:
     """True when the kernels run (B, H) in the columns (transposed) layout."""
 
 def set_layout(layout: str) -> None:
     """Force "rows", "columns" or "auto" (default) for every later call (tests, measurements)."""
 
-def plan(T: int, B: int, H: int, full: bool, reverse: bool, chunk_elements: int) -> tuple[bool, int]:
+def plan(
+    T: int, B: int, H: int, full: bool, reverse: bool, chunk_elements: int, train: bool = True
+) -> tuple[bool, int]:
     """(columns, chunk): the layout and the steps per input-projection GEMM."""
 
 def tape_sizes(T: int, B: int, H: int) -> tuple[int, int, int]:

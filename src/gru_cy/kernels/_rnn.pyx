@@ -107,14 +107,14 @@ cdef int _layout_override = 0
 
 
 cdef inline bint _columns(int B, int H, bint full, bint train) noexcept nogil:
-    # Measured for this cell (one thread, OpenBLAS, T = 50-100): inference
-    # runs as fast or faster in rows up to B = 128, H = 512 (the columns
-    # layout's transposes cost what its GEMMs save); training (forward with
-    # the tape, then backward) runs 1.1-1.4x faster in columns from B = 8
-    # (H = 64-512), where rows spends more in the per-step GEMMs on dgh.
+    # Measured for this cell with the packed per-step products (one thread,
+    # T = 50-100, H = 128-512, B = 8-128): rows runs inference 1.07-1.35x
+    # and training 1.0-1.25x faster than columns (before those products,
+    # columns trained 1.1-1.4x faster from B = 8). Columns stays for
+    # set_layout.
     if _layout_override != 0:
         return columns_layout(_layout_override, H, B, H, full)
-    return full and train and B >= 8
+    return False
 
 
 def use_columns(int B, int H, bint full, bint train):

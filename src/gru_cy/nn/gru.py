@@ -96,12 +96,12 @@ class GRU(RNNBase):
 
     def _split_train(self, B):
         # Measured at 2 threads (T=100): splitting the batch speeds training
-        # up while the whole batch runs in the rows layout (B=8 and B=16 at
-        # H=128: 1.2-1.3x), and slows it down once the whole batch would run
-        # in the columns layout (B=32 at H=128, B=64 at H=256: 0.85-0.9x),
-        # where OpenBLAS's threaded GEMMs and weight gradients over all T*B
-        # rows do better. Inference gains either way (1.1-2x).
-        return not _gru.use_columns(B, self.hidden_size, True)
+        # up for small batches (B=8 and B=16 at H=128: 1.2-1.3x), and slows
+        # it down from 3H * H * B > 3 * 2**18 (B=32 at H=128, B=64 at H=256:
+        # 0.85-0.9x), where OpenBLAS's threaded GEMMs and weight gradients
+        # over all T*B rows do better. Inference gains either way (1.1-2x).
+        H = self.hidden_size
+        return 3 * H * H * B <= 786432
 
     def _alloc_saved(self, T, B):
         # Flat, so that either kernel layout can use them (see _gru's doc);
@@ -115,7 +115,7 @@ class GRU(RNNBase):
         T, B, _ = x.shape
         H = self.hidden_size
         w_ih, w_hh, b_ih, b_hh = weights
-        columns, chunk = _gru.plan(T, B, H, full, reverse, _CHUNK_ELEMENTS)
+        columns, chunk = _gru.plan(T, B, H, full, reverse, _CHUNK_ELEMENTS, saved is not None)
         if saved is not None:
             saved[3] = columns
             saved = tuple(saved[:3])
