@@ -405,7 +405,7 @@ def test_bad_call_arguments():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("L,B,T,P", [(1, 1, 1, 0), (2, 3, 1, 0), (3, 4, 9, 2), (2, 1, 7, 3),
-                                     (1, 6, 5, 0)])
+                                     (1, 6, 5, 0), (3, 2, 1, 3), (4, 1, 1, 0)])
 def test_lean_paths_equal_the_general_path_bitwise(L, B, T, P, dtype):
     from helpers import same_bits
 
