@@ -26,6 +26,7 @@ Per layer and direction (rows layout, state (B, R)):
 import numpy as np
 
 cimport numpy as cnp
+cimport cython
 from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.math cimport NAN
@@ -339,7 +340,7 @@ cdef enum:
 
 cdef inline bint _is_state(object o, int typenum, int ndim, int L, int B, int W) noexcept:
     cdef cnp.ndarray a
-    if type(o) is not np.ndarray:
+    if type(o) is not cnp.ndarray:
         return False
     a = <cnp.ndarray>o
     return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(a)
@@ -508,20 +509,9 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
 
 
 
-def lstm_infer(object x, object hx, object params, tuple names, int input_size,
-               int hidden_size, int proj_size, int typenum, bint reverse, bint batch_first,
-               Py_ssize_t chunk_elements):
-    """Inference over every layer with full lengths, the lean path of
-    LSTM.__call__ for unidirectional modules: (out, (h_n, c_n)), or None when
-    an argument is not already what the kernels take.
-
-    x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
-           T = 1, where both orders share one memory layout), or (T, I)
-    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
-           unbatched x
-    params the module's parameters (a dict); names holds per layer the names
-           of (w_ih, w_hh, b_ih, b_hh, w_hr), None for absent ones
-    """
+cdef object _infer(object x, object hx, object params, tuple names, int input_size,
+                   int hidden_size, int proj_size, int typenum, bint reverse,
+                   bint batch_first, Py_ssize_t chunk_elements):
     cdef cnp.ndarray xa
     cdef int T, B, R = proj_size if proj_size > 0 else hidden_size
     cdef cnp.npy_intp dims[3]
@@ -552,15 +542,8 @@ def lstm_infer(object x, object hx, object params, tuple names, int input_size,
                  reverse, 3, 3, dims, chunk_elements)
 
 
-def lstm_step(object x, object hx, object params, tuple names, int input_size,
-              int hidden_size, int proj_size, int typenum, bint reverse):
-    """One step of every layer, the lean path of LSTM.step: (y, (h, c)), or
-    None when an argument is not already what the kernels take.
-
-    x      (B, I) or (I,)
-    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
-           unbatched x
-    """
+cdef object _step(object x, object hx, object params, tuple names, int input_size,
+                  int hidden_size, int proj_size, int typenum, bint reverse):
     cdef cnp.ndarray xa
     cdef int R = proj_size if proj_size > 0 else hidden_size
     cdef cnp.npy_intp dims[2]
@@ -577,6 +560,74 @@ def lstm_step(object x, object hx, object params, tuple names, int input_size,
     dims[1] = R
     return _lean(xa, hx, params, names, 1, <int>xa.shape[0], input_size, hidden_size,
                  proj_size, typenum, reverse, 3, 2, dims, 1)
+
+
+def lstm_infer(object x, object hx, object params, tuple names, int input_size,
+               int hidden_size, int proj_size, int typenum, bint reverse, bint batch_first,
+               Py_ssize_t chunk_elements):
+    """Inference over every layer with full lengths, the lean path of
+    LSTM.__call__ for unidirectional modules: (out, (h_n, c_n)), or None when
+    an argument is not already what the kernels take.
+
+    x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
+           T = 1, where both orders share one memory layout), or (T, I)
+    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
+           unbatched x
+    params the module's parameters (a dict); names holds per layer the names
+           of (w_ih, w_hh, b_ih, b_hh, w_hr), None for absent ones
+    """
+    return _infer(x, hx, params, names, input_size, hidden_size, proj_size, typenum, reverse,
+                  batch_first, chunk_elements)
+
+
+def lstm_step(object x, object hx, object params, tuple names, int input_size,
+              int hidden_size, int proj_size, int typenum, bint reverse):
+    """One step of every layer, the lean path of LSTM.step: (y, (h, c)), or
+    None when an argument is not already what the kernels take.
+
+    x      (B, I) or (I,)
+    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
+           unbatched x
+    """
+    return _step(x, hx, params, names, input_size, hidden_size, proj_size, typenum, reverse)
+
+
+@cython.auto_pickle(False)    # a cache: modules drop it when pickled
+cdef class LeanLSTM:
+    """lstm_step and lstm_infer bound to one module's configuration, made
+    once per module and cached (LSTM._lean_args), so that a call from Python
+    passes three arguments instead of nine. Both return None when an
+    argument is not already what the kernels take, and for a bidirectional
+    module (unidirectional=False), whose calls take the general path.
+    """
+    cdef readonly tuple names
+    cdef readonly int input_size, hidden_size, proj_size, typenum
+    cdef readonly bint reverse, unidirectional
+
+    def __init__(self, tuple names, int input_size, int hidden_size, int proj_size,
+                 int typenum, bint reverse, bint unidirectional=True):
+        self.names = names
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.proj_size = proj_size
+        self.typenum = typenum
+        self.reverse = reverse
+        self.unidirectional = unidirectional
+
+    def step(self, x, hx, params):
+        """lstm_step(x, hx, params, *this configuration)."""
+        if not self.unidirectional:
+            return None
+        return _step(x, hx, params, self.names, self.input_size, self.hidden_size,
+                     self.proj_size, self.typenum, self.reverse)
+
+    def infer(self, x, hx, params, bint batch_first, Py_ssize_t chunk_elements):
+        """lstm_infer(x, hx, params, *this configuration, batch_first,
+        chunk_elements)."""
+        if not self.unidirectional:
+            return None
+        return _infer(x, hx, params, self.names, self.input_size, self.hidden_size,
+                      self.proj_size, self.typenum, self.reverse, batch_first, chunk_elements)
 
 
 # ---- backward -------------------------------------------------------------
