@@ -234,6 +234,27 @@ def test_step_equals_sequence(L, B, H, P, dtype):
     np.testing.assert_allclose(c, c_ref[:, 0], **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("L,B,I,H,P", [(1, 1, 64, 64, 0), (1, 1, 64, 256, 0), (2, 3, 64, 64, 0),
+                                       (3, 1, 24, 128, 32)])
+def test_one_step_call_is_a_one_step_sequence_bit_for_bit(L, B, I, H, P, dtype):
+    """step(x_t, hx) returns what m(x_t[None], hx) returns, bit for bit, whichever path
+    either takes (lean: a tuple of arrays of the dtype; general: lengths given, a list)."""
+    from helpers import same_bits
+
+    m = gru_cy.LSTM(I, H, num_layers=L, proj_size=P, dtype=dtype, seed=4)
+    rng = np.random.default_rng(6)
+    R = P or H
+    hx = (rng.standard_normal((L, B, R)).astype(dtype), rng.standard_normal((L, B, H)).astype(dtype))
+    for t in range(3):
+        x_t = rng.standard_normal((B, I)).astype(dtype)
+        y, state = m.step(x_t, hx)
+        for out, (h_n, c_n) in (m(x_t[None], hx), m(x_t[None], list(hx), lengths=np.full(B, 1))):
+            assert same_bits(y, out[0])
+            assert same_bits(state[0], h_n) and same_bits(state[1], c_n)
+        hx = state
+
+
 def test_step_rejects_bidirectional():
     m = gru_cy.LSTM(3, 4, bidirectional=True)
     with pytest.raises(ValueError, match="unidirectional"):
@@ -405,7 +426,7 @@ def test_bad_call_arguments():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("L,B,T,P", [(1, 1, 1, 0), (2, 3, 1, 0), (3, 4, 9, 2), (2, 1, 7, 3),
-                                     (1, 6, 5, 0)])
+                                     (1, 6, 5, 0), (3, 2, 1, 3), (4, 1, 1, 0)])
 def test_lean_paths_equal_the_general_path_bitwise(L, B, T, P, dtype):
     from helpers import same_bits
 

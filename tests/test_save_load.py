@@ -278,3 +278,34 @@ def test_a_torch_golden_file_is_not_a_model(tmp_path):
     golden = os.path.join(os.path.dirname(__file__), "golden", "torch_gru_uni1_float32.npz")
     with pytest.raises(ValueError, match="not a gru_cy model"):
         gru_cy.load(golden)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gru_cy.GRU(3, 5, num_layers=2),
+    lambda: gru_cy.LSTM(3, 5, proj_size=2, dtype=np.float64),
+    lambda: gru_cy.RNN(3, 5, bidirectional=True),
+    lambda: gru_cy.Jordan(3, 5, 2),
+    lambda: gru_cy.Linear(3, 5),
+], ids=["gru", "lstm", "rnn", "jordan", "linear"])
+def test_parameters_start_on_cache_lines(make, tmp_path):
+    """Every parameter starts on a 64-byte boundary (nn.base.PARAM_ALIGN): when built, when
+    load_state_dict replaces an array, after pickling and after gru_cy.load."""
+    import pickle
+
+    from gru_cy.nn.base import PARAM_ALIGN
+
+    def aligned(m):
+        return all(p.__array_interface__["data"][0] % PARAM_ALIGN == 0
+                   for p in m.params.values())
+
+    m = make()
+    assert aligned(m)
+    name = next(iter(m.params))
+    m.params[name] = m.params[name].tolist()    # not an array: load_state_dict replaces it
+    m.load_state_dict({k: np.asarray(v) for k, v in m.params.items()})
+    assert aligned(m)
+    assert aligned(pickle.loads(pickle.dumps(m)))
+    if hasattr(m, "save"):
+        path = str(tmp_path / "m.npz")
+        m.save(path)
+        assert aligned(gru_cy.load(path))

@@ -86,3 +86,33 @@ def lstm_step(
     reverse: bool,
 ) -> tuple[_Array, tuple[_Array, _Array]] | None:
     """One step of every layer (LSTM.step's lean path), or None to take the general path."""
+
+class LeanLSTM:
+    """lstm_step and lstm_infer bound to one module's configuration (LSTM._lean_args)."""
+
+    names: tuple[tuple[str | None, ...], ...]
+    input_size: int
+    hidden_size: int
+    proj_size: int
+    typenum: int
+    reverse: bool
+    unidirectional: bool
+
+    def __init__(
+        self,
+        names: tuple[tuple[str | None, ...], ...],
+        input_size: int,
+        hidden_size: int,
+        proj_size: int,
+        typenum: int,
+        reverse: bool,
+        unidirectional: bool = True,
+    ) -> None: ...
+    def step(
+        self, x: object, hx: object, params: object
+    ) -> tuple[_Array, tuple[_Array, _Array]] | None:
+        """lstm_step with this configuration, or None (also for a bidirectional module)."""
+    def infer(
+        self, x: object, hx: object, params: object, batch_first: bool, chunk_elements: int
+    ) -> tuple[_Array, tuple[_Array, _Array]] | None:
+        """lstm_infer with this configuration, or None (also for a bidirectional module)."""

@@ -26,8 +26,10 @@ Per layer and direction (rows layout, state (B, R)):
 import numpy as np
 
 cimport numpy as cnp
+cimport cython
 from cython cimport floating
 from libc.stdlib cimport malloc, free
+from libc.math cimport NAN
 from libc.string cimport memcpy, memset
 
 from gru_cy.kernels._blas cimport (
@@ -317,14 +319,33 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
 
 
 
+# Lean workspaces up to this many bytes live on the C stack (a step of a
+# module with H <= 256 at B = 1 needs 12 KiB); larger ones are malloc'ed.
+# Parameter pointers of up to _STACK_LAYERS layers live there too.
+cdef enum:
+    _STACK_DOUBLES = 2048
+    _STACK_BYTES = 8 * _STACK_DOUBLES
+    _STACK_LAYERS = 16
+
+
 cdef inline bint _is_state(object o, int typenum, int ndim, int L, int B, int W) noexcept:
     cdef cnp.ndarray a
-    if type(o) is not np.ndarray:
+    if type(o) is not cnp.ndarray:
         return False
     a = <cnp.ndarray>o
     return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(a)
             and a.ndim == ndim and a.shape[0] == L and a.shape[ndim - 1] == W
             and (ndim == 2 or a.shape[1] == B))
+
+
+cdef inline void _fill_nan(char *w, Py_ssize_t n, int typenum) noexcept nogil:
+    cdef Py_ssize_t i
+    if typenum == cnp.NPY_FLOAT32:
+        for i in range(n):
+            (<float *>w)[i] = <float>NAN
+    else:
+        for i in range(n):
+            (<double *>w)[i] = NAN
 
 
 cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, int B,
@@ -334,11 +355,18 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
     hx or a parameter is not already what the kernels take."""
     cdef int L = len(names), k, chunk, R = P if P > 0 else H
     cdef cnp.ndarray h_new, c_new, y
-    cdef Py_ssize_t item, seq, per_layer, RB = <Py_ssize_t>R * B, HB = <Py_ssize_t>H * B
+    cdef Py_ssize_t item, seq, per_layer, n_work
+    cdef Py_ssize_t RB = <Py_ssize_t>R * B, HB = <Py_ssize_t>H * B
     cdef cnp.npy_intp dims[3]
     cdef tuple row
-    cdef list keep = []
+    cdef list keep = None
     cdef bint has_bias = len(<tuple>names[0]) >= 4 and (<tuple>names[0])[2] is not None
+    cdef object h0 = None, c0 = None
+    cdef object w_ih, w_hh, b_ih = None, b_hh = None, w_hr = None
+    cdef const char *ptrs[5 * _STACK_LAYERS]
+    cdef const char **lp = ptrs
+    cdef double stack[_STACK_DOUBLES + 8]    # + 64 bytes to align the start
+    cdef bint on_heap = False
     cdef char *work = NULL
     cdef char *bufs[2]
     cdef char *dst
@@ -346,86 +374,96 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
     cdef char *h_p
     cdef char *c_p
     cdef const char *x_p
-    cdef const char **lp
     if L == 0:
         return None
     if hx is not None:
         if type(hx) is not tuple or len(<tuple>hx) != 2:
             return None
-        if (not _is_state((<tuple>hx)[0], typenum, s_ndim, L, B, R)
-                or not _is_state((<tuple>hx)[1], typenum, s_ndim, L, B, H)):
+        h0 = (<tuple>hx)[0]
+        c0 = (<tuple>hx)[1]
+        if (not _is_state(h0, typenum, s_ndim, L, B, R)
+                or not _is_state(c0, typenum, s_ndim, L, B, H)):
             return None
-    for k in range(L):
-        row = <tuple>names[k]
-        w_ih = params.get(row[0])
-        w_hh = params.get(row[1])
-        if (not is_param(w_ih, typenum, 4 * H, input_size if k == 0 else R)
-                or not is_param(w_hh, typenum, 4 * H, R)):
-            return None
-        keep.append(w_ih)
-        keep.append(w_hh)
-        if has_bias:
-            b_ih = params.get(row[2])
-            b_hh = params.get(row[3])
-            if not is_param(b_ih, typenum, 4 * H, 0) or not is_param(b_hh, typenum, 4 * H, 0):
-                return None
-        else:
-            b_ih = b_hh = None
-        keep.append(b_ih)
-        keep.append(b_hh)
-        if P > 0:
-            w_hr = params.get(row[4])
-            if not is_param(w_hr, typenum, P, H):
-                return None
-        else:
-            w_hr = None
-        keep.append(w_hr)
-    # The arrays stay alive in `keep` while the GIL is released (another
-    # thread may replace entries of params).
-    lp = <const char **>malloc(5 * L * sizeof(char *))
-    if lp == NULL:
-        raise MemoryError()
+    # The parameters must stay alive while the GIL is released (another
+    # thread may replace entries of params): with one layer the locals
+    # w_ih ... w_hr hold them, with more the list does.
+    if L > 1:
+        keep = []
+    if L > _STACK_LAYERS:
+        lp = <const char **>malloc(5 * L * sizeof(char *))
+        if lp == NULL:
+            raise MemoryError()
     try:
-        for k in range(5 * L):
-            lp[k] = _data(keep[k])
+        for k in range(L):
+            row = <tuple>names[k]
+            w_ih = params.get(row[0])
+            w_hh = params.get(row[1])
+            if (not is_param(w_ih, typenum, 4 * H, input_size if k == 0 else R)
+                    or not is_param(w_hh, typenum, 4 * H, R)):
+                return None
+            if has_bias:
+                b_ih = params.get(row[2])
+                b_hh = params.get(row[3])
+                if (not is_param(b_ih, typenum, 4 * H, 0)
+                        or not is_param(b_hh, typenum, 4 * H, 0)):
+                    return None
+            if P > 0:
+                w_hr = params.get(row[4])
+                if not is_param(w_hr, typenum, P, H):
+                    return None
+            lp[5 * k] = _data(w_ih)
+            lp[5 * k + 1] = _data(w_hh)
+            lp[5 * k + 2] = _data(b_ih)
+            lp[5 * k + 3] = _data(b_hh)
+            lp[5 * k + 4] = _data(w_hr)
+            if keep is not None:
+                keep.append((w_ih, w_hh, b_ih, b_hh, w_hr))
         chunk = <int>max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 4 * H)))
         per_layer = _forward_work(T, B, H, R, P, chunk)
         seq = <Py_ssize_t>T * RB
+        # One layer's workspace, then the outputs of the layers below the top:
+        # two alternating buffers, one when a single buffer is never read and
+        # written by the same layer (two layers, or T = 1, where each layer
+        # reads the new state of the one below instead: the same values).
+        n_work = per_layer + (0 if L == 1 else (seq if (T == 1 or L == 2) else 2 * seq))
+        item = cnp.PyArray_ITEMSIZE(xa)
         dims[0] = L
         dims[1] = B
-        item = cnp.PyArray_ITEMSIZE(xa)
         if s_ndim == 2:
             dims[1] = R
         else:
             dims[2] = R
-        if hx is None:
+        if h0 is None:
             h_new = cnp.PyArray_ZEROS(s_ndim, dims, typenum, 0)
         else:
             h_new = cnp.PyArray_EMPTY(s_ndim, dims, typenum, 0)
-            memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(<cnp.ndarray>(<tuple>hx)[0]),
-                   L * RB * item)
+            memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(<cnp.ndarray>h0), L * RB * item)
         if s_ndim == 2:
             dims[1] = H
         else:
             dims[2] = H
-        if hx is None:
+        if c0 is None:
             c_new = cnp.PyArray_ZEROS(s_ndim, dims, typenum, 0)
         else:
             c_new = cnp.PyArray_EMPTY(s_ndim, dims, typenum, 0)
-            memcpy(cnp.PyArray_DATA(c_new), cnp.PyArray_DATA(<cnp.ndarray>(<tuple>hx)[1]),
-                   L * HB * item)
+            memcpy(cnp.PyArray_DATA(c_new), cnp.PyArray_DATA(<cnp.ndarray>c0), L * HB * item)
         y = cnp.PyArray_EMPTY(y_ndim, y_dims, typenum, 0)
         h_p = <char *>cnp.PyArray_DATA(h_new)
         c_p = <char *>cnp.PyArray_DATA(c_new)
         x_p = <const char *>cnp.PyArray_DATA(xa)
         y_p = <char *>cnp.PyArray_DATA(y)
         with nogil:
-            # One layer's workspace, then the outputs of the layers below the
-            # top (two alternating buffers).
-            work = alloc_work(per_layer + (0 if L == 1 else 2 * seq), typenum, _poison)
+            if n_work * item <= _STACK_BYTES:
+                # (aligned to 64 bytes)
+                work = <char *>stack + ((64 - (<size_t>stack & 63)) & 63)
+                if _poison:
+                    _fill_nan(work, n_work, typenum)
+            else:
+                work = alloc_work(n_work, typenum, _poison)
+                on_heap = True
             if work != NULL:
                 bufs[0] = work + per_layer * item
-                bufs[1] = bufs[0] + seq * item
+                bufs[1] = bufs[0] if (T == 1 or L == 2) else bufs[0] + seq * item
                 for k in range(L):
                     dst = y_p if k == L - 1 else bufs[k % 2]
                     if typenum == cnp.NPY_FLOAT32:
@@ -445,31 +483,25 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
                                  <const double *>lp[5 * k + 3], <const double *>lp[5 * k + 4],
                                  NULL, True, T, B, input_size if k == 0 else R, H, P, reverse,
                                  False)
-                    x_p = dst
-                free(work)
+                    # Layer k + 1 reads layer k's output (with T = 1, its new
+                    # state h: the same values, in memory no later layer writes).
+                    x_p = (h_p + k * RB * item) if T == 1 else dst
+                if on_heap:
+                    free(work)
         if work == NULL:
             raise MemoryError()
     finally:
-        free(lp)
+        if lp != ptrs:
+            free(lp)
     return y, (h_new, c_new)
 
 
 
 
-def lstm_infer(object x, object hx, object params, tuple names, int input_size,
-               int hidden_size, int proj_size, int typenum, bint reverse, bint batch_first,
-               Py_ssize_t chunk_elements):
-    """Inference over every layer with full lengths, the lean path of
-    LSTM.__call__ for unidirectional modules: (out, (h_n, c_n)), or None when
-    an argument is not already what the kernels take.
 
-    x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
-           T = 1, where both orders share one memory layout), or (T, I)
-    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
-           unbatched x
-    params the module's parameters (a dict); names holds per layer the names
-           of (w_ih, w_hh, b_ih, b_hh, w_hr), None for absent ones
-    """
+cdef object _infer(object x, object hx, object params, tuple names, int input_size,
+                   int hidden_size, int proj_size, int typenum, bint reverse,
+                   bint batch_first, Py_ssize_t chunk_elements):
     cdef cnp.ndarray xa
     cdef int T, B, R = proj_size if proj_size > 0 else hidden_size
     cdef cnp.npy_intp dims[3]
@@ -500,15 +532,8 @@ def lstm_infer(object x, object hx, object params, tuple names, int input_size,
                  reverse, 3, 3, dims, chunk_elements)
 
 
-def lstm_step(object x, object hx, object params, tuple names, int input_size,
-              int hidden_size, int proj_size, int typenum, bint reverse):
-    """One step of every layer, the lean path of LSTM.step: (y, (h, c)), or
-    None when an argument is not already what the kernels take.
-
-    x      (B, I) or (I,)
-    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
-           unbatched x
-    """
+cdef object _step(object x, object hx, object params, tuple names, int input_size,
+                  int hidden_size, int proj_size, int typenum, bint reverse):
     cdef cnp.ndarray xa
     cdef int R = proj_size if proj_size > 0 else hidden_size
     cdef cnp.npy_intp dims[2]
@@ -525,6 +550,74 @@ def lstm_step(object x, object hx, object params, tuple names, int input_size,
     dims[1] = R
     return _lean(xa, hx, params, names, 1, <int>xa.shape[0], input_size, hidden_size,
                  proj_size, typenum, reverse, 3, 2, dims, 1)
+
+
+def lstm_infer(object x, object hx, object params, tuple names, int input_size,
+               int hidden_size, int proj_size, int typenum, bint reverse, bint batch_first,
+               Py_ssize_t chunk_elements):
+    """Inference over every layer with full lengths, the lean path of
+    LSTM.__call__ for unidirectional modules: (out, (h_n, c_n)), or None when
+    an argument is not already what the kernels take.
+
+    x      (T, B, I), (B, T, I) when batch_first (then only with B = 1 or
+           T = 1, where both orders share one memory layout), or (T, I)
+    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
+           unbatched x
+    params the module's parameters (a dict); names holds per layer the names
+           of (w_ih, w_hh, b_ih, b_hh, w_hr), None for absent ones
+    """
+    return _infer(x, hx, params, names, input_size, hidden_size, proj_size, typenum, reverse,
+                  batch_first, chunk_elements)
+
+
+def lstm_step(object x, object hx, object params, tuple names, int input_size,
+              int hidden_size, int proj_size, int typenum, bint reverse):
+    """One step of every layer, the lean path of LSTM.step: (y, (h, c)), or
+    None when an argument is not already what the kernels take.
+
+    x      (B, I) or (I,)
+    hx     None (zeros), or a tuple (h, c): (L, B, R) and (L, B, H), 2-D for
+           unbatched x
+    """
+    return _step(x, hx, params, names, input_size, hidden_size, proj_size, typenum, reverse)
+
+
+@cython.auto_pickle(False)    # a cache: modules drop it when pickled
+cdef class LeanLSTM:
+    """lstm_step and lstm_infer bound to one module's configuration, made
+    once per module and cached (LSTM._lean_args), so that a call from Python
+    passes three arguments instead of nine. Both return None when an
+    argument is not already what the kernels take, and for a bidirectional
+    module (unidirectional=False), whose calls take the general path.
+    """
+    cdef readonly tuple names
+    cdef readonly int input_size, hidden_size, proj_size, typenum
+    cdef readonly bint reverse, unidirectional
+
+    def __init__(self, tuple names, int input_size, int hidden_size, int proj_size,
+                 int typenum, bint reverse, bint unidirectional=True):
+        self.names = names
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.proj_size = proj_size
+        self.typenum = typenum
+        self.reverse = reverse
+        self.unidirectional = unidirectional
+
+    def step(self, x, hx, params):
+        """lstm_step(x, hx, params, *this configuration)."""
+        if not self.unidirectional:
+            return None
+        return _step(x, hx, params, self.names, self.input_size, self.hidden_size,
+                     self.proj_size, self.typenum, self.reverse)
+
+    def infer(self, x, hx, params, bint batch_first, Py_ssize_t chunk_elements):
+        """lstm_infer(x, hx, params, *this configuration, batch_first,
+        chunk_elements)."""
+        if not self.unidirectional:
+            return None
+        return _infer(x, hx, params, self.names, self.input_size, self.hidden_size,
+                      self.proj_size, self.typenum, self.reverse, batch_first, chunk_elements)
 
 
 # ---- backward -------------------------------------------------------------

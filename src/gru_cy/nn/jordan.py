@@ -21,8 +21,9 @@ import numpy as np
 from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions, thread_budget
 from gru_cy.kernels import _jordan
 from gru_cy.nn.base import (
-    _INT32_MAX, MIN_HALF_BATCH, KeyError_, Module, RNNBase, Tape, _length_order, as_float_array,
-    check_dtype, check_int, empty, prepare_input, register_module, shape_str, to_numpy,
+    _INT32_MAX, MIN_HALF_BATCH, KeyError_, Module, RNNBase, Tape, _length_order, aligned_empty,
+    as_float_array, check_dtype, check_int, empty, prepare_input, register_module, shape_str,
+    to_numpy,
 )
 
 # Elements of the input projection computed per GEMM at inference: the
@@ -83,7 +84,7 @@ class Jordan(Module):
             raise TypeError(
                 f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
         self._check_size()
-        self.params = {name: np.empty(shape, dtype=self.dtype)
+        self.params = {name: aligned_empty(shape, self.dtype)
                        for name, shape in self._param_shapes()}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.reset_parameters()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from gru_cy.nn.base import (
-    KeyError_, Module, as_float_array, check_dtype, check_int, register_module, shape_str,
-    to_numpy,
+    KeyError_, Module, aligned_empty, as_float_array, check_dtype, check_int, register_module,
+    shape_str, to_numpy,
 )
 
 
@@ -233,7 +233,7 @@ class Linear(_Layer):
         self.dtype = check_dtype(dtype)
         self.seed = seed
         self._rng = _make_rng(seed)
-        self.params = {name: np.empty(shape, dtype=self.dtype)
+        self.params = {name: aligned_empty(shape, self.dtype)
                        for name, shape in self._param_shapes()}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.reset_parameters()

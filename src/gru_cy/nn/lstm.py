@@ -139,7 +139,12 @@ class LSTM(RNNBase):
         sequence one step at a time gives what the whole sequence gives.
         Inference only; not for bidirectional modules.
         """
-        return RNNBase.step(self, x_t, hx)
+        # RNNBase.step in one frame: the lean path (it declines bidirectional
+        # modules), else the general one.
+        result = (self._lean or self._lean_args()).step(x_t, hx, self.params)
+        if result is not None:
+            return result
+        return self._step_general(x_t, hx)
 
     def _state_pair(self, hx):
         if not isinstance(hx, (tuple, list)):
@@ -218,19 +223,25 @@ class LSTM(RNNBase):
     _lean = None    # cached _lean_args(), per instance
 
     def _lean_args(self):
-        """(names, I, H, P, dtype number, reverse) for _lstm.lstm_step and
-        lstm_infer; cached until a public attribute is set."""
-        args = self.__dict__.get("_lean")
-        if args is None:
+        """The _lstm.LeanLSTM of this configuration (lstm_step and lstm_infer
+        with names, I, H, P, dtype number and reverse bound); cached until a
+        public attribute is set."""
+        lean = self.__dict__.get("_lean")
+        if lean is None:
             names = tuple(row[0] for row in self._layer_names())
-            args = (names, self.input_size, self.hidden_size, self.proj_size, self.dtype.num,
-                    self.go_backwards)
-            self.__dict__["_lean"] = args
-        return args
+            if type(self.params) is dict:
+                # The dict's own key objects: each call's lookups then match
+                # by identity instead of comparing the strings.
+                keys = {k: k for k in self.params}
+                names = tuple(tuple(keys.get(n, n) for n in row) for row in names)
+            lean = _lstm.LeanLSTM(names, self.input_size, self.hidden_size, self.proj_size,
+                                  self.dtype.num, self.go_backwards, not self.bidirectional)
+            self.__dict__["_lean"] = lean
+        return lean
 
     def _kernel_step(self, x_t, hx):
-        return _lstm.lstm_step(x_t, hx, self.params, *(self._lean or self._lean_args()))
+        return (self._lean or self._lean_args()).step(x_t, hx, self.params)
 
     def _kernel_infer(self, x, hx):
-        return _lstm.lstm_infer(x, hx, self.params, *(self._lean or self._lean_args()),
-                                self.batch_first, _CHUNK_ELEMENTS)
+        return (self._lean or self._lean_args()).infer(x, hx, self.params, self.batch_first,
+                                                       _CHUNK_ELEMENTS)
