@@ -128,6 +128,9 @@ class _Threads:
             if blas:
                 self._scipy_blas = (blas, blas[0]())
                 blas[1](self.n)
+        # Import the peers now: a torch imported later inside the block would
+        # keep its default thread count (every core).
+        _available()
         torch = sys.modules.get("torch")
         if torch is not None:
             self._torch_threads = torch.get_num_threads()
