@@ -13,6 +13,9 @@ _Float = np.float32 | np.float64
 _Array = npt.NDArray[_Float]
 _Lengths = npt.NDArray[np.int64]
 
+def large_batch(B: int, H: int) -> bool:
+    """Whether 3H * H * B is past OpenBLAS's small-matrix GEMM sizes (the batch-split rule)."""
+
 def use_columns(B: int, H: int, full: bool, train: bool = True) -> bool:
     """True when the kernels run (B, H) in the columns (transposed) layout."""
 

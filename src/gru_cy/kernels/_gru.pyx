@@ -14,13 +14,13 @@ quantities (x, out, dgi, dx) by t.
 
 Two layouts (see _gru_gates.h), chosen by use_columns from B and H:
 
-rows     the state h is (B, H); per step gh = h @ W_hh^T (a GEMV when
-         B = 1, else a GEMM on a transposed copy of W_hh, which OpenBLAS
-         runs up to 3x faster for small B than the transposed operand).
-         Any lengths. Tape: gates (T, B, 3H), aux (T, B, H), hprev (T, B, H).
+rows     the state h is (B, H); per step gh = h @ W_hh^T on W_hh^T packed
+         once per call (gemm_packed; BLAS for one-step calls). Any lengths;
+         every inference call. Tape: gates (T, B, 3H), aux (T, B, H), hprev
+         (T, B, H).
 columns  every per-step array is transposed, the state is h^T (H, B) and
-         the recurrent product is gh^T = W_hh @ h^T, faster once 3H*H*B
-         passes 3 * 2^18. Full lengths only. The tape holds gates (3H rows),
+         the recurrent product is gh^T = W_hh @ h^T (BLAS); training with
+         full lengths from B = 8 (see _columns). The tape holds gates (3H rows),
          aux (H rows) and the T + 1 states h^T (H rows; h0 in slot 0, the
          state after step s in slot s + 1), each in blocks of Tb steps
          (slot); backward keeps one block of dgi and dgh and runs the
@@ -39,7 +39,7 @@ from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
-from gru_cy.kernels._blas cimport gemm, gemv, NoTrans, pack, packed_elems, Trans
+from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps, blocked_size,
     check_array, check_lengths, columns_layout, float_type, init_steps, lean_infer, lean_step,
@@ -278,6 +278,13 @@ cdef inline bint _columns(int B, int H, bint full, bint train) noexcept nogil:
     if _layout_override != 0:
         return columns_layout(_layout_override, 3 * H, B, H, full)
     return full and train and (B >= 8 or columns_layout(0, 3 * H, B, H, full))
+
+
+def large_batch(int B, int H):
+    """Whether 3H * H * B exceeds the size up to which OpenBLAS's small-matrix
+    GEMM kernels run the per-step products (columns_layout's rule); the
+    GRU's two-thread batch split is measured against it."""
+    return columns_layout(0, 3 * H, B, H, True)
 
 
 def use_columns(int B, int H, bint full, bint train=True):

@@ -32,15 +32,12 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport NAN
 from libc.string cimport memcpy, memset
 
-from gru_cy.kernels._blas cimport (
-    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, pack, packed_elems, panel_stride, Trans,
-)
+from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
     INT32_MAX_, alloc_work, check_array, check_lengths, float_type, init_steps, is_param,
     lean_x, max_length, next_chunk, pack_steps, plan_chunk, project, rc_steps_t,
-    rows_input_grads,
-    rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc, sum_rows,
-    transpose,
+    rows_input_grads, rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc,
+    sum_rows,
 )
 
 cdef extern from "_lstm_gates.h" nogil:

@@ -21,7 +21,7 @@ from libc.string cimport memset, memcpy
 from libc.math cimport NAN
 
 from gru_cy.kernels._blas cimport (
-    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, pack, packed_elems, panel_stride, Trans,
+    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, panel_stride, Trans,
 )
 
 cdef extern from "_recurrent.h" nogil:
@@ -71,11 +71,11 @@ cdef inline void sum_cols(int n, int cols, const floating *x, Py_ssize_t ld,
 cdef inline bint columns_layout(int override, int GH, int B, int H, bint full) noexcept nogil:
     """The layout of one call: override 0 chooses by shape, 1 always rows,
     2 columns whenever lengths are full (a cell's set_layout)."""
-    # Measured with OpenBLAS (SkylakeX kernels): while the recurrent GEMM's
-    # GH * H * B is at most 3 * 2^18 OpenBLAS runs the rows-layout product
-    # h @ W_hh^T (on a transposed copy of W_hh) in its small-matrix kernel,
-    # which is the fastest; above, W_hh @ h^T is 1.1-1.8x faster (more with
-    # two threads).
+    # The rule by shape dates from when BLAS ran every per-step product:
+    # while GH * H * B was at most 3 * 2^18 OpenBLAS ran h @ W_hh^T in its
+    # small-matrix kernel, the fastest; above, W_hh @ h^T was 1.1-1.8x
+    # faster. With the packed products each cell decides for itself (its
+    # _columns); the GRU still uses the rule for training and batch splits.
     if override == 1:
         return False
     if override == 2:

@@ -100,8 +100,7 @@ class GRU(RNNBase):
         # it down from 3H * H * B > 3 * 2**18 (B=32 at H=128, B=64 at H=256:
         # 0.85-0.9x), where OpenBLAS's threaded GEMMs and weight gradients
         # over all T*B rows do better. Inference gains either way (1.1-2x).
-        H = self.hidden_size
-        return 3 * H * H * B <= 786432
+        return not _gru.large_batch(B, self.hidden_size)
 
     def _alloc_saved(self, T, B):
         # Flat, so that either kernel layout can use them (see _gru's doc);
