@@ -25,6 +25,9 @@
 
 #define RC_PANEL_BYTES 128
 
+/* Rows of the left operand kept in L2 while the panels pass over them. */
+#define RC_ROW_BLOCK_BYTES (256 * 1024)
+
 #define RC_PACKED_DECLARE(T, S)                                               \
 /* Pack W (K x N) into dst (rc_packed_size elements): W[k, j] is           \
  * src[k * ld + j] when trans == 0, src[j * ld + k] when trans != 0. */     \

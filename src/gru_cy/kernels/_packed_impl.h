@@ -93,17 +93,26 @@ KN(gemm)(int M, int K, int j0, int n, const T *a, ptrdiff_t lda, const T *wp, pt
 {
     const int p0 = j0 / NR_, p1 = (j0 + n + NR_ - 1) / NR_;
     const int np = M >= MR ? 1 : NPS(M);
-    for (int p = p0; p < p1; p += np) {
-        const int q = p1 - p < np ? p1 - p : np;
-        const T *w = wp + (ptrdiff_t)p * pstride;
-        const int coff = p * NR_ - j0;
-        int i = 0;
-        for (; i + MR <= M; i += MR)
-            KN(run)(MR, q, K, a + (ptrdiff_t)i * lda, lda, w, pstride, beta,
-                    c + (ptrdiff_t)i * ldc, ldc, coff, n);
-        if (i < M)
-            KN(run)(M - i, q, K, a + (ptrdiff_t)i * lda, lda, w, pstride, beta,
-                    c + (ptrdiff_t)i * ldc, ldc, coff, n);
+    /* Blocks of rows that stay in L2 (RC_ROW_BLOCK_BYTES of a) while every
+     * panel passes over them: a per-step product is one block; a product
+     * over many steps' rows (the input projection) reads the packed weights
+     * once per block instead of streaming all rows once per panel. */
+    int mb = (int)(RC_ROW_BLOCK_BYTES / ((size_t)(K > 0 ? K : 1) * sizeof(T)));
+    mb = mb < MR ? MR : mb - mb % MR;
+    for (int i0 = 0; i0 < M; i0 += mb) {
+        const int i1 = M - i0 < mb ? M : i0 + mb;
+        for (int p = p0; p < p1; p += np) {
+            const int q = p1 - p < np ? p1 - p : np;
+            const T *w = wp + (ptrdiff_t)p * pstride;
+            const int coff = p * NR_ - j0;
+            int i = i0;
+            for (; i + MR <= i1; i += MR)
+                KN(run)(MR, q, K, a + (ptrdiff_t)i * lda, lda, w, pstride, beta,
+                        c + (ptrdiff_t)i * ldc, ldc, coff, n);
+            if (i < i1)
+                KN(run)(i1 - i, q, K, a + (ptrdiff_t)i * lda, lda, w, pstride, beta,
+                        c + (ptrdiff_t)i * ldc, ldc, coff, n);
+        }
     }
 }
 
