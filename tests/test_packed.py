@@ -132,3 +132,37 @@ def test_cells_agree_under_every_variant(isa, cell):
 
 def test_reports_a_known_variant():
     assert _blas.packed_isa() in ISAS
+
+
+@pytest.mark.parametrize("cell", ["GRU", "LSTM", "RNN"])
+def test_large_products_go_to_a_threaded_blas(cell):
+    """With a BLAS running several threads, products past packed_pays' size
+    take BLAS instead of the packed kernel: the same results to rounding."""
+    import ctypes
+
+    from gru_cy import _threads
+
+    rng = np.random.default_rng(6)
+    T, B, I, H = 3, 64, 5, 300          # M * K * N = 64 * 300 * (G * 300) > 2^22
+    m = getattr(gru_cy, cell)(I, H, dtype=np.float64, seed=4)
+    x = rng.standard_normal((T, B, I))
+    dout = rng.standard_normal((T, B, H))
+    asked = []
+    two_threads = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: asked.append(1) or 2)
+    runs = []
+    try:
+        for address in (0, ctypes.cast(two_threads, ctypes.c_void_p).value):
+            _blas.set_thread_query(address)
+            out, _, tape = m.forward_train(x)
+            m.zero_grad()
+            dx, _ = m.backward(tape, dout)
+            runs.append((out, dx, {k: v.copy() for k, v in m.grads.items()}, m(x)[0]))
+    finally:
+        _threads._connect_kernels()
+    assert asked, "the kernels never asked the BLAS for its thread count"
+    (o1, d1, g1, i1), (o2, d2, g2, i2) = runs
+    np.testing.assert_allclose(o1, o2, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(i1, i2, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d1, d2, rtol=1e-11, atol=1e-12)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-11, atol=1e-12)

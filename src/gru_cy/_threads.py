@@ -180,3 +180,17 @@ def run_directions(calls, multiply_adds):
         return
     for call in calls:
         call()
+
+
+def _connect_kernels():
+    """Give the kernels SciPy's OpenBLAS get_num_threads, which they ask
+    before running the per-step products on packed weights in one thread
+    (kernels/_blas.pyx, packed_pays); without it they assume one thread."""
+    from gru_cy.kernels import _blas as kernels_blas
+
+    blas = _openblas_threads()
+    address = ctypes.cast(blas[0], ctypes.c_void_p).value if blas else None
+    kernels_blas.set_thread_query(address or 0)
+
+
+_connect_kernels()

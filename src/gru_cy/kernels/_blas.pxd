@@ -44,6 +44,12 @@ cdef inline Py_ssize_t packed_elems(int K, int N) noexcept nogil:
 cdef inline Py_ssize_t panel_stride(int K, Py_ssize_t itemsize) noexcept nogil:
     return <Py_ssize_t>K * (PANEL_BYTES // itemsize)
 
+# Whether the per-step products of M rows by a K x N matrix should run on
+# packed weights (one thread) rather than BLAS: always while the BLAS runs
+# one thread; with more, only while a product is small enough that BLAS's
+# threads do not pay (set_thread_query tells how to ask the BLAS).
+cdef bint packed_pays(int M, int K, int N) noexcept nogil
+
 # dst := W packed; W[k, j] = src[k * ld + j] (trans False) or src[j * ld + k]
 cdef void pack(bint trans, int K, int N, const floating *src, Py_ssize_t ld,
                floating *dst) noexcept nogil

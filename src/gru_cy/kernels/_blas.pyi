@@ -39,6 +39,9 @@ def _gemv(
 def _axpy(alpha: float, x: npt.NDArray[_Float], y: npt.NDArray[_Float]) -> None:
     """y := alpha * x + y, in place."""
 
+def set_thread_query(address: int) -> None:
+    """Give the kernels the address of the BLAS's get_num_threads (0 forgets it)."""
+
 def packed_isa(cap: int | None = None) -> str:
     """The packed recurrent product's instruction set ("avx512", "avx2" or
     "portable"); cap (0, 1, 2, or -1 for the CPU's best) first limits it."""

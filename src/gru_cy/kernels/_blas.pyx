@@ -61,6 +61,32 @@ cdef void axpy(int n, floating alpha, const floating *x, int incx,
         daxpy(&n, &alpha, <double *>x, &incx, y, &incy)
 
 
+ctypedef int (*thread_query_t)() noexcept nogil
+cdef thread_query_t _blas_threads = NULL
+
+# Measured at 2 threads (inference, GRU and LSTM, T = 50-100, one run
+# alternating both): up to M * K * N = 4.2M (B = 64, H = 128) the one-thread
+# packed product is level with OpenBLAS's two threads; from 6.3M (GRU,
+# B = 128, H = 128) to 134M (LSTM, B = 128, H = 512) OpenBLAS's threads are
+# 1.1-1.37x faster, except for the LSTM at 8.4M and 16.8M (B = 128, H = 128;
+# B = 64, H = 256), 0.84-0.95x.
+cdef enum:
+    PACKED_MAX_THREADED = 1 << 22
+
+
+def set_thread_query(size_t address):
+    """Give the kernels the address of the BLAS's int get_num_threads(void)
+    (gru_cy._threads finds it; 0 forgets it, as if the BLAS ran one thread)."""
+    global _blas_threads
+    _blas_threads = <thread_query_t>address
+
+
+cdef bint packed_pays(int M, int K, int N) noexcept nogil:
+    if _blas_threads == NULL or _blas_threads() <= 1:
+        return True
+    return <double>M * K * N <= PACKED_MAX_THREADED
+
+
 cdef void pack(bint trans, int K, int N, const floating *src, Py_ssize_t ld,
                floating *dst) noexcept nogil:
     if floating is float:

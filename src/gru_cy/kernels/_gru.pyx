@@ -44,6 +44,7 @@ from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps, blocked_size,
     check_array, check_lengths, columns_layout, float_type, init_steps, lean_infer, lean_step,
     masked_input, max_length, next_chunk, pack_steps, plan_chunk, project, rows_input_grads,
+    use_packed,
     rows_recurrent, rows_recurrent_back, rows_recurrent_grads, slot, sorted_desc, sum_cols,
     sum_rows, transpose, zero_unvisited)
 
@@ -356,7 +357,7 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
             h_cur = hprev
             h_new = hprev + HB
         transpose(B, H, h, H, h_cur, h_ld)
-    elif pack_steps(T):
+    elif use_packed(T, B, H, H3):
         # w_p = w_hh.T packed   (H, 3H)
         pack(True, H, H3, w_hh, H, w_p)
     else:
@@ -822,7 +823,7 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
                           hprev, x, w_ih, w_hh, T, B, I, H, reverse, reset_after)
         return
     # rest: drh (B, H), x_masked (T * B, I) with uneven lengths, W_hh packed
-    if pack_steps(T):
+    if use_packed(T, B, H3, H):
         w_p = rest + <Py_ssize_t>B * H + (0 if full else TB * I)
         pack(False, H3, H, w_hh, H, w_p)
     _backward_rows(dh, dgi, dgh, rest, dout, dout_ld, gates, aux, hprev, w_hh, w_p,
@@ -1087,7 +1088,9 @@ def gemm_floor(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         for r in range(repeats):
             t0 = _seconds()
             _floor_run(T, B, I, H, chunk, reset_after, train, columns, &x[0, 0, 0],
-                       &w_ih[0, 0], &w_hh[0, 0], &w_t[0, 0], &w_p[0], &w_pb[0], &gi[0],
+                       &w_ih[0, 0], &w_hh[0, 0], &w_t[0, 0],
+                       &w_p[0] if use_packed(T, B, H, 3 * H) else NULL,
+                       &w_pb[0] if use_packed(T, B, 3 * H, H) else NULL, &gi[0],
                        &gh[0], &h[0], &rh[0],
                        &dgi[0], &dgh[0], &hs[0], &dx[0], &dw_ih[0, 0], &dw_hh[0, 0], &dh[0])
             times_v[r] = _seconds() - t0

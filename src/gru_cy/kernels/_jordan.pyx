@@ -37,7 +37,7 @@ from gru_cy.kernels._blas cimport (
     gemm, gemm_packed, NoTrans, pack, packed_elems, panel_stride, Trans,
 )
 from gru_cy.kernels._recurrent cimport (
-    max_length, pack_steps, project, rows_input_grads, rows_recurrent, rows_recurrent_back,
+    max_length, pack_steps, use_packed, project, rows_input_grads, rows_recurrent, rows_recurrent_back,
     rows_recurrent_grads, sorted_desc, sum_rows,
 )
 
@@ -118,7 +118,7 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
     cdef floating *a
     cdef floating *out_s
 
-    if pack_steps(T):
+    if use_packed(T, B, O, H):
         pack(True, O, H, w_yh, O, w_yh_p)
         pack(True, H, O, w_hy, H, w_hy_p)
     else:
@@ -214,7 +214,7 @@ cdef void _backward(floating *dx, floating *dy,
     cdef const floating *h_s
     cdef const floating *dout_s
 
-    if pack_steps(T):
+    if use_packed(T, B, O, H):
         pack(False, O, H, w_hy, H, w_hy_p)
         pack(False, H, O, w_yh, O, w_yh_p)
     else:

@@ -35,7 +35,7 @@ from libc.string cimport memcpy, memset
 from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
     INT32_MAX_, alloc_work, check_array, check_lengths, float_type, init_steps, is_param,
-    lean_x, max_length, next_chunk, pack_steps, plan_chunk, project, rc_steps_t,
+    lean_x, max_length, next_chunk, pack_steps, plan_chunk, project, rc_steps_t, use_packed,
     rows_input_grads, rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc,
     sum_rows,
 )
@@ -177,12 +177,14 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
         m = NULL
     for j in range(H4):
         bias[j] = (b_ih[j] + b_hh[j]) if b_ih != NULL else <floating>0.0
-    if packed:
+    if use_packed(T, B, R, H4):
         pack(True, R, H4, w_hh, R, w_p)
-        if P > 0:
-            pack(True, H, P, w_hr, H, w_hr_p)
     else:
-        w_p = w_hr_p = NULL
+        w_p = NULL
+    if P > 0 and use_packed(T, B, H, P):
+        pack(True, H, P, w_hr, H, w_hr_p)
+    else:
+        w_hr_p = NULL
     if train and not full:
         # Padded times are never visited: their tape rows must read as zeros.
         memset(gates, 0, <Py_ssize_t>T * B * H4 * sizeof(floating))
@@ -650,7 +652,6 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
     cdef rc_steps_t st
     # work: dgi (T * B, 4H) by time, dg_step (B, 4H), dhp (T * B, P) by time,
     # dhp_step (B, P), dm (B, H), W_hh packed, W_hr packed
-    cdef bint packed = pack_steps(T)
     cdef floating *dgi = work
     cdef floating *dg_step = dgi + TB * H4
     cdef floating *dhp = dg_step + <Py_ssize_t>B * H4
@@ -658,12 +659,14 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
     cdef floating *dm = dhp_step + <Py_ssize_t>B * P
     cdef floating *w_p = dm + (<Py_ssize_t>B * H if P > 0 else 0)
     cdef floating *w_hr_p = w_p + packed_elems(H4, R)
-    if packed:
+    if use_packed(T, B, H4, R):
         pack(False, H4, R, w_hh, R, w_p)
-        if P > 0:
-            pack(False, P, H, w_hr, H, w_hr_p)
     else:
-        w_p = w_hr_p = NULL
+        w_p = NULL
+    if P > 0 and use_packed(T, B, P, H):
+        pack(False, P, H, w_hr, H, w_hr_p)
+    else:
+        w_hr_p = NULL
     if not full or max_len < T:
         # Padded times get no gradient.
         memset(dgi, 0, TB * H4 * sizeof(floating))

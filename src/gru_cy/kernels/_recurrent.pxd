@@ -21,7 +21,7 @@ from libc.string cimport memset, memcpy
 from libc.math cimport NAN
 
 from gru_cy.kernels._blas cimport (
-    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, panel_stride, Trans,
+    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, packed_pays, panel_stride, Trans,
 )
 
 cdef extern from "_recurrent.h" nogil:
@@ -195,10 +195,18 @@ cdef inline void project(bint columns, int count, int B, int I, int GH,
 
 
 cdef inline bint pack_steps(int T) noexcept nogil:
-    """Whether a layer call over T steps runs its per-step products on packed
-    weights (gemm_packed). Packing reads and writes the weights once, about
-    the cost of one product, so a one-step call keeps BLAS."""
+    """Whether a layer call over T steps may run its per-step products on
+    packed weights (gemm_packed), so its workspace has room for them.
+    Packing reads and writes the weights once, about the cost of one
+    product, so a one-step call keeps BLAS."""
     return T > 1
+
+
+cdef inline bint use_packed(int T, int B, int K, int N) noexcept nogil:
+    """Whether it does, for products of B rows by a K x N matrix: also not
+    when the BLAS runs several threads and the products are large enough
+    for them to pay (packed_pays)."""
+    return T > 1 and packed_pays(B, K, N)
 
 
 cdef inline void rows_recurrent(int B, int j0, int n, int K, int GH, const floating *h,

@@ -34,6 +34,7 @@ from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps,
     blocked_size, check_array, check_lengths, columns_layout, float_type, init_steps,
     lean_infer, lean_step, masked_input, max_length, next_chunk, pack_steps, plan_chunk, project,
+    use_packed,
     rows_input_grads, rows_recurrent, rows_recurrent_back, rows_recurrent_grads, slot,
     sorted_desc, sum_cols, sum_rows, transpose, zero_unvisited)
 
@@ -177,7 +178,7 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
     else:
         if train:
             memcpy(hs, h, HB * sizeof(floating))
-        if pack_steps(T):
+        if use_packed(T, B, H, H):
             # w_p = w_hh.T packed
             pack(True, H, H, w_hh, H, w_p)
         else:
@@ -507,7 +508,7 @@ cdef void _backward(floating *dx, floating *dh, floating *dw_ih, floating *dw_hh
                           w_hh, T, B, I, H, reverse, act)
         return
     # rest: x_masked (T * B, I) with uneven lengths, W_hh packed
-    if pack_steps(T):
+    if use_packed(T, B, H, H):
         w_p = rest + (0 if full else TB * I)
         pack(False, H, H, w_hh, H, w_p)
     _backward_rows(dh, dgi, dgh, dout, dout_ld, hs, w_hh, w_p, lengths, full, max_len, T, B,
