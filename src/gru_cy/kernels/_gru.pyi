@@ -31,7 +31,7 @@ def tape_sizes(T: int, B: int, H: int) -> tuple[int, int, int]:
     """Elements of the tape arrays (gates, aux, hprev), enough for either layout."""
 
 def forward_work_size(
-    T: int, B: int, H: int, chunk: int, train: bool, columns: bool, has_bias: bool
+    T: int, B: int, I: int, H: int, chunk: int, train: bool, columns: bool, has_bias: bool
 ) -> int:
     """Elements of the workspace gru_forward needs."""
 

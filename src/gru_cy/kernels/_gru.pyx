@@ -325,7 +325,7 @@ def tape_sizes(int T, int B, int H):
 cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
                    floating *gates, floating *aux, floating *hprev,
                    floating *gi, int chunk, floating *gh, floating *w_p,
-                   const floating *x, const floating *w_ih, const floating *w_hh,
+                   floating *w_ih_p, const floating *x, const floating *w_ih, const floating *w_hh,
                    const floating *b_ih, const floating *b_hh,
                    const long long *lengths, bint full,
                    int T, int B, int I, int H, bint reverse, bint reset_after,
@@ -362,13 +362,18 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
         pack(True, H, H3, w_hh, H, w_p)
     else:
         w_p = NULL
+    if not columns and use_packed(T, chunk * B, I, H3):
+        # w_ih_p = w_ih.T packed   (I, 3H)
+        pack(True, I, H3, w_ih, I, w_ih_p)
+    else:
+        w_ih_p = NULL
 
     for s in range(max_len):
         # Refill the input projection when step s needs times outside the
         # chunk: gi holds times [t0, t0 + count). (With uneven lengths in
         # reverse the caller passes chunk = T.)
         if next_chunk(s, T, chunk, reverse, &t0, &count):
-            project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+            project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, w_ih_p, gi)
 
         if columns:
             t = s if not reverse else T - 1 - s
@@ -444,12 +449,12 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
 
 # ---- entry points (checks in _recurrent.pxd) -------------------------------
 
-cdef Py_ssize_t _forward_work(int T, int B, int H, int chunk, bint train, bint columns,
-                              bint has_bias) noexcept nogil:
+cdef Py_ssize_t _forward_work(int T, int B, int I, int H, int chunk, bint train,
+                              bint columns, bint has_bias) noexcept nogil:
     cdef Py_ssize_t H3B = <Py_ssize_t>3 * H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * H3B + H3B          # gi, gh
     if not columns and pack_steps(T):
-        n += packed_elems(H, 3 * H)                            # W_hh^T packed
+        n += packed_elems(H, 3 * H) + packed_elems(I, 3 * H)   # W_hh^T, W_ih^T packed
     if not train:
         n += 2 * H3B                                           # gates, aux, hprev
     if not has_bias:
@@ -457,10 +462,10 @@ cdef Py_ssize_t _forward_work(int T, int B, int H, int chunk, bint train, bint c
     return n
 
 
-def forward_work_size(int T, int B, int H, int chunk, bint train, bint columns,
+def forward_work_size(int T, int B, int I, int H, int chunk, bint train, bint columns,
                       bint has_bias):
     """Elements of the workspace gru_forward needs."""
-    return _forward_work(T, B, H, chunk, train, columns, has_bias)
+    return _forward_work(T, B, I, H, chunk, train, columns, has_bias)
 
 
 cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char *aux,
@@ -474,8 +479,10 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char
     cdef floating *w = <floating *>work
     cdef floating *gi = w
     cdef floating *gh = gi + <Py_ssize_t>chunk * H3B
+    cdef bint packed = not columns and pack_steps(T)
     cdef floating *w_p = gh + H3B
-    cdef floating *rest = w_p + (packed_elems(H, 3 * H) if (not columns and pack_steps(T)) else 0)
+    cdef floating *w_ih_p = w_p + (packed_elems(H, 3 * H) if packed else 0)
+    cdef floating *rest = w_ih_p + (packed_elems(I, 3 * H) if packed else 0)
     cdef floating *g = <floating *>gates
     cdef floating *a = <floating *>aux
     cdef floating *p = <floating *>hprev
@@ -490,7 +497,7 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *gates, char
         memset(rest, 0, 3 * H * sizeof(floating))
         bi = rest
         bh = rest
-    _forward(<floating *>out, out_ld, <floating *>h, g, a, p, gi, chunk, gh, w_p,
+    _forward(<floating *>out, out_ld, <floating *>h, g, a, p, gi, chunk, gh, w_p, w_ih_p,
              <const floating *>x, <const floating *>w_ih, <const floating *>w_hh, bi, bh,
              lengths, full, T, B, I, H, reverse, reset_after, train, columns)
 
@@ -531,7 +538,7 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
         raise ValueError("gru_forward: inconsistent shapes")
     check_array(out, typenum, 0, True, "out")
     check_array(h, typenum, 0, True, "h")
-    cdef Py_ssize_t n_work = _forward_work(T, B, H, chunk, train, columns, has_bias)
+    cdef Py_ssize_t n_work = _forward_work(T, B, I, H, chunk, train, columns, has_bias)
     if work is not None:
         check_array(work, typenum, n_work, True, "work")
     check_array(w_ih, typenum, 0, False, "w_ih")
@@ -603,11 +610,11 @@ def set_poison(bint on):
     _poison = on
 
 
-cdef Py_ssize_t _lean_plan(void *cell, int T, int B, bint has_bias) noexcept nogil:
+cdef Py_ssize_t _lean_plan(void *cell, int T, int B, int I, bint has_bias) noexcept nogil:
     cdef LeanCell *c = <LeanCell *>cell
     c.columns = _columns(B, c.H, True, False)
     c.chunk = plan_chunk(c.columns, T, B, 3 * c.H, True, c.reverse, c.chunk_elements)
-    return _forward_work(T, B, c.H, c.chunk, False, c.columns, has_bias)
+    return _forward_work(T, B, I, c.H, c.chunk, False, c.columns, has_bias)
 
 
 cdef void _lean_layer(void *cell, char *out, char *h, char *work, const char *x,
@@ -988,7 +995,7 @@ cdef void _floor_run(int T, int B, int I, int H, int chunk, bint reset_after, bi
         if s >= t0 + count:
             t0 = s
             count = min(chunk, T - s)
-            project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+            project(columns, count, B, I, H3, x + <Py_ssize_t>t0 * B * I, w_ih, NULL, gi)
         if columns:
             if reset_after:
                 gemm(NoTrans, NoTrans, H3, B, H, <floating>1.0, w_hh, H, h, B,

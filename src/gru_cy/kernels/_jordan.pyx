@@ -131,7 +131,7 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
                 if lengths[b] == 0:
                     memset(ys + <Py_ssize_t>b * O, 0, O * sizeof(floating))
         # hs[:max_len] = x[:max_len] @ w_ih.T      (max_len * B, H)
-        project(False, max_len, B, I, H, x, w_ih, hs)
+        project(False, max_len, B, I, H, x, w_ih, NULL, hs)
         gi = hs
         count = max_len
 
@@ -140,7 +140,7 @@ cdef void _forward(floating *out, floating *y, floating *hs, floating *ys,
             t0 = s
             count = min(chunk, max_len - s)
             # gi = x[t0:t0 + count] @ w_ih.T     (count * B, H)
-            project(False, count, B, I, H, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+            project(False, count, B, I, H, x + <Py_ssize_t>t0 * B * I, w_ih, NULL, gi)
         a = gi + (s - t0) * BH
         if prefix:
             while lengths[n - 1] <= s:

@@ -137,11 +137,12 @@ def set_poison(bint on):
 
 # ---- forward --------------------------------------------------------------
 
-cdef Py_ssize_t _forward_work(int T, int B, int H, int R, int P, int chunk) noexcept nogil:
+cdef Py_ssize_t _forward_work(int T, int B, int I, int H, int R, int P,
+                              int chunk) noexcept nogil:
     cdef Py_ssize_t H4B = <Py_ssize_t>4 * H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * H4B + H4B + 4 * H      # gi, gh, bias
     if pack_steps(T):
-        n += packed_elems(R, 4 * H)                                # W_hh^T packed
+        n += packed_elems(R, 4 * H) + packed_elems(I, 4 * H)       # W_hh^T, W_ih^T packed
     if P > 0:
         n += <Py_ssize_t>B * H + <Py_ssize_t>B * P                 # m, p
         if pack_steps(T):
@@ -164,13 +165,14 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
     cdef int n_act = B
     cdef rc_steps_t st
     # work: gi (chunk * B, 4H), gh (B, 4H), bias (4H), W_hh^T packed,
-    # m (B, H), p (B, P), W_hr^T packed
+    # W_ih^T packed, m (B, H), p (B, P), W_hr^T packed
     cdef bint packed = pack_steps(T)
     cdef floating *gi = work
     cdef floating *gh = gi + <Py_ssize_t>chunk * B * H4
     cdef floating *bias = gh + <Py_ssize_t>B * H4
     cdef floating *w_p = bias + H4
-    cdef floating *m = w_p + (packed_elems(R, H4) if packed else 0)
+    cdef floating *w_ih_p = w_p + (packed_elems(R, H4) if packed else 0)
+    cdef floating *m = w_ih_p + (packed_elems(I, H4) if packed else 0)
     cdef floating *p = m + <Py_ssize_t>B * H
     cdef floating *w_hr_p = p + <Py_ssize_t>B * P
     if P == 0:
@@ -181,6 +183,10 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
         pack(True, R, H4, w_hh, R, w_p)
     else:
         w_p = NULL
+    if use_packed(T, chunk * B, I, H4):
+        pack(True, I, H4, w_ih, I, w_ih_p)
+    else:
+        w_ih_p = NULL
     if P > 0 and use_packed(T, B, H, P):
         pack(True, H, P, w_hr, H, w_hr_p)
     else:
@@ -198,7 +204,7 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
     for s in range(max_len):
         # gi holds the input projection of times [t0, t0 + count).
         if next_chunk(s, T, chunk, reverse, &t0, &count):
-            project(False, count, B, I, H4, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+            project(False, count, B, I, H4, x + <Py_ssize_t>t0 * B * I, w_ih, w_ih_p, gi)
         if prefix:
             while n_act > 0 and lengths[n_act - 1] <= s:
                 n_act -= 1
@@ -289,7 +295,7 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
     cdef Py_ssize_t out_ld = out.shape[2]
     cdef char *work
     with nogil:
-        work = alloc_work(_forward_work(T, B, H, R, P, chunk), typenum, _poison)
+        work = alloc_work(_forward_work(T, B, I, H, R, P, chunk), typenum, _poison)
         if work != NULL:
             if typenum == cnp.NPY_FLOAT32:
                 _forward(<float *>work, <float *>out_p, out_ld, <float *>h_p, <float *>c_p,
@@ -418,7 +424,7 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
             if keep is not None:
                 keep.append((w_ih, w_hh, b_ih, b_hh, w_hr))
         chunk = <int>max(1, min(<Py_ssize_t>T, chunk_elements // max(1, <Py_ssize_t>B * 4 * H)))
-        per_layer = _forward_work(T, B, H, R, P, chunk)
+        per_layer = _forward_work(T, B, max(input_size, R), H, R, P, chunk)
         seq = <Py_ssize_t>T * RB
         # One layer's workspace, then the outputs of the layers below the top:
         # two alternating buffers, one when a single buffer is never read and

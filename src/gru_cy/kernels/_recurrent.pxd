@@ -182,12 +182,16 @@ cdef inline bint next_chunk(int s, int T, int chunk, bint reverse, int *t0,
 
 
 cdef inline void project(bint columns, int count, int B, int I, int GH,
-                         const floating *x, const floating *w_ih,
+                         const floating *x, const floating *w_ih, const floating *w_ih_p,
                          floating *gi) noexcept nogil:
     if columns:
         # gi^T = w_ih @ x[t0:t0 + count].T      (GH, count * B)
         gemm(NoTrans, Trans, GH, count * B, I, <floating>1.0, w_ih, I, x, I,
              <floating>0.0, gi, count * B)
+    elif w_ih_p != NULL:
+        # gi = x[t0:t0 + count] @ w_ih.T, on w_ih.T packed (pack(True, I, GH, ...))
+        gemm_packed(count * B, I, 0, GH, x, I, w_ih_p, panel_stride(I, sizeof(floating)),
+                    <floating>0.0, gi, GH)
     else:
         # gi = x[t0:t0 + count] @ w_ih.T        (count * B, GH)
         gemm(NoTrans, Trans, count * B, GH, I, <floating>1.0, x, I, w_ih, I,
@@ -378,11 +382,12 @@ cdef inline char *alloc_work(Py_ssize_t n, int typenum, bint poison) noexcept no
 # checks them, allocates the results and one workspace, and runs the cell's
 # layer function over every layer with the GIL released. A cell describes
 # itself with a LeanCell: plan() fills columns and chunk for (T, B) and
-# returns the elements of one layer's inference workspace; run() is the
-# cell's layer forward (its general path's kernel, so results agree bit for
-# bit) on out (T, B, H) with row stride H.
+# returns the elements of one layer's inference workspace (for inputs at most
+# I wide); run() is the cell's layer forward (its general path's kernel, so
+# results agree bit for bit) on out (T, B, H) with row stride H.
 
-ctypedef Py_ssize_t (*lean_plan_t)(void *cell, int T, int B, bint has_bias) noexcept nogil
+ctypedef Py_ssize_t (*lean_plan_t)(void *cell, int T, int B, int I,
+                                   bint has_bias) noexcept nogil
 ctypedef void (*lean_layer_t)(void *cell, char *out, char *h, char *work, const char *x,
                               const char **w, int T, int B, int I) noexcept nogil
 
@@ -493,7 +498,7 @@ cdef inline object lean_layers(LeanCell *cell, cnp.ndarray xa, object h, dict pa
                 if L > 1:
                     layers.append(b_ih)
                     layers.append(b_hh)
-        per_layer = cell.plan(cell, T, B, has_bias)
+        per_layer = cell.plan(cell, T, B, max(input_size, H), has_bias)
         seq = <Py_ssize_t>T * HB
         dims[0] = L
         dims[1] = B

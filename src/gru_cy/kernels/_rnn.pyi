@@ -28,7 +28,7 @@ def plan(
 def tape_size(T: int, B: int, H: int) -> int:
     """Elements of the tape (the T + 1 states), enough for either layout."""
 
-def forward_work_size(T: int, B: int, H: int, chunk: int, columns: bool) -> int:
+def forward_work_size(T: int, B: int, I: int, H: int, chunk: int, columns: bool) -> int:
     """Elements of the workspace rnn_forward needs."""
 
 def rnn_forward(

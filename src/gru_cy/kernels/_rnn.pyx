@@ -149,7 +149,7 @@ def tape_size(int T, int B, int H):
 
 cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
                    floating *gi, int chunk, floating *gh, floating *w_p,
-                   const floating *bias, floating *hbuf, const floating *x,
+                   floating *w_ih_p, const floating *bias, floating *hbuf, const floating *x,
                    const floating *w_ih, const floating *w_hh, const long long *lengths,
                    bint full, int T, int B, int I, int H, bint reverse, int act, bint train,
                    bint columns) noexcept nogil:
@@ -183,11 +183,16 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
             pack(True, H, H, w_hh, H, w_p)
         else:
             w_p = NULL
+        if use_packed(T, chunk * B, I, H):
+            # w_ih_p = w_ih.T packed   (I, H)
+            pack(True, I, H, w_ih, I, w_ih_p)
+        else:
+            w_ih_p = NULL
 
     for s in range(max_len):
         # gi holds the input projection of times [t0, t0 + count).
         if next_chunk(s, T, chunk, reverse, &t0, &count):
-            project(columns, count, B, I, H, x + <Py_ssize_t>t0 * B * I, w_ih, gi)
+            project(columns, count, B, I, H, x + <Py_ssize_t>t0 * B * I, w_ih, w_ih_p, gi)
         if columns:
             t = s if not reverse else T - 1 - s
             if train:
@@ -227,19 +232,20 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
         memset(hs + (max_len + 1) * HB, 0, (T - max_len) * HB * sizeof(floating))
 
 
-cdef Py_ssize_t _forward_work(int T, int B, int H, int chunk, bint columns) noexcept nogil:
+cdef Py_ssize_t _forward_work(int T, int B, int I, int H, int chunk,
+                              bint columns) noexcept nogil:
     cdef Py_ssize_t HB = <Py_ssize_t>H * B
     cdef Py_ssize_t n = <Py_ssize_t>chunk * HB + HB + H       # gi, gh, bias
     if not columns and pack_steps(T):
-        n += packed_elems(H, H)                               # W_hh^T packed
+        n += packed_elems(H, H) + packed_elems(I, H)          # W_hh^T, W_ih^T packed
     if columns:
         n += 2 * HB                                           # two states (inference)
     return n
 
 
-def forward_work_size(int T, int B, int H, int chunk, bint columns):
+def forward_work_size(int T, int B, int I, int H, int chunk, bint columns):
     """Elements of the workspace rnn_forward needs."""
-    return _forward_work(T, B, H, chunk, columns)
+    return _forward_work(T, B, I, H, chunk, columns)
 
 
 cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *hs, char *work,
@@ -253,8 +259,10 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *hs, char *w
     cdef floating *gi = <floating *>work
     cdef floating *gh = gi + <Py_ssize_t>chunk * HB
     cdef floating *bias = gh + HB
+    cdef bint packed = not columns and pack_steps(T)
     cdef floating *w_p = bias + H
-    cdef floating *hbuf = w_p + (packed_elems(H, H) if (not columns and pack_steps(T)) else 0)
+    cdef floating *w_ih_p = w_p + (packed_elems(H, H) if packed else 0)
+    cdef floating *hbuf = w_ih_p + (packed_elems(I, H) if packed else 0)
     cdef const floating *bi = <const floating *>b_ih
     cdef const floating *bh = <const floating *>b_hh
     # bias = b_ih + b_hh, added once per element in the loop
@@ -263,8 +271,8 @@ cdef void _forward_call(char *out, Py_ssize_t out_ld, char *h, char *hs, char *w
     else:
         for j in range(H):
             bias[j] = bi[j] + bh[j]
-    _forward(<floating *>out, out_ld, <floating *>h, <floating *>hs, gi, chunk, gh, w_p, bias,
-             hbuf, <const floating *>x, <const floating *>w_ih, <const floating *>w_hh,
+    _forward(<floating *>out, out_ld, <floating *>h, <floating *>hs, gi, chunk, gh, w_p,
+             w_ih_p, bias, hbuf, <const floating *>x, <const floating *>w_ih, <const floating *>w_hh,
              lengths, full, T, B, I, H, reverse, act, train, columns)
 
 
@@ -302,7 +310,7 @@ def rnn_forward(cnp.ndarray out, int col, cnp.ndarray h, object saved, object wo
         raise ValueError("rnn_forward: inconsistent shapes")
     check_array(out, typenum, 0, True, "out")
     check_array(h, typenum, 0, True, "h")
-    cdef Py_ssize_t n_work = _forward_work(T, B, H, chunk, columns)
+    cdef Py_ssize_t n_work = _forward_work(T, B, I, H, chunk, columns)
     if work is not None:
         check_array(work, typenum, n_work, True, "work")
     check_array(w_ih, typenum, 0, False, "w_ih")
@@ -362,11 +370,11 @@ def set_poison(bint on):
     _poison = on
 
 
-cdef Py_ssize_t _lean_plan(void *cell, int T, int B, bint has_bias) noexcept nogil:
+cdef Py_ssize_t _lean_plan(void *cell, int T, int B, int I, bint has_bias) noexcept nogil:
     cdef LeanCell *c = <LeanCell *>cell
     c.columns = _columns(B, c.H, True, False)
     c.chunk = plan_chunk(c.columns, T, B, c.H, True, c.reverse, c.chunk_elements)
-    return _forward_work(T, B, c.H, c.chunk, c.columns)
+    return _forward_work(T, B, I, c.H, c.chunk, c.columns)
 
 
 cdef void _lean_layer(void *cell, char *out, char *h, char *work, const char *x,
