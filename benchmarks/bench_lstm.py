@@ -15,6 +15,14 @@ projection, one recurrent product per step; backward: one per step and the weigh
 timed as NumPy matmuls into preallocated arrays, divided by gru_cy's time. It is printed only
 where a matmul call's Python overhead is negligible (T * B >= 2048 and H >= 256).
 
+"peak" is the share of one core's float32 multiply-add rate (gru_cy.kernels._blas.fma_peak,
+measured before the run) that a call's matrix-product flops make per second: 2 T B 4H (I + H)
+forward, three times that in training (backward: dh per step, dx, dW_ih, dW_hh). No
+implementation can pass 100%. The second table sets each speed target of the LSTM beside the
+peak share it asks of gru_cy: a target above 100% cannot be met on this machine, and one near
+the share of the GEMMs alone (the floor) cannot be met with gate math and memory traffic around
+them.
+
 Results: benchmarks/results/lstm-<date>.json and .md (or --out PREFIX).
 """
 
@@ -32,6 +40,7 @@ import warnings
 import numpy as np
 
 import gru_cy
+from gru_cy.kernels._blas import fma_peak, packed_isa
 from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, _available, _Threads, _time_interleaved,
                           busy_fraction, environment, ort_session)
 
@@ -101,6 +110,19 @@ def gemm_floor(T, B, I, H, train, repeats=5):
     return float(np.median(times))
 
 
+# Speed targets: (mode, peer, ratio, rows it applies to).
+TARGETS = (("forward", "onnxruntime", 1.2, lambda T, B: True),
+           ("train", "torch", 10.0, lambda T, B: T == 1 and B == 1),
+           ("train", "torch", 2.0, lambda T, B: T > 1 and B == 1),
+           ("train", "torch", 1.5, lambda T, B: B > 1))
+
+
+def flops(T, B, I, H, mode):
+    """Flops of the one-layer LSTM's matrix products (2 per multiply-add)."""
+    fwd = 2.0 * T * B * 4 * H * (I + H)
+    return fwd if mode == "forward" else 3 * fwd
+
+
 def run_case(T, B, I, H, threads, budget, notes):
     m, x, dout = lstm_inputs(T, B, I, H)
     rows = []
@@ -146,6 +168,7 @@ def run_case(T, B, I, H, threads, budget, notes):
         for name, sec in med.items():
             rows.append(dict(case=label, T=T, B=B, I=I, H=H, mode=mode, threads=threads, peer=name,
                              seconds=sec, ratio=sec / med["gru_cy"],
+                             gflops=flops(T, B, I, H, mode) / sec / 1e9,
                              floor_fraction=(floor / sec) if (floor and name == "gru_cy")
                              else None))
     return rows
@@ -200,11 +223,18 @@ def _fmt(s):
     return f"{s * 1e6:.1f}us" if s < 1e-3 else f"{s * 1e3:.2f}ms"
 
 
-def format_table(rows):
+def _share(r, peak):
+    """A row's share of threads x the one-core peak, or None."""
+    if not peak or "gflops" not in r:
+        return None
+    return r["gflops"] / (peak * r["threads"])
+
+
+def format_table(rows, peak=None):
     peers = [p for p in ("torch", "onnxruntime", "torch.LSTMCell")
              if any(r["peer"] == p for r in rows)]
-    head = f"{'case':28} {'mode':8} {'threads':>7} {'gru_cy':>10} {'floor':>6} " + " ".join(
-        f"{p + ' x':>16}" for p in peers)
+    head = (f"{'case':28} {'mode':8} {'threads':>7} {'gru_cy':>10} {'floor':>6} {'peak':>5} "
+            + " ".join(f"{p + ' x':>16}" for p in peers))
     lines = [head, "-" * len(head)]
     keys = []
     for r in rows:
@@ -215,9 +245,32 @@ def format_table(rows):
         sel = {r["peer"]: r for r in rows if (r["case"], r["mode"], r["threads"]) == k}
         ours = sel["gru_cy"]
         fl = f"{ours['floor_fraction'] * 100:.0f}%" if ours["floor_fraction"] else "-"
+        sh = _share(ours, peak)
+        pk = f"{sh * 100:.0f}%" if sh is not None else "-"
         cells = " ".join(f"{sel[p]['ratio']:>15.2f}x" if p in sel else f"{'-':>16}"
                          for p in peers)
-        lines.append(f"{k[0]:28} {k[1]:8} {k[2]:>7} {_fmt(ours['seconds']):>10} {fl:>6} {cells}")
+        lines.append(f"{k[0]:28} {k[1]:8} {k[2]:>7} {_fmt(ours['seconds']):>10} {fl:>6} {pk:>5} "
+                     f"{cells}")
+    return "\n".join(lines)
+
+
+def format_targets(rows, peak):
+    """Each speed target beside the share of the peak it asks of gru_cy."""
+    head = (f"{'case':28} {'mode':8} {'threads':>7} {'peer':>12} {'peer':>6} {'gru_cy':>7} "
+            f"{'target':>7} {'needs':>6} {'met':>4}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r["peer"] == "gru_cy" or "T" not in r:
+            continue
+        for mode, peer, ratio, applies in TARGETS:
+            if r["mode"] != mode or r["peer"] != peer or not applies(r["T"], r["B"]):
+                continue
+            ours = next(o for o in rows if o["peer"] == "gru_cy" and o["case"] == r["case"]
+                        and o["mode"] == mode and o["threads"] == r["threads"])
+            p_sh, o_sh = _share(r, peak), _share(ours, peak)
+            lines.append(f"{r['case']:28} {mode:8} {r['threads']:>7} {peer:>12} "
+                         f"{p_sh * 100:>5.0f}% {o_sh * 100:>6.0f}% {ratio:>6.1f}x "
+                         f"{p_sh * ratio * 100:>5.0f}% {'yes' if r['ratio'] >= ratio else 'no':>4}")
     return "\n".join(lines)
 
 
@@ -231,19 +284,24 @@ def main(argv=None):
     grid = QUICK_GRID if args.quick else GRID
     notes, rows = set(), []
     busy = busy_fraction()
+    peak = fma_peak()
     for threads in args.threads:
         with _Threads(threads):
             for T, B, I, H in grid:
                 print(f"  [{threads} thread(s)] T={T} B={B} I={I} H={H} ...", file=sys.stderr)
                 rows += run_case(T, B, I, H, threads, args.budget, notes)
             rows += run_step(threads, args.budget, notes)
-    table = format_table(rows)
+    table = format_table(rows, peak)
     env = environment()
     header = (f"gru_cy {env['gru_cy']} LSTM | {env['cpu']} ({env['cores']} cores) | "
               f"{env['date']} | torch {env['torch']}, onnxruntime {env['onnxruntime']} | "
               f"machine busy before the run: "
               f"{'?' if busy is None else f'{busy * 100:.0f}%'}")
-    text = header + "\n(peer x = peer time / gru_cy time: > 1 means gru_cy is faster)\n\n" + table
+    text = (header + f"\none core's float32 multiply-add peak: {peak:.1f} GFLOP/s "
+            f"({packed_isa()})\n(peer x = peer time / gru_cy time: > 1 means gru_cy is faster; "
+            "peak = share of that peak)\n\n" + table
+            + "\n\nspeed targets (peer, gru_cy: share of the peak they run at; needs: the share "
+            "gru_cy must run at to meet the target)\n\n" + format_targets(rows, peak))
     if notes:
         text += "\n\nnotes:\n" + "\n".join(f"- {n}" for n in sorted(notes))
     print(text)
@@ -251,7 +309,8 @@ def main(argv=None):
                                       f"lstm-{datetime.date.today().isoformat()}")
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     with open(prefix + ".json", "w") as f:
-        json.dump(dict(environment=env, busy_before=busy, rows=rows, notes=sorted(notes)), f,
+        json.dump(dict(environment=env, busy_before=busy, fma_peak_gflops=peak, rows=rows,
+                       notes=sorted(notes)), f,
                   indent=1)
     with open(prefix + ".md", "w") as f:
         f.write("```\n" + text + "\n```\n")

@@ -166,3 +166,11 @@ def test_large_products_go_to_a_threaded_blas(cell):
     np.testing.assert_allclose(d1, d2, rtol=1e-11, atol=1e-12)
     for k in g1:
         np.testing.assert_allclose(g1[k], g2[k], rtol=1e-11, atol=1e-12)
+
+
+
+def test_fma_peak_runs_under_every_isa(isa):
+    # The benchmarks' yardstick: a positive, finite rate with each
+    # instruction set the CPU has (the rate itself is the benchmarks' to read).
+    rate = _blas.fma_peak(0.001, 2)
+    assert np.isfinite(rate) and rate > 0

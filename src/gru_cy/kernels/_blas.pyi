@@ -46,6 +46,9 @@ def packed_isa(cap: int | None = None) -> str:
     """The packed recurrent product's instruction set ("avx512", "avx2" or
     "portable"); cap (0, 1, 2, or -1 for the CPU's best) first limits it."""
 
+def fma_peak(seconds: float = 0.05, repeats: int = 5) -> float:
+    """One core's float32 multiply-add rate in GFLOP/s (the benchmarks' yardstick)."""
+
 def _gemm_packed(
     A: npt.NDArray[_Float],
     W: npt.NDArray[_Float],

@@ -1,5 +1,7 @@
 """Row-major BLAS over scipy.linalg.cython_blas (see _blas.pxd)."""
 
+import time
+
 import numpy as np
 
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
@@ -15,6 +17,7 @@ cdef extern from "_packed.h" nogil:
                             Py_ssize_t ldc)
     int rc_packed_isa()
     int rc_packed_limit_isa(int cap)
+    long rc_fma_chains(long rounds, double *sink)
 
 
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
@@ -110,6 +113,32 @@ def packed_isa(cap=None):
     the CPU has) first limits it, for tests that check every variant."""
     cdef int isa = rc_packed_isa() if cap is None else rc_packed_limit_isa(<int>cap)
     return ("portable", "avx2", "avx512")[isa]
+
+
+def fma_peak(double seconds=0.05, int repeats=5):
+    """The float32 multiply-add rate of one core in GFLOP/s (2 flops per
+    multiply-add), with the instruction set of the packed product: the
+    fastest of repeats runs of about seconds each of independent vector
+    multiply-add chains. The benchmarks' yardstick: no product of the
+    kernels can run faster."""
+    cdef long rounds = 1 << 16, n = 0
+    cdef double sink = 0.0, best = 0.0, t0, dt
+    while True:
+        t0 = time.perf_counter()
+        with nogil:
+            n = rc_fma_chains(rounds, &sink)
+        dt = time.perf_counter() - t0
+        if dt >= seconds or rounds >= (<long>1 << 40):
+            break
+        rounds *= 2
+    best = 2.0 * n / dt
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        with nogil:
+            n = rc_fma_chains(rounds, &sink)
+        dt = time.perf_counter() - t0
+        best = max(best, 2.0 * n / dt)
+    return best / 1e9
 
 
 # Python entry points for the shim's own tests (tests/test_blas.py). They

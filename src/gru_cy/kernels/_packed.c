@@ -196,3 +196,27 @@ void rc_gemm_packed_f64(int M, int K, int j0, int n, const double *a, ptrdiff_t 
     DISPATCH(_f64)
     gemm_f64_base(M, K, j0, n, a, lda, wp, pstride, beta, c, ldc);
 }
+
+/* ---- the benchmarks' yardstick ---- */
+
+long rc_fma_chains(long rounds, double *sink)
+{
+    int lanes = 4;
+    float t;
+    switch (rc_packed_isa()) {
+#if RC_PK_X86
+    case 2:
+        t = fma_chains_f32_avx512(rounds);
+        lanes = 16;
+        break;
+    case 1:
+        t = fma_chains_f32_avx2(rounds);
+        lanes = 8;
+        break;
+#endif
+    default:
+        t = fma_chains_f32_base(rounds);
+    }
+    *sink = t;
+    return rounds * 12 * lanes;
+}

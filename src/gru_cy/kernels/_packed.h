@@ -53,4 +53,10 @@ int rc_packed_isa(void);
  * machine. */
 int rc_packed_limit_isa(int cap);
 
+/* The core's float32 multiply-add rate, for the benchmarks: runs rounds
+ * rounds of 12 independent chains of vector multiply-adds with the
+ * kernels' instruction set and returns how many multiply-adds that was
+ * (their sum goes to *sink). Not used by the kernels. */
+long rc_fma_chains(long rounds, double *sink);
+
 #endif
