@@ -36,12 +36,12 @@ import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
-    LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps, blocked_size,
+    LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps,
+    blocked_size, rc_work_free,
     check_array, check_lengths, columns_layout, float_type, init_steps, lean_infer, lean_step,
     masked_input, max_length, next_chunk, pack_steps, plan_chunk, project, rows_input_grads,
     use_packed,
@@ -588,7 +588,7 @@ def gru_forward(cnp.ndarray out, int col, cnp.ndarray h, tuple saved, object wor
                               bi_p, bh_p, len_p, full, T, B, I, H, reverse, reset_after, train,
                               columns, <double *>NULL)
             if own:
-                free(w_p)
+                rc_work_free(w_p)
     if w_p == NULL:
         raise MemoryError()
 
@@ -964,7 +964,7 @@ def gru_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, object work,
                           <const double *>wh_p, len_p, full, T, B, I, H, reverse, reset_after,
                           columns)
             if own:
-                free(p[6])
+                rc_work_free(p[6])
     if p[6] == NULL:
         raise MemoryError()
 

@@ -35,6 +35,7 @@ from libc.string cimport memcpy, memset
 from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
     INT32_MAX_, alloc_work, check_array, check_lengths, float_type, init_steps, is_param,
+    rc_work_free,
     lean_x, max_length, next_chunk, pack_steps, plan_chunk, project, rc_steps_t, use_packed,
     rows_input_grads, rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc,
     sum_rows,
@@ -309,7 +310,7 @@ def lstm_forward(cnp.ndarray out, int col, cnp.ndarray h, cnp.ndarray c, tuple s
                          <double *>tp[4], chunk, <const double *>x_p, <const double *>wi_p,
                          <const double *>wh_p, <const double *>bi_p, <const double *>bh_p,
                          <const double *>wr_p, len_p, full, T, B, I, H, P, reverse, train)
-            free(work)
+            rc_work_free(work)
     if work == NULL:
         raise MemoryError()
 
@@ -492,7 +493,7 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
                     # state h: the same values, in memory no later layer writes).
                     x_p = (h_p + k * RB * item) if T == 1 else dst
                 if on_heap:
-                    free(work)
+                    rc_work_free(work)
         if work == NULL:
             raise MemoryError()
     finally:
@@ -802,6 +803,6 @@ def lstm_backward(cnp.ndarray dx, cnp.ndarray dh, cnp.ndarray dc, tuple grads,
                           <const double *>tp[3], <const double *>tp[4], <const double *>x_p,
                           <const double *>wi_p, <const double *>wh_p, <const double *>wr_p,
                           len_p, full, T, B, I, H, P, reverse)
-            free(work)
+            rc_work_free(work)
     if work == NULL:
         raise MemoryError()

@@ -25,6 +25,9 @@ from gru_cy.kernels._blas cimport (
 )
 
 cdef extern from "_recurrent.h" nogil:
+    void *rc_work_alloc(size_t bytes)
+    void rc_work_free(void *w)
+
     ctypedef struct rc_steps_t:
         int B, H, s, T, t0, reverse
         const long long *lengths
@@ -362,9 +365,10 @@ cdef inline int check_lengths(cnp.ndarray lengths, int B) except -1:
 
 
 cdef inline char *alloc_work(Py_ssize_t n, int typenum, bint poison) noexcept nogil:
-    """malloc n elements of the type (NaN-filled when poison), or NULL."""
+    """n elements of the type (NaN-filled when poison) from rc_work_alloc
+    (release with rc_work_free), or NULL."""
     cdef Py_ssize_t i
-    cdef char *w = <char *>malloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
+    cdef char *w = <char *>rc_work_alloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
     if w != NULL and poison:
         if typenum == cnp.NPY_FLOAT32:
             for i in range(n):
@@ -532,7 +536,7 @@ cdef inline object lean_layers(LeanCell *cell, cnp.ndarray xa, object h, dict pa
                     # Layer k + 1 reads layer k's output (with T = 1, its new
                     # state: the same values, in a buffer no later layer writes).
                     x_p = (h_p + k * HB * item) if T == 1 else dst
-                free(work)
+                rc_work_free(work)
         if work == NULL:
             raise MemoryError()
     finally:

@@ -26,12 +26,12 @@ columns  the state is h^T (H, B); tape slots are blocked (_recurrent.pxd's
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 
 from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems
 from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps,
+    rc_work_free,
     blocked_size, check_array, check_lengths, columns_layout, float_type, init_steps,
     lean_infer, lean_step, masked_input, max_length, next_chunk, pack_steps, plan_chunk, project,
     use_packed,
@@ -351,7 +351,7 @@ def rnn_forward(cnp.ndarray out, int col, cnp.ndarray h, object saved, object wo
                               len_p, full, T, B, I, H, reverse, act, train, columns,
                               <double *>NULL)
             if own:
-                free(w_p)
+                rc_work_free(w_p)
     if w_p == NULL:
         raise MemoryError()
 
@@ -635,6 +635,6 @@ def rnn_backward(cnp.ndarray dx, cnp.ndarray dh, tuple grads, object work,
                           <const double *>wi_p, <const double *>wh_p, len_p, full, T, B, I, H,
                           reverse, act, columns)
             if own:
-                free(p[6])
+                rc_work_free(p[6])
     if p[6] == NULL:
         raise MemoryError()
