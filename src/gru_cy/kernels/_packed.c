@@ -17,9 +17,74 @@
 #define RC_PK_X86 0
 #endif
 
-/* ---- packing (portable; run once per layer call) ---- */
+/* ---- packing (run once per layer call) ---- */
 
-#define PACK_IMPL(T, S)                                                       \
+/* Panel j0 .. j0 + w of W = src^T, rows k = 0 .. K-1: d[k * nr + j] =
+ * src[(j0 + j) * ld + k]. */
+#define PACK_T_SCALAR(T)                                                      \
+static void pack_t_scalar_##T(int K, int w, int nr, const T *src,             \
+                              ptrdiff_t ld, T *d)                             \
+{                                                                             \
+    for (int j = 0; j < w; j++) {                                             \
+        const T *s = src + (ptrdiff_t)j * ld;                                 \
+        for (int k = 0; k < K; k++)                                           \
+            d[(ptrdiff_t)k * nr + j] = s[k];                                  \
+    }                                                                         \
+}
+
+PACK_T_SCALAR(float)
+PACK_T_SCALAR(double)
+
+#if RC_PK_X86
+typedef float rc_v8 __attribute__((vector_size(32)));
+typedef float rc_uv8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int rc_v8i __attribute__((vector_size(32)));
+
+/* The same for float in blocks of 8 x 8, each transposed in registers by
+ * three rounds of two-vector shuffles (interleave pairs of rows, then pairs
+ * of pairs, then halves); the edges of the panel go element by element. */
+__attribute__((target("avx2"))) static void
+pack_t_avx2_float(int K, int w, int nr, const float *src, ptrdiff_t ld, float *d)
+{
+    const rc_v8i lo1 = {0, 8, 1, 9, 4, 12, 5, 13}, hi1 = {2, 10, 3, 11, 6, 14, 7, 15};
+    const rc_v8i lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const rc_v8i lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    const int w8 = w - w % 8, k8 = K - K % 8;
+    for (int j = 0; j < w8; j += 8) {
+        const float *s = src + (ptrdiff_t)j * ld;
+        for (int k = 0; k < k8; k += 8) {
+            rc_v8 r[8], t[8], u[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = *(const rc_uv8 *)(s + (ptrdiff_t)i * ld + k);
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = __builtin_shuffle(r[i], r[i + 1], lo1);
+                t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi1);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                u[i] = __builtin_shuffle(t[i], t[i + 2], lo2);
+                u[i + 1] = __builtin_shuffle(t[i], t[i + 2], hi2);
+                u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], lo2);
+                u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], hi2);
+            }
+            /* u[m] holds k + m (low half) and k + m + 4 (high half) of rows
+             * j .. j+3 in u[m], j+4 .. j+7 in u[m + 4]. */
+            for (int m = 0; m < 4; m++) {
+                *(rc_uv8 *)(d + (ptrdiff_t)(k + m) * nr + j) =
+                    __builtin_shuffle(u[m], u[m + 4], lo4);
+                *(rc_uv8 *)(d + (ptrdiff_t)(k + m + 4) * nr + j) =
+                    __builtin_shuffle(u[m], u[m + 4], hi4);
+            }
+        }
+        for (int jj = j; jj < j + 8; jj++)
+            for (int k = k8; k < K; k++)
+                d[(ptrdiff_t)k * nr + jj] = src[(ptrdiff_t)jj * ld + k];
+    }
+    if (w8 < w)
+        pack_t_scalar_float(K, w - w8, nr, src + (ptrdiff_t)w8 * ld, ld, d + w8);
+}
+#endif
+
+#define PACK_IMPL(T, S, PACK_T)                                               \
 void rc_pack##S(int trans, int K, int N, const T *src, ptrdiff_t ld, T *dst)  \
 {                                                                             \
     const int nr = RC_PANEL_BYTES / (int)sizeof(T);                           \
@@ -27,27 +92,32 @@ void rc_pack##S(int trans, int K, int N, const T *src, ptrdiff_t ld, T *dst)  \
         T *d = dst + (ptrdiff_t)(j0 / nr) * K * nr;                           \
         const int w = N - j0 < nr ? N - j0 : nr;                              \
         if (!trans) {                                                         \
-            for (int k = 0; k < K; k++) {                                     \
+            for (int k = 0; k < K; k++)                                       \
                 memcpy(d + (ptrdiff_t)k * nr, src + k * ld + j0,              \
                        (size_t)w * sizeof(T));                                \
-                for (int j = w; j < nr; j++)                                  \
-                    d[(ptrdiff_t)k * nr + j] = 0;                             \
-            }                                                                 \
         } else {                                                              \
-            for (int j = 0; j < w; j++) {                                     \
-                const T *s = src + (ptrdiff_t)(j0 + j) * ld;                  \
-                for (int k = 0; k < K; k++)                                   \
-                    d[(ptrdiff_t)k * nr + j] = s[k];                          \
-            }                                                                 \
-            for (int k = 0; k < K; k++)                                       \
-                for (int j = w; j < nr; j++)                                  \
-                    d[(ptrdiff_t)k * nr + j] = 0;                             \
+            PACK_T(K, w, nr, src + (ptrdiff_t)j0 * ld, ld, d);                \
         }                                                                     \
+        for (int k = 0; k < K && w < nr; k++)                                 \
+            for (int j = w; j < nr; j++)                                      \
+                d[(ptrdiff_t)k * nr + j] = 0;                                 \
     }                                                                         \
 }
 
-PACK_IMPL(float, _f32)
-PACK_IMPL(double, _f64)
+#if RC_PK_X86
+static void pack_t_float(int K, int w, int nr, const float *src, ptrdiff_t ld, float *d)
+{
+    if (rc_packed_isa() >= 1)
+        pack_t_avx2_float(K, w, nr, src, ld, d);
+    else
+        pack_t_scalar_float(K, w, nr, src, ld, d);
+}
+#else
+#define pack_t_float pack_t_scalar_float
+#endif
+
+PACK_IMPL(float, _f32, pack_t_float)
+PACK_IMPL(double, _f64, pack_t_scalar_double)
 
 /* ---- the kernels ---- */
 
