@@ -40,9 +40,9 @@ import warnings
 import numpy as np
 
 import gru_cy
-from gru_cy.kernels._blas import fma_peak, packed_isa
-from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, _available, _Threads, _time_interleaved,
+from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, _available, _Threads, _time_peers,
                           busy_fraction, environment, ort_session)
+from gru_cy.kernels._blas import fma_peak, packed_isa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -163,7 +163,7 @@ def run_case(T, B, I, H, threads, budget, notes):
     label = f"T={T} B={B} I={I} H={H}"
     big = T * B >= 2048 and H >= 256
     for mode, fns in (("forward", peers_fwd), ("train", peers_train)):
-        med = _time_interleaved(fns, budget)
+        med = _time_peers(fns, budget, threads)
         floor = gemm_floor(T, B, I, H, mode == "train") if big else None
         for name, sec in med.items():
             rows.append(dict(case=label, T=T, B=B, I=I, H=H, mode=mode, threads=threads, peer=name,
@@ -213,7 +213,7 @@ def run_step(threads, budget, notes, B=STEP_SHAPE[0], I=STEP_SHAPE[1], H=STEP_SH
                                                       "c0": oh["c"]})
 
             fns["onnxruntime"] = ort_step
-    med = _time_interleaved(fns, budget)
+    med = _time_peers(fns, budget, threads)
     return [dict(case=f"step() B={B} I={I} H={H}", B=B, I=I, H=H, mode="step", threads=threads,
                  peer=name, seconds=sec, ratio=sec / med["gru_cy"], floor_fraction=None)
             for name, sec in med.items()]

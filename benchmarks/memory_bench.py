@@ -1,9 +1,10 @@
 """Peak memory of inference against sequence length.
 
-    python benchmarks/memory_bench.py [--out benchmarks/results/memory.json]
+    python benchmarks/memory_bench.py [--cell GRU|LSTM|RNN] [--out benchmarks/results/memory.json]
 
 Each run is a fresh subprocess (so that peaks do not carry over) that
-imports gru_cy, builds x (T, B=1, I=256) in float32, runs one warm-up call
+imports gru_cy, builds the cell (GRU by default; H=256) and x (T, B=1,
+I=256) in float32, runs one warm-up call
 with T=10 and then the measured call, and reports the process's peak
 resident set size (getrusage ru_maxrss) and what the call itself added to
 the resident set before it (the input projection is computed in chunks of
@@ -25,8 +26,8 @@ import json, resource, sys
 import numpy as np
 import gru_cy
 T, B, I, H, dtype = int(sys.argv[1]), 1, 256, 256, np.float32
-gru = gru_cy.GRU(I, H, seed=0, dtype=dtype)
-gru(np.zeros((10, B, I), dtype))                      # warm-up (BLAS buffers, caches)
+module = getattr(gru_cy, sys.argv[2])(I, H, seed=0, dtype=dtype)
+module(np.zeros((10, B, I), dtype))                   # warm-up (BLAS buffers, caches)
 x = np.random.default_rng(0).standard_normal((T, B, I), dtype=dtype)
 def status_kib(field):
     with open("/proc/self/status") as f:
@@ -43,17 +44,17 @@ def reset_peak():
         return False
 before = status_kib("VmRSS")
 exact = reset_peak()
-out, h_n = gru(x)
+out, h_n = module(x)
 peak = status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(dict(T=T, peak_kib=peak, rss_before_call_kib=before, peak_of_call_only=exact,
                       out_bytes=out.nbytes, x_bytes=x.nbytes)))
 """
 
 
-def measure(T):
+def measure(T, cell="GRU"):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "1"))
-    res = subprocess.run([sys.executable, "-c", CHILD, str(T)], capture_output=True, text=True,
-                         env=env, check=True)
+    res = subprocess.run([sys.executable, "-c", CHILD, str(T), cell], capture_output=True,
+                         text=True, env=env, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -61,8 +62,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--lengths", type=int, nargs="*", default=[100, 10_000])
+    parser.add_argument("--cell", default="GRU", choices=["GRU", "LSTM", "RNN"])
     args = parser.parse_args(argv)
-    runs = [measure(T) for T in args.lengths]
+    runs = [measure(T, args.cell) for T in args.lengths]
+    print(f"{args.cell}, B=1, I=H=256, float32")
     short, long_ = runs[0], runs[-1]
     allowed_kib = (1.10 * short["peak_kib"]
                    + (long_["out_bytes"] - short["out_bytes"]) / 1024
@@ -83,7 +86,7 @@ def main(argv=None):
           f"T={long_['T']}; the output by {out_grow:.1f} MiB")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(dict(runs=runs, allowed_kib=allowed_kib, within_target=ok,
+            json.dump(dict(cell=args.cell, runs=runs, allowed_kib=allowed_kib, within_target=ok,
                            call_added_growth_mib=grow, output_growth_mib=out_grow), f, indent=1)
     return 0
 

@@ -464,6 +464,15 @@ def _time_interleaved(fns, budget, rounds=15, min_rounds=5, pause=0.0):
     return {name: float(np.median(v)) for name, v in per_call.items()}
 
 
+def _time_peers(fns, budget, threads):
+    """_time_interleaved for peers pinned to threads threads: with more than
+    one, each turn starts after a pause, so that the threads of the peer
+    before (spinning after their last task) have let go of the cores."""
+    if threads > 1:
+        return _time_interleaved(fns, budget, rounds=4, min_rounds=3, pause=0.25)
+    return _time_interleaved(fns, budget)
+
+
 def make_inputs(case):
     """Weights (PyTorch names, NumPy arrays), x, h0, dout, lengths."""
     import gru_cy
@@ -511,10 +520,7 @@ def run_case(case, threads, budget, peers, notes):
                 fns[name] = obj.train
         if "gru_cy" not in fns:
             continue
-        if threads > 1:
-            medians = _time_interleaved(fns, budget, rounds=4, min_rounds=3, pause=0.25)
-        else:
-            medians = _time_interleaved(fns, budget)
+        medians = _time_peers(fns, budget, threads)
         rows.append(dict(mode=mode, medians=medians))
     floor = gemm_floor_seconds(case, params, x, repeats=7 if case.T * case.B > 1000 else 31)
     out = []
@@ -589,10 +595,7 @@ def run_step(threads, budget, peers, notes, B=STEP_SHAPE[0], I=STEP_SHAPE[1], H=
             fns["onnxruntime"] = ort_step
         except Exception as exc:  # noqa: BLE001
             notes.add(f"onnxruntime, step: skipped ({type(exc).__name__}: {exc})")
-    if threads > 1:
-        medians = _time_interleaved(fns, budget, rounds=4, min_rounds=3, pause=0.25)
-    else:
-        medians = _time_interleaved(fns, budget)
+    medians = _time_peers(fns, budget, threads)
     label = f"step() B={B} I={I} H={H}"
     ours = medians["gru_cy"]
     return [dict(case=label, config=dict(B=B, I=I, H=H), threads=threads, mode="step", peer=name,
