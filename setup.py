@@ -56,6 +56,9 @@ def ext(name, sources):
     )
 
 
+# Every cell's extension compiles _layout.c into itself (its shared helpers
+# and its own workspace cache), to the same object file: build serially
+# (no build_ext -j), or two extensions may write that object at once.
 extensions = [
     ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx", "src/gru_cy/kernels/_packed.c"]),
     ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c",
