@@ -17,7 +17,7 @@ cdef extern from "_packed.h" nogil:
                             Py_ssize_t ldc)
     int rc_packed_isa()
     int rc_packed_limit_isa(int cap)
-    long rc_fma_chains(long rounds, double *sink)
+    long long rc_fma_chains(long long rounds, double *sink)
 
 
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
@@ -117,18 +117,19 @@ def packed_isa(cap=None):
 
 def fma_peak(double seconds=0.05, int repeats=5):
     """The float32 multiply-add rate of one core in GFLOP/s (2 flops per
-    multiply-add), with the instruction set of the packed product: the
-    fastest of repeats runs of about seconds each of independent vector
-    multiply-add chains. The benchmarks' yardstick: no product of the
-    kernels can run faster."""
-    cdef long rounds = 1 << 16, n = 0
+    multiply-add), with the instruction set of the packed product (the
+    CPU's best unless packed_isa(cap) lowered it): the fastest of repeats
+    runs of about seconds each of independent vector multiply-add chains.
+    The benchmarks' yardstick: with the CPU's best instruction set, no
+    product can run faster on one core."""
+    cdef long long rounds = 1 << 16, n = 0
     cdef double sink = 0.0, best = 0.0, t0, dt
     while True:
         t0 = time.perf_counter()
         with nogil:
             n = rc_fma_chains(rounds, &sink)
         dt = time.perf_counter() - t0
-        if dt >= seconds or rounds >= (<long>1 << 40):
+        if dt >= seconds or rounds >= (<long long>1 << 40):
             break
         rounds *= 2
     best = 2.0 * n / dt

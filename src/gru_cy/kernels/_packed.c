@@ -35,7 +35,15 @@ static void pack_t_scalar_##T(int K, int w, int nr, const T *src,             \
 PACK_T_SCALAR(float)
 PACK_T_SCALAR(double)
 
-#if RC_PK_X86
+/* The block transpose uses GCC's __builtin_shuffle (clang, which also
+ * defines __GNUC__, names it differently): elsewhere the element loop. */
+#if RC_PK_X86 && !defined(__clang__)
+#define RC_PK_SHUFFLE 1
+#else
+#define RC_PK_SHUFFLE 0
+#endif
+
+#if RC_PK_SHUFFLE
 typedef float rc_v8 __attribute__((vector_size(32)));
 typedef float rc_uv8 __attribute__((vector_size(32), aligned(4), may_alias));
 typedef int rc_v8i __attribute__((vector_size(32)));
@@ -104,7 +112,7 @@ void rc_pack##S(int trans, int K, int N, const T *src, ptrdiff_t ld, T *dst)  \
     }                                                                         \
 }
 
-#if RC_PK_X86
+#if RC_PK_SHUFFLE
 static void pack_t_float(int K, int w, int nr, const float *src, ptrdiff_t ld, float *d)
 {
     if (rc_packed_isa() >= 1)
@@ -269,7 +277,7 @@ void rc_gemm_packed_f64(int M, int K, int j0, int n, const double *a, ptrdiff_t 
 
 /* ---- the benchmarks' yardstick ---- */
 
-long rc_fma_chains(long rounds, double *sink)
+long long rc_fma_chains(long long rounds, double *sink)
 {
     int lanes = 4;
     float t;

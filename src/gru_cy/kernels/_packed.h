@@ -57,6 +57,6 @@ int rc_packed_limit_isa(int cap);
  * rounds of 12 independent chains of vector multiply-adds with the
  * kernels' instruction set and returns how many multiply-adds that was
  * (their sum goes to *sink). Not used by the kernels. */
-long rc_fma_chains(long rounds, double *sink);
+long long rc_fma_chains(long long rounds, double *sink);
 
 #endif

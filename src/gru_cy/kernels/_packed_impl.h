@@ -118,8 +118,9 @@ KN(gemm)(int M, int K, int j0, int n, const T *a, ptrdiff_t lda, const T *wp, pt
 
 /* The benchmarks' yardstick (rc_fma_chains): rounds x 12 independent chains
  * of vector multiply-adds. The chains start apart, so none merges with
- * another, and their sum is returned, so none is dropped. */
-TGT static T KN(fma_chains)(long rounds)
+ * another, and their sum is returned, so none is dropped. Only the float
+ * instances are called. */
+TGT static __attribute__((unused)) T KN(fma_chains)(long long rounds)
 {
     KN(vec) m, d, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
     for (int v = 0; v < VL_; v++) {
@@ -128,7 +129,7 @@ TGT static T KN(fma_chains)(long rounds)
     }
     a0 = m; a1 = m + d; a2 = a1 + d; a3 = a2 + d; a4 = a3 + d; a5 = a4 + d;
     a6 = a5 + d; a7 = a6 + d; a8 = a7 + d; a9 = a8 + d; a10 = a9 + d; a11 = a10 + d;
-    for (long r = 0; r < rounds; r++) {
+    for (long long r = 0; r < rounds; r++) {
         a0 = a0 * m + d; a1 = a1 * m + d; a2 = a2 * m + d; a3 = a3 * m + d;
         a4 = a4 * m + d; a5 = a5 * m + d; a6 = a6 * m + d; a7 = a7 * m + d;
         a8 = a8 * m + d; a9 = a9 * m + d; a10 = a10 * m + d; a11 = a11 * m + d;
