@@ -11,6 +11,24 @@
 
 #include "_recurrent.h"
 
+/* Aligned blocks and an atomic pointer swap: MSVC's names, else the
+ * POSIX / GCC ones. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#include <malloc.h>
+#define RC_SWAP(slot, p) _InterlockedExchangePointer((void *volatile *)(slot), (p))
+static void *rc_aligned_alloc(size_t bytes) { return _aligned_malloc(bytes, 64); }
+static void rc_aligned_free(void *p) { _aligned_free(p); }
+#else
+#define RC_SWAP(slot, p) __atomic_exchange_n((slot), (p), __ATOMIC_ACQ_REL)
+static void *rc_aligned_alloc(size_t bytes)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes) == 0 ? p : NULL;
+}
+static void rc_aligned_free(void *p) { free(p); }
+#endif
+
 /* The cached block: a 64-byte header holding the capacity, then the
  * workspace (64-byte aligned). */
 typedef struct {
@@ -18,19 +36,20 @@ typedef struct {
     char pad[64 - sizeof(size_t)];
 } rc_work_hdr;
 
-static rc_work_hdr *rc_work_slot;
+static void *rc_work_slot;      /* an rc_work_hdr *, or NULL */
 
 void *rc_work_alloc(size_t bytes)
 {
-    rc_work_hdr *h = __atomic_exchange_n(&rc_work_slot, NULL, __ATOMIC_ACQ_REL);
+    rc_work_hdr *h = (rc_work_hdr *)RC_SWAP(&rc_work_slot, NULL);
     if (h != NULL && h->cap >= bytes)
         return h + 1;
-    free(h);
-    void *p = NULL;
-    if (bytes > (size_t)-1 - sizeof(rc_work_hdr) ||
-        posix_memalign(&p, 64, sizeof(rc_work_hdr) + bytes) != 0)
+    if (h != NULL)
+        rc_aligned_free(h);
+    if (bytes > (size_t)-1 - sizeof(rc_work_hdr))
         return NULL;
-    h = (rc_work_hdr *)p;
+    h = (rc_work_hdr *)rc_aligned_alloc(sizeof(rc_work_hdr) + bytes);
+    if (h == NULL)
+        return NULL;
     h->cap = bytes;
     return h + 1;
 }
@@ -41,10 +60,12 @@ void rc_work_free(void *w)
         return;
     rc_work_hdr *h = (rc_work_hdr *)w - 1;
     if (h->cap > RC_WORK_CACHE_BYTES) {
-        free(h);
+        rc_aligned_free(h);
         return;
     }
-    free(__atomic_exchange_n(&rc_work_slot, h, __ATOMIC_ACQ_REL));
+    void *old = RC_SWAP(&rc_work_slot, (void *)h);
+    if (old != NULL)
+        rc_aligned_free(old);
 }
 
 #define GATES_IMPL "_layout_impl.h"
