@@ -41,7 +41,7 @@ from libc.string cimport memset
 from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps,
-    blocked_size, rc_work_free,
+    blocked_size, packed_or_null, rc_work_free,
     check_array, check_lengths, columns_layout, float_type, init_steps, lean_infer, lean_step,
     masked_input, max_length, next_chunk, pack_steps, plan_chunk, project, rows_input_grads,
     use_packed,
@@ -357,16 +357,10 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h,
             h_cur = hprev
             h_new = hprev + HB
         transpose(B, H, h, H, h_cur, h_ld)
-    elif use_packed(T, B, H, H3):
-        # w_p = w_hh.T packed   (H, 3H)
-        pack(True, H, H3, w_hh, H, w_p)
     else:
-        w_p = NULL
-    if not columns and use_packed(T, chunk * B, I, H3):
-        # w_ih_p = w_ih.T packed   (I, 3H)
-        pack(True, I, H3, w_ih, I, w_ih_p)
-    else:
-        w_ih_p = NULL
+        w_p = packed_or_null(use_packed(T, B, H, H3), True, H, H3, w_hh, H, w_p)
+    w_ih_p = packed_or_null(not columns and use_packed(T, chunk * B, I, H3), True, I, H3,
+                            w_ih, I, w_ih_p)
 
     for s in range(max_len):
         # Refill the input projection when step s needs times outside the

@@ -29,16 +29,14 @@ cimport numpy as cnp
 cimport cython
 from cython cimport floating
 from libc.stdlib cimport malloc, free
-from libc.math cimport NAN
 from libc.string cimport memcpy, memset
 
-from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems, Trans
+from gru_cy.kernels._blas cimport gemm, NoTrans, packed_elems, Trans
 from gru_cy.kernels._recurrent cimport (
-    INT32_MAX_, alloc_work, check_array, check_lengths, float_type, init_steps, is_param,
-    rc_work_free,
-    lean_x, max_length, next_chunk, pack_steps, plan_chunk, project, rc_steps_t, use_packed,
-    rows_input_grads, rows_recurrent, rows_recurrent_back, rows_recurrent_grads, sorted_desc,
-    sum_rows,
+    INT32_MAX_, alloc_work, check_array, check_lengths, fill_nan, float_type, init_steps,
+    is_param, lean_x, max_length, next_chunk, pack_steps, packed_or_null, plan_chunk, project,
+    rc_steps_t, rc_work_free, rows_input_grads, rows_recurrent, rows_recurrent_back,
+    rows_recurrent_grads, sorted_desc, sum_rows, use_packed,
 )
 
 cdef extern from "_lstm_gates.h" nogil:
@@ -180,18 +178,9 @@ cdef void _forward(floating *work, floating *out, Py_ssize_t out_ld, floating *h
         m = NULL
     for j in range(H4):
         bias[j] = (b_ih[j] + b_hh[j]) if b_ih != NULL else <floating>0.0
-    if use_packed(T, B, R, H4):
-        pack(True, R, H4, w_hh, R, w_p)
-    else:
-        w_p = NULL
-    if use_packed(T, chunk * B, I, H4):
-        pack(True, I, H4, w_ih, I, w_ih_p)
-    else:
-        w_ih_p = NULL
-    if P > 0 and use_packed(T, B, H, P):
-        pack(True, H, P, w_hr, H, w_hr_p)
-    else:
-        w_hr_p = NULL
+    w_p = packed_or_null(use_packed(T, B, R, H4), True, R, H4, w_hh, R, w_p)
+    w_ih_p = packed_or_null(use_packed(T, chunk * B, I, H4), True, I, H4, w_ih, I, w_ih_p)
+    w_hr_p = packed_or_null(P > 0 and use_packed(T, B, H, P), True, H, P, w_hr, H, w_hr_p)
     if train and not full:
         # Padded times are never visited: their tape rows must read as zeros.
         memset(gates, 0, <Py_ssize_t>T * B * H4 * sizeof(floating))
@@ -344,16 +333,6 @@ cdef inline bint _is_state(object o, int typenum, int ndim, int L, int B, int W)
             and (ndim == 2 or a.shape[1] == B))
 
 
-cdef inline void _fill_nan(char *w, Py_ssize_t n, int typenum) noexcept nogil:
-    cdef Py_ssize_t i
-    if typenum == cnp.NPY_FLOAT32:
-        for i in range(n):
-            (<float *>w)[i] = <float>NAN
-    else:
-        for i in range(n):
-            (<double *>w)[i] = NAN
-
-
 cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, int B,
                   int input_size, int H, int P, int typenum, bint reverse, int s_ndim,
                   int y_ndim, cnp.npy_intp *y_dims, Py_ssize_t chunk_elements):
@@ -463,7 +442,7 @@ cdef object _lean(cnp.ndarray xa, object hx, dict params, tuple names, int T, in
                 # (aligned to 64 bytes)
                 work = <char *>stack + ((64 - (<size_t>stack & 63)) & 63)
                 if _poison:
-                    _fill_nan(work, n_work, typenum)
+                    fill_nan(work, n_work, typenum)
             else:
                 work = alloc_work(n_work, typenum, _poison)
                 on_heap = True
@@ -666,14 +645,8 @@ cdef void _backward(floating *work, floating *dx, floating *dh, floating *dc,
     cdef floating *dm = dhp_step + <Py_ssize_t>B * P
     cdef floating *w_p = dm + (<Py_ssize_t>B * H if P > 0 else 0)
     cdef floating *w_hr_p = w_p + packed_elems(H4, R)
-    if use_packed(T, B, H4, R):
-        pack(False, H4, R, w_hh, R, w_p)
-    else:
-        w_p = NULL
-    if P > 0 and use_packed(T, B, P, H):
-        pack(False, P, H, w_hr, H, w_hr_p)
-    else:
-        w_hr_p = NULL
+    w_p = packed_or_null(use_packed(T, B, H4, R), False, H4, R, w_hh, R, w_p)
+    w_hr_p = packed_or_null(P > 0 and use_packed(T, B, P, H), False, P, H, w_hr, H, w_hr_p)
     if not full or max_len < T:
         # Padded times get no gradient.
         memset(dgi, 0, TB * H4 * sizeof(floating))

@@ -135,23 +135,8 @@ PACK_IMPL(double, _f64, pack_t_scalar_double)
 #define MR 1
 #define NPS(m) 1
 #define KN_CASES KN_CASE(1, 1)
-
-#define T float
-#define KN(x) x##_f32_base
-#include "_packed_impl.h"
-#undef T
-#undef KN
-#define T double
-#define KN(x) x##_f64_base
-#include "_packed_impl.h"
-#undef T
-#undef KN
-
-#undef TGT
-#undef VB
-#undef MR
-#undef NPS
-#undef KN_CASES
+#define ISA base
+#include "_packed_instantiate.h"
 
 #if RC_PK_X86
 /* AVX2 + FMA: 16 vector registers; a tile of 3 rows x 32 floats is 12
@@ -161,23 +146,8 @@ PACK_IMPL(double, _f64, pack_t_scalar_double)
 #define MR 3
 #define NPS(m) ((m) == 1 ? 2 : 1)
 #define KN_CASES KN_CASE(1, 1) KN_CASE(2, 1) KN_CASE(3, 1) KN_CASE(1, 2)
-
-#define T float
-#define KN(x) x##_f32_avx2
-#include "_packed_impl.h"
-#undef T
-#undef KN
-#define T double
-#define KN(x) x##_f64_avx2
-#include "_packed_impl.h"
-#undef T
-#undef KN
-
-#undef TGT
-#undef VB
-#undef MR
-#undef NPS
-#undef KN_CASES
+#define ISA avx2
+#include "_packed_instantiate.h"
 
 /* AVX-512: 32 vector registers; 12 rows x 32 floats is 24 accumulators;
  * fewer rows take more panels so that enough independent chains hide the
@@ -193,23 +163,8 @@ PACK_IMPL(double, _f64, pack_t_scalar_double)
     KN_CASE(1, 2) KN_CASE(1, 3) KN_CASE(1, 4)                                 \
     KN_CASE(2, 2) KN_CASE(2, 3) KN_CASE(2, 4)                                 \
     KN_CASE(3, 2) KN_CASE(4, 2) KN_CASE(5, 2) KN_CASE(6, 2)
-
-#define T float
-#define KN(x) x##_f32_avx512
-#include "_packed_impl.h"
-#undef T
-#undef KN
-#define T double
-#define KN(x) x##_f64_avx512
-#include "_packed_impl.h"
-#undef T
-#undef KN
-
-#undef TGT
-#undef VB
-#undef MR
-#undef NPS
-#undef KN_CASES
+#define ISA avx512
+#include "_packed_instantiate.h"
 #endif
 
 static int rc_isa = -1;

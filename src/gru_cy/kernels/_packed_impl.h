@@ -1,5 +1,5 @@
 /* The packed-weight kernel for one element type and one instruction set;
- * _packed.c includes it once per pair with:
+ * _packed_instantiate.h includes it once per type for each set, with:
  *   T        the element type
  *   KN(x)    the instantiation's name for x
  *   VB       vector width in bytes (64 AVX-512, 32 AVX2, 16 portable)

@@ -21,7 +21,7 @@ from libc.string cimport memset, memcpy
 from libc.math cimport NAN
 
 from gru_cy.kernels._blas cimport (
-    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, packed_pays, panel_stride, Trans,
+    PANEL_BYTES, gemm, gemm_packed, gemv, NoTrans, pack, packed_pays, panel_stride, Trans,
 )
 
 cdef extern from "_recurrent.h" nogil:
@@ -209,6 +209,16 @@ cdef inline bint pack_steps(int T) noexcept nogil:
     return T > 1
 
 
+cdef inline floating *packed_or_null(bint use, bint trans, int K, int N, const floating *w,
+                                     Py_ssize_t ld, floating *dst) noexcept nogil:
+    """dst holding W (K x N; W[k, j] = w[j * ld + k] when trans) packed,
+    when use; else NULL, for products that run on w through BLAS."""
+    if not use:
+        return NULL
+    pack(trans, K, N, w, ld, dst)
+    return dst
+
+
 cdef inline bint use_packed(int T, int B, int K, int N) noexcept nogil:
     """Whether it does, for products of B rows by a K x N matrix: also not
     when the BLAS runs several threads and the products are large enough
@@ -364,18 +374,23 @@ cdef inline int check_lengths(cnp.ndarray lengths, int B) except -1:
     return 0
 
 
+cdef inline void fill_nan(char *w, Py_ssize_t n, int typenum) noexcept nogil:
+    """Set n elements of the type at w to NaN (poisoned workspaces)."""
+    cdef Py_ssize_t i
+    if typenum == cnp.NPY_FLOAT32:
+        for i in range(n):
+            (<float *>w)[i] = <float>NAN
+    else:
+        for i in range(n):
+            (<double *>w)[i] = NAN
+
+
 cdef inline char *alloc_work(Py_ssize_t n, int typenum, bint poison) noexcept nogil:
     """n elements of the type (NaN-filled when poison) from rc_work_alloc
     (release with rc_work_free), or NULL."""
-    cdef Py_ssize_t i
     cdef char *w = <char *>rc_work_alloc(max(n, 1) * (4 if typenum == cnp.NPY_FLOAT32 else 8))
     if w != NULL and poison:
-        if typenum == cnp.NPY_FLOAT32:
-            for i in range(n):
-                (<float *>w)[i] = <float>NAN
-        else:
-            for i in range(n):
-                (<double *>w)[i] = NAN
+        fill_nan(w, n, typenum)
     return w
 
 

@@ -31,7 +31,7 @@ from libc.string cimport memset, memcpy
 from gru_cy.kernels._blas cimport gemm, NoTrans, pack, packed_elems
 from gru_cy.kernels._recurrent cimport (
     LeanCell, rc_steps_t, alloc_work, block_input_grads, block_recurrent_grads, block_steps,
-    rc_work_free,
+    packed_or_null, rc_work_free,
     blocked_size, check_array, check_lengths, columns_layout, float_type, init_steps,
     lean_infer, lean_step, masked_input, max_length, next_chunk, pack_steps, plan_chunk, project,
     use_packed,
@@ -178,16 +178,8 @@ cdef void _forward(floating *out, Py_ssize_t out_ld, floating *h, floating *hs,
     else:
         if train:
             memcpy(hs, h, HB * sizeof(floating))
-        if use_packed(T, B, H, H):
-            # w_p = w_hh.T packed
-            pack(True, H, H, w_hh, H, w_p)
-        else:
-            w_p = NULL
-        if use_packed(T, chunk * B, I, H):
-            # w_ih_p = w_ih.T packed   (I, H)
-            pack(True, I, H, w_ih, I, w_ih_p)
-        else:
-            w_ih_p = NULL
+        w_p = packed_or_null(use_packed(T, B, H, H), True, H, H, w_hh, H, w_p)
+        w_ih_p = packed_or_null(use_packed(T, chunk * B, I, H), True, I, H, w_ih, I, w_ih_p)
 
     for s in range(max_len):
         # gi holds the input projection of times [t0, t0 + count).
