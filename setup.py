@@ -29,10 +29,15 @@ if os.name == "nt":
     compile_args = ["/O2"]
 else:
     # No -ffast-math: NaN and Inf must propagate. No -march=native: wheels
-    # run on any x86-64; AVX2 comes from target_clones in _gru_gates.c.
+    # run on any x86-64; the AVX2 and AVX-512 paths are compiled with target
+    # attributes and chosen at run time (kernels/rc_gemm.c, rc_cells.c).
     # -g0 overrides the -g that Python's own CFLAGS usually carry.
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
-    compile_args += ["-fno-math-errno", "-Wno-unused-function"]
+    # -ffp-contract=fast: the products' multiply-add chains are fused
+    # multiply-adds on the AVX2 and AVX-512 paths whatever the C standard
+    # mode (an ISO mode would turn contraction off).
+    compile_args += ["-fno-math-errno", "-ffp-contract=fast", "-Wno-unused-function",
+                     "-pthread"]
     if DEBUG:
         compile_args += ["-DGRU_CY_DEBUG=1"]
     elif sys.platform.startswith("linux"):
@@ -52,25 +57,16 @@ def ext(name, sources):
         include_dirs=[np.get_include(), "src/gru_cy/kernels"],
         define_macros=macros,
         extra_compile_args=compile_args,
-        extra_link_args=link_args,
+        extra_link_args=link_args + ([] if os.name == "nt" else ["-pthread"]),
     )
 
 
-# Every cell's extension compiles _layout.c into itself (its shared helpers
-# and its own workspace cache), to the same object file: build serially
-# (no build_ext -j), or two extensions may write that object at once.
+# One extension: the Cython entry points and the C core (products, thread
+# pool, the cells' time loops, the workspace cache).
+K = "src/gru_cy/kernels/"
 extensions = [
-    ext("gru_cy.kernels._blas", ["src/gru_cy/kernels/_blas.pyx", "src/gru_cy/kernels/_packed.c"]),
-    ext("gru_cy.kernels._gru", ["src/gru_cy/kernels/_gru.pyx", "src/gru_cy/kernels/_gru_gates.c",
-                                "src/gru_cy/kernels/_layout.c"]),
-    ext("gru_cy.kernels._rnn", ["src/gru_cy/kernels/_rnn.pyx", "src/gru_cy/kernels/_rnn_gates.c",
-                                "src/gru_cy/kernels/_layout.c"]),
-    ext("gru_cy.kernels._jordan",
-        ["src/gru_cy/kernels/_jordan.pyx", "src/gru_cy/kernels/_jordan_gates.c",
-         "src/gru_cy/kernels/_layout.c"]),
-    ext("gru_cy.kernels._lstm",
-        ["src/gru_cy/kernels/_lstm.pyx", "src/gru_cy/kernels/_lstm_gates.c",
-         "src/gru_cy/kernels/_layout.c"]),
+    ext("gru_cy.kernels._core", [K + "_core.pyx", K + "rc_gemm.c", K + "rc_pool.c",
+                                 K + "rc_cells.c", K + "rc_work.c"]),
 ]
 
 setup(

@@ -25,8 +25,7 @@ import sys
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(TESTS_DIR)
-_COMPILED = tuple(f"gru_cy.kernels.{name}"
-                  for name in ("_blas", "_gru", "_lstm", "_rnn", "_jordan"))
+_COMPILED = tuple(f"gru_cy.kernels.{name}" for name in ("_core",))
 
 
 def _real(path):

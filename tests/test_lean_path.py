@@ -1,8 +1,8 @@
 """The lean inference path of GRU.__call__ against the general path and the NumPy reference.
 
 A unidirectional module called without lengths on arrays already of its dtype, C-contiguous
-and of the right shapes runs every layer in one compiled call (_gru.gru_infer). It must give
-the general path's results bit for bit (the same kernel, chunking and BLAS calls), leave its
+and of the right shapes runs every layer in one compiled call (_core.Lean). It must give
+the general path's results bit for bit (the same kernels), leave its
 arguments alone, and hand anything it does not take (other dtypes, other layouts, wrong
 shapes, replaced parameters) to the general path, which converts it or raises PyTorch's error.
 """
@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import gru_cy
-from gru_cy.kernels import _gru
 from reference import ref_gru_forward
 
 DTYPES = [np.float32, np.float64]
@@ -94,22 +93,6 @@ def test_lean_chunks_long_sequences_like_the_general_path():
     gru = gru_cy.GRU(3, 64, num_layers=2, seed=4)
     x = rng.standard_normal((1500, 2, 3)).astype(np.float32)
     _check_bitwise(gru, x)
-
-
-@pytest.mark.parametrize("layout", ["rows", "columns"])
-def test_lean_in_both_kernel_layouts(layout):
-    rng = np.random.default_rng(8)
-    gru = gru_cy.GRU(4, 5, num_layers=2, dtype=np.float64, seed=5)
-    x = rng.standard_normal((6, 3, 4))
-    _gru.set_layout(layout)
-    try:
-        out, h_n = _check_bitwise(gru, x)
-    finally:
-        _gru.set_layout("auto")
-    ref_out, ref_h, _ = ref_gru_forward(x, gru.params, num_layers=2, bidirectional=False,
-                                        reset_after=True, bias=True)
-    np.testing.assert_allclose(out, ref_out, **TOL[np.float64])
-    np.testing.assert_allclose(h_n, ref_h, **TOL[np.float64])
 
 
 def test_lean_leaves_its_arguments_alone_and_returns_fresh_arrays():

@@ -1,5 +1,5 @@
 """gru_cy.RNN (Elman): the NumPy reference, finite differences, torch.nn.RNN, golden files,
-streaming, both kernel layouts, argument errors and pickling.
+streaming, argument errors and pickling.
 
 tests/reference_rnn.py is the independent yardstick (written from the maths, one sequence and one
 step at a time); torch.nn.RNN is the peer (skipped without torch); tests/golden/torch_rnn_*.npz,
@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import gru_cy
-from gru_cy.kernels import _rnn
 from helpers import assert_same_modules, same_bits
 from reference_rnn import ref_rnn_backward, ref_rnn_forward, rnn_param_names
 
@@ -60,10 +59,9 @@ def _run_against_reference(m, x, h0, lengths, dtype, rng):
     _check_close("dh0", dh0, r_dh0, dtype)
     for name, g in r_grads.items():
         _check_close(f"grad {name}", m.grads[name], g, dtype)
-    # Inference may run in the other layout (other BLAS calls): equal up to rounding.
+    # Inference and training compute the same bits.
     out_i, hn_i = m(x, h0, lengths)
-    _check_close("out (inference)", out_i, out, dtype)
-    _check_close("h_n (inference)", hn_i, h_n, dtype)
+    assert same_bits(out_i, out) and same_bits(hn_i, h_n)
 
 
 # ---- the NumPy reference ----------------------------------------------------------------------
@@ -86,54 +84,28 @@ def test_matches_reference(dtype, act, L, bidirectional, go_backwards, lengths, 
     _run_against_reference(m, x, h0, lengths, dtype, rng)
 
 
-@pytest.mark.parametrize("layout", ["rows", "columns"])
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B", [1, 3, 40])
-def test_both_layouts_match_reference(layout, act, dtype, B):
-    """Full lengths run in either layout (forced here: the sizes above nearly always get rows);
-    B = 40 spans several column blocks of the tape."""
+def test_bidirectional_and_reverse_only_match_reference(act, dtype, B):
     rng = np.random.default_rng(5)
     T, I, H = 9, 3, 6
-    _rnn.set_layout(layout)
-    try:
-        for bidirectional, go_backwards in [(True, False), (False, True)]:
-            m = _module(I, H, 2, act, dtype, bidirectional=bidirectional,
-                        go_backwards=go_backwards)
-            D = 2 if bidirectional else 1
-            x = rng.standard_normal((T, B, I)).astype(dtype)
-            h0 = rng.standard_normal((2 * D, B, H)).astype(dtype)
-            _run_against_reference(m, x, h0, None, dtype, rng)
-    finally:
-        _rnn.set_layout("auto")
+    for bidirectional, go_backwards in [(True, False), (False, True)]:
+        m = _module(I, H, 2, act, dtype, bidirectional=bidirectional,
+                    go_backwards=go_backwards)
+        D = 2 if bidirectional else 1
+        x = rng.standard_normal((T, B, I)).astype(dtype)
+        h0 = rng.standard_normal((2 * D, B, H)).astype(dtype)
+        _run_against_reference(m, x, h0, None, dtype, rng)
 
 
-def test_auto_layout():
-    """With the packed per-step products, rows runs inference and training at every
-    shape; columns only when forced (and only with full lengths)."""
-    for B, H in ((1, 64), (8, 64), (64, 128), (128, 512)):
-        for train in (False, True):
-            assert not _rnn.use_columns(B, H, True, train)
-    try:
-        _rnn.set_layout("columns")
-        assert _rnn.use_columns(8, 64, True, True)
-        assert not _rnn.use_columns(128, 128, False, True)    # uneven lengths need rows
-    finally:
-        _rnn.set_layout("auto")
-
-
-def test_columns_layout_at_a_large_shape_matches_reference():
+def test_large_shape_matches_reference():
     rng = np.random.default_rng(2)
     T, B, I, H = 4, 64, 5, 128
     m = _module(I, H, 1, "tanh", np.float64, bidirectional=True)
     x = rng.standard_normal((T, B, I))
     h0 = rng.standard_normal((2, B, H))
-    try:
-        _rnn.set_layout("columns")
-        assert _rnn.use_columns(B, H, True, True)
-        _run_against_reference(m, x, h0, None, np.float64, rng)
-    finally:
-        _rnn.set_layout("auto")
+    _run_against_reference(m, x, h0, None, np.float64, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -391,8 +363,7 @@ def test_lean_path_equals_general_path(dtype):
         out, h_n = m(x)
         out_g, h_n_g = m(x.tolist())
         assert same_bits(out, out_g) and same_bits(h_n, h_n_g)
-    assert _rnn.rnn_infer(np.zeros((3, 2, 4), dtype), None, m.params,
-                          *m._lean_args(), False, 1 << 18) is not None
+    assert m._kernel_infer(np.zeros((3, 2, 4), dtype), None) is not None
 
 
 def test_step_rejects_bidirectional():
@@ -465,14 +436,6 @@ def test_backward_errors():
         gru_cy.RNN(3, 4).backward(tape)
 
 
-def test_kernel_rejects_bad_activation_code():
-    x = np.zeros((2, 1, 3))
-    with pytest.raises(ValueError, match="inconsistent shapes"):
-        _rnn.rnn_forward(np.zeros((2, 1, 4)), 0, np.zeros((1, 4)), None, None, x,
-                         np.zeros((4, 3)), np.zeros((4, 4)), None, None,
-                         np.full(1, 2, np.int64), True, False, 2, False, 2)
-
-
 # ---- the module protocol ------------------------------------------------------------------------
 
 def test_config_repr_and_state_dict():
@@ -511,18 +474,13 @@ def test_pickle_round_trip_is_identical():
 # ---- IEEE -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("layout", ["rows", "columns"])
-def test_nan_propagates_along_its_own_sequence_only(act, layout):
+def test_nan_propagates_along_its_own_sequence_only(act):
     x = np.random.default_rng(0).standard_normal((6, 3, 2))
     x[2, 1, 0] = np.nan
     m = _module(2, 4, 1, act)
-    _rnn.set_layout(layout)
-    try:
-        out, h_n = m(x)
-        out_t, h_t, tape = m.forward_train(x)
-        dx, dh0 = m.backward(tape, np.ones_like(out_t))
-    finally:
-        _rnn.set_layout("auto")
+    out, h_n = m(x)
+    out_t, h_t, tape = m.forward_train(x)
+    dx, dh0 = m.backward(tape, np.ones_like(out_t))
     for o in (out, out_t):
         assert np.all(np.isnan(o[2:, 1])) and np.all(np.isfinite(o[:2, 1]))
         assert np.all(np.isfinite(o[:, [0, 2]]))
@@ -547,29 +505,3 @@ def test_padding_never_reaches_the_gradients():
     dx, dh0 = m.backward(tape, np.ones_like(out), np.ones_like(h_n))
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx)) and np.all(np.isfinite(dh0))
     assert all(np.all(np.isfinite(g)) for g in m.grads.values())
-
-
-@pytest.mark.parametrize("recorded, later", [("columns", "rows"), ("rows", "columns"),
-                                             ("columns", "auto")])
-def test_backward_uses_the_layout_the_tape_was_recorded_in(recorded, later):
-    """The tape remembers its layout: changing the process-wide choice between
-    forward_train and backward does not change the gradients."""
-    from gru_cy.kernels import _rnn
-
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((9, 8, 4))
-    dout = rng.standard_normal((9, 8, 5))
-    results = []
-    for switch in (False, True):
-        rnn = gru_cy.RNN(4, 5, dtype=np.float64, seed=2)
-        _rnn.set_layout(recorded)
-        try:
-            out, h_n, tape = rnn.forward_train(x)
-            if switch:
-                _rnn.set_layout(later)
-            dx, dh0 = rnn.backward(tape, dout)
-        finally:
-            _rnn.set_layout("auto")
-        results.append([dx, dh0] + [rnn.grads[k] for k in sorted(rnn.grads)])
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)

@@ -1,48 +1,76 @@
-"""Two independent kernel calls on two threads.
+"""gru_cy's threads: how many a call may use, and the BLAS's, read only.
 
-The two directions of a bidirectional layer are independent, and so are
-two halves of a batch (RNNBase._batch_split); the kernels release the GIL
-for their whole time loop, so one call can run on a worker thread while
-the calling thread runs the other.
+The kernels run each call on a pool of threads of their own (C, in
+gru_cy.kernels): a layer's work splits along the rows of the batch and along
+the units, each output element computed by one thread, so results do not
+depend on the thread count. By default a call may use every core this
+process may run on (its CPU affinity and cgroup CPU quota);
+GRU_CY_NUM_THREADS sets another default, set_num_threads(n) changes it at
+run time and threadpoolctl's threadpool_limits limits it as it limits BLAS
+and OpenMP (gru_cy registers a controller for itself when threadpoolctl is
+imported).
 
-gru_cy never changes the BLAS's thread count. SciPy's OpenBLAS has only a
-process-wide setting (its openblas_set_num_threads_local, in the pthreads
-build SciPy ships, sets the same process-wide count: measured, a second
-thread sees the change), so lowering it for gru_cy's own calls would also
-throttle every other thread's BLAS calls, and restoring a snapshot
-afterwards would undo any limit the user set in between (threadpoolctl)
-or leave the process at one thread for good.
-
-gru_cy's own threads are therefore a separate budget, set_num_threads(n),
-1 by default. Two calls of a layer run on two threads only when it is 2 or
-more and the layer is large enough to pay for the hand-over (about
-20-70 us). Each of those threads calls the BLAS, whose threads the user
-sets. Measured on 2 cores (inference, B = 8 to 128): gru_cy's two threads
-over a two-threaded OpenBLAS were 1.02-1.6x slower than OpenBLAS's two
-threads alone (the threads oversubscribe the cores); over a one-thread
-BLAS they ran at 0.7-1.08x the speed of OpenBLAS's two threads alone. So
-the default leaves the parallelism to the BLAS; set_num_threads(2) with a
-one-thread BLAS (threadpoolctl) is for programs that keep the BLAS at one
-thread for other reasons. Never both.
-Results can differ from a one-thread run in the last bits, as OpenBLAS's
-threaded products do.
+gru_cy never changes the BLAS's thread count. Its products run on its own
+kernels; with the BLAS backend (gru_cy.set_backend("blas")) they run on
+SciPy's BLAS and its threads instead, and gru_cy's own threads stay at one
+so that the two never oversubscribe the cores.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-# Multiply-adds of one direction (T * B * 3H * (I + H)) below which a
-# second thread costs more than it saves.
-MIN_MULTIPLY_ADDS = 2_000_000
+from gru_cy.kernels import _core
 
-_worker_lock = threading.Lock()     # held by the layer using the worker
-_num_threads = 1                    # gru_cy's own thread budget (set_num_threads)
-_executor = None
 _blas = None                        # (get, set) of SciPy's OpenBLAS thread count, or False
+
+
+def available_cores():
+    """The cores this process may use: its CPU affinity, bounded by its
+    cgroup's CPU quota (containers), at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        n = min(n, quota)
+    return max(1, n)
+
+
+def _cgroup_quota():
+    """floor(quota / period) of the cgroup's CPU limit, or None without one."""
+    candidates = (("/sys/fs/cgroup/cpu.max", None),
+                  ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+    for path, period_path in candidates:
+        try:
+            with open(path) as f:
+                text = f.read().split()
+            if period_path is None:
+                quota, period = text[0], text[1] if len(text) > 1 else "100000"
+            else:
+                with open(period_path) as f:
+                    period = f.read().strip()
+                quota = text[0]
+            if quota in ("max", "-1"):
+                return None
+            return max(1, int(quota) // max(1, int(period)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _default_threads():
+    env = os.environ.get("GRU_CY_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    return available_cores()
 
 
 def _openblas_threads():
@@ -138,59 +166,19 @@ def blas_threads():
 
 
 def set_num_threads(n):
-    """Let gru_cy run up to n threads of its own (1, the default, or 2: the
-    two directions of a bidirectional layer, or two halves of a large batch,
-    at once). The BLAS's own thread count is left as it is: pair n = 2 with
-    a one-thread BLAS (threadpoolctl.threadpool_limits(1, user_api="blas"))
-    so that the threads do not oversubscribe the cores."""
-    global _num_threads
+    """Let each gru_cy call run on up to n threads (the default: the cores
+    this process may use, or GRU_CY_NUM_THREADS). Results are the same bits
+    whatever n is."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n should be an integer, got {type(n).__name__}: {n!r}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    _num_threads = n
+    _core.set_threads(n)
 
 
 def get_num_threads():
-    """gru_cy's own thread budget (see set_num_threads)."""
-    return _num_threads
+    """The threads a gru_cy call may use (see set_num_threads)."""
+    return _core.get_threads()
 
 
-def thread_budget():
-    """Threads gru_cy may run a layer's calls on (its own budget)."""
-    return _num_threads
-
-
-def run_directions(calls, multiply_adds):
-    """Run the kernel calls of a layer's directions (one or two callables);
-    two of them run on two threads when that pays off (see module doc)."""
-    global _executor
-    if (len(calls) == 2 and multiply_adds >= MIN_MULTIPLY_ADDS and thread_budget() > 1
-            and _worker_lock.acquire(blocking=False)):
-        try:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gru_cy")
-            future = _executor.submit(calls[1])
-            try:
-                calls[0]()
-            finally:
-                future.result()
-        finally:
-            _worker_lock.release()
-        return
-    for call in calls:
-        call()
-
-
-def _connect_kernels():
-    """Give the kernels SciPy's OpenBLAS get_num_threads, which they ask
-    before running the per-step products on packed weights in one thread
-    (kernels/_blas.pyx, packed_pays); without it they assume one thread."""
-    from gru_cy.kernels import _blas as kernels_blas
-
-    blas = _openblas_threads()
-    address = ctypes.cast(blas[0], ctypes.c_void_p).value if blas else None
-    kernels_blas.set_thread_query(address or 0)
-
-
-_connect_kernels()
+_core.set_threads(_default_threads())

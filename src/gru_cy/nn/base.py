@@ -15,7 +15,6 @@ import numbers
 import operator
 import os
 import threading
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,10 +24,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions, thread_budget
-
-# Batch rows per half below which a batch is not split over two threads.
-MIN_HALF_BATCH = 4
+from gru_cy.kernels import _core
 
 _INT32_MAX = 2**31 - 1
 
@@ -36,6 +32,7 @@ _INT32_MAX = 2**31 - 1
 # allocated, so that a result depending on memory the kernels did not write
 # shows up as NaN (the debug test run sets it).
 _POISON = os.environ.get("GRU_CY_POISON", "0") not in ("", "0")
+_core.set_poison(_POISON)
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -137,9 +134,8 @@ def empty(shape, dtype):
     return np.empty(shape, dtype=dtype)
 
 
-# Parameters start on a 64-byte boundary (a cache line; malloc gives 16):
-# OpenBLAS's small GEMM and GEMV kernels then read whole lines, never one
-# split across two (an LSTM step at B = 1, H = 64 runs about 10% faster).
+# Parameters start on a 64-byte boundary (a cache line; malloc gives 16), so
+# that the products never read a weight row split across two lines.
 PARAM_ALIGN = 64
 
 
@@ -158,6 +154,12 @@ def aligned_copy(arr):
     out = aligned_empty(arr.shape, arr.dtype)
     out[...] = arr
     return out
+
+
+def weight_layout_ok(p):
+    """Whether the kernels take an array as it is: C- or F-contiguous (the
+    products read either layout, with the same bits)."""
+    return p.flags.c_contiguous or p.flags.f_contiguous
 
 
 def shape_str(shape):
@@ -272,7 +274,8 @@ class Module:
         self.__dict__.update(state)
         params = self.__dict__.get("params")
         if type(params) is dict:
-            # Unpickled arrays have malloc's alignment: back on cache lines.
+            # Unpickled arrays have malloc's alignment: back on cache lines,
+            # in the module's own layout.
             for name, p in params.items():
                 if (type(p) is np.ndarray and p.flags.c_contiguous
                         and p.__array_interface__["data"][0] % PARAM_ALIGN):
@@ -298,7 +301,7 @@ class Module:
             for name, shape in self._shape_table()[0]:
                 g = self.grads.get(name)
                 if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
-                        and g.flags.c_contiguous and g.flags.writeable):
+                        and weight_layout_ok(g) and g.flags.writeable):
                     g[...] = 0
                 else:
                     self.grads[name] = np.zeros(shape, dtype=self.dtype)
@@ -363,16 +366,21 @@ class RNNBase(Module):
 
     A cell is described by ``_gates`` (gate blocks per weight matrix),
     ``_state_names`` (the arrays of its recurrent state: ("h",) for the GRU,
-    ("h", "c") for the LSTM) and ``_state_widths()`` (the width of each; the
+    ("h", "c") for the LSTM), ``_state_widths()`` (the width of each; the
     first state is also each step's output, so a layer's output has
-    num_directions times its width), and implements ``_kernel_forward`` and
-    ``_kernel_backward`` for one layer and one direction. A cell with one
-    state array takes and returns it as such (``h0``, ``h_n``, ``dh0``);
-    one with more takes and returns tuples (``hx = (h0, c0)``).
+    num_directions times its width) and ``_cell`` with ``_core_flags()`` and
+    ``_core_P()``: which of the compiled kernels (gru_cy.kernels._core) runs
+    it. A cell with one state array takes and returns it as such (``h0``,
+    ``h_n``, ``dh0``); one with more takes and returns tuples
+    (``hx = (h0, c0)``).
+
+    Parameters are C-contiguous arrays of PyTorch's shapes; arrays of other
+    layouts assigned into ``params`` work the same, bit for bit.
     """
 
     _gates = 1
     _state_names = ("h",)
+    _cell = None            # _core.GRU, _core.LSTM, _core.RNN
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -465,15 +473,6 @@ class RNNBase(Module):
         one-array state, else the tuple."""
         return states[0] if len(states) == 1 else tuple(states)
 
-    @staticmethod
-    def _kernel_state(states, i):
-        """Entry i (layer * D + direction) of every state array, as the
-        kernels take it: the (B, W) array itself for a one-array state, a
-        tuple of them otherwise."""
-        if len(states) == 1:
-            return states[0][i]
-        return tuple(s[i] for s in states)
-
     def _directions(self):
         """Reverse flag of each direction, in output order."""
         if self.bidirectional:
@@ -517,7 +516,8 @@ class RNNBase(Module):
             p[...] = self._rng.uniform(-bound, bound, size=p.shape)
 
     def _weights(self):
-        """Checked, contiguous (w_ih, w_hh, b_ih, b_hh) per layer and direction.
+        """Checked, C- or F-contiguous (w_ih, w_hh, b_ih, b_hh) per layer and
+        direction.
 
         gru.params is live and users may assign into it; anything of the
         wrong shape is an error, anything of another float type or layout
@@ -531,7 +531,7 @@ class RNNBase(Module):
                 return None
             p = params.get(name)
             if (type(p) is np.ndarray and p.dtype == dtype and p.shape == shapes[name]
-                    and p.flags.c_contiguous):
+                    and weight_layout_ok(p)):
                 return p
             if name not in params:
                 raise KeyError_(f"parameter {name!r} is missing from params")
@@ -542,7 +542,7 @@ class RNNBase(Module):
 
     def _checked_param(self, name, shape):
         p = self.params[name]
-        if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and p.flags.c_contiguous):
+        if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and weight_layout_ok(p)):
             p = as_float_array(p, f"params[{name!r}]", self.dtype)
         if p.shape != shape:
             raise ValueError(
@@ -631,7 +631,7 @@ class RNNBase(Module):
     def __call__(self, x: ArrayLike, h0: Any = None,
                  lengths: ArrayLike | None = None) -> tuple[NDArray[Any], Any]:
         """Inference: (out, h_n). No tape is kept and no dropout applied."""
-        if lengths is None and not self.bidirectional and not self._wants_split(x):
+        if lengths is None and not self.bidirectional:
             # Lean path: arrays already of the module's dtype, C-contiguous
             # and of the right shapes go to the kernels in one call.
             result = self._kernel_infer(x, h0)
@@ -684,7 +684,7 @@ class RNNBase(Module):
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         # Backward must see the parameters this forward used, even if an
         # optimiser updates gru.params in place before backward runs.
-        tape.weights = [[tuple(None if w is None else w.copy() for w in arrays)
+        tape.weights = [[tuple(None if w is None else w.copy(order="K") for w in arrays)
                          for arrays in row] for row in weights]
         parts = tape.parts
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
@@ -695,65 +695,16 @@ class RNNBase(Module):
         tape.state_shapes = self._state_shapes(L * D, B, unbatched)
         return out, state_user, tape
 
-    # -- one batch, or two halves of it on two threads ------------------------
-
-    def _batch_split(self, T, B, I, train=False):
-        """Where to cut the batch in two halves run on two threads, or 0.
-
-        Unidirectional layers run on one thread each (the two directions of
-        a bidirectional layer already take two). Sequences are independent,
-        so two halves of the batch can run at once, each with a
-        single-threaded BLAS: the gate math runs in parallel too, and no
-        BLAS call waits for threads at every time step.
-        """
-        if self.bidirectional or B < 2 * MIN_HALF_BATCH:
-            return 0
-        if train and not self._split_train(B):
-            return 0
-        H, L = self.hidden_size, self.num_layers
-        if self._gates * T * B * H * (I + H + (L - 1) * 2 * H) < 2 * MIN_MULTIPLY_ADDS:
-            return 0
-        if thread_budget() < 2:
-            return 0
-        return B // 2
-
-    def _wants_split(self, x):
-        """Whether __call__ leaves x to the general path, which runs two
-        halves of the batch on two threads (_batch_split)."""
-        if type(x) is not np.ndarray or x.ndim != 3:
-            return False
-        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
-        return bool(self._batch_split(T, B, x.shape[2]))
+    # -- the batch, layer by layer ---------------------------------------------
 
     def _run_batch(self, x, states, lengths, full, weights, train, masks):
-        """Every layer over the batch: a list of one part, or of two (batch
-        halves) when _batch_split says so. A part is (batch slice, out,
+        """Every layer over the batch: a list of one part (batch slice, out,
         layer_inputs, saved, masks, lengths, full, order) with the inputs,
         tape, masks and lengths in the order of the rows the kernels ran
-        (order: see _run_sorted); the state arrays are updated in place."""
-        T, B = x.shape[0], x.shape[1]
-        cut = self._batch_split(T, B, x.shape[2], train)
-        if not cut:
-            return [(slice(None),) + self._run_sorted(x, states, lengths, full, weights, train,
-                                                      masks)]
-        halves = [slice(0, cut), slice(cut, B)]
-        parts = [None, None]
-        h_parts = [tuple(np.ascontiguousarray(s[:, sl]) for s in states) for sl in halves]
-
-        def half(i):
-            sl = halves[i]
-            lengths_i = np.ascontiguousarray(lengths[sl])
-            full_i = full or bool(np.all(lengths_i == T))
-            masks_i = None if masks is None else [
-                None if m is None else np.ascontiguousarray(m[:, sl]) for m in masks]
-            parts[i] = (sl,) + self._run_sorted(np.ascontiguousarray(x[:, sl]), h_parts[i],
-                                                lengths_i, full_i, weights, train, masks_i)
-
-        run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
-        for sl, h_part in zip(halves, h_parts):
-            for s, s_part in zip(states, h_part):
-                s[:, sl] = s_part
-        return parts
+        (order: see _run_sorted); the state arrays are updated in place.
+        (The kernels split a call over gru_cy's threads themselves.)"""
+        return [(slice(None),) + self._run_sorted(x, states, lengths, full, weights, train,
+                                                  masks)]
 
     def _run_sorted(self, x, states, lengths, full, weights, train, masks):
         """_run_layers with the batch sorted by decreasing length when that
@@ -784,22 +735,13 @@ class RNNBase(Module):
         saved), the last two empty unless train. masks: dropout masks of the
         outputs of layers 0 .. L-2 (entries None for no dropout), or None."""
         T, B = x.shape[0], x.shape[1]
-        D, H, L, R = self.num_directions, self.hidden_size, self.num_layers, self._out_size
+        D, L, R = self.num_directions, self.num_layers, self._out_size
         inputs, saved = [], []
         layer_in = x
         for k in range(L):
             out = (empty if full else np.zeros)((T, B, D * R), dtype=self.dtype)
-            saved_k = [self._alloc_saved(T, B) if train else None for _ in range(D)]
-            if D == 1:
-                self._kernel_forward(out, 0, self._kernel_state(states, k), layer_in,
-                                     weights[k][0], lengths, full, self.go_backwards, saved_k[0])
-            else:
-                run_directions([partial(self._kernel_forward, out, d * R,
-                                        self._kernel_state(states, k * D + d),
-                                        layer_in, weights[k][d], lengths, full, reverse,
-                                        saved_k[d])
-                                for d, reverse in enumerate(self._directions())],
-                               self._gates * T * B * H * (layer_in.shape[2] + H))
+            saved_k = tuple(self._alloc_saved(T, B) if train else None for _ in range(D))
+            self._kernel_layer(out, states, k, layer_in, weights[k], lengths, full, saved_k)
             if train:
                 inputs.append(layer_in)
                 saved.append(saved_k)
@@ -813,15 +755,9 @@ class RNNBase(Module):
 
         x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
         zeros. y_t (B, H) is the top layer's output, h the new state of every
-        layer. One call returns bit for bit what the whole-sequence call
-        returns for that one step (when it runs its batch in one piece).
-        Fed a sequence one step at a time, it agrees with one whole-sequence
-        call to within a few units in the last place: both make the same
-        recurrent BLAS calls, but the whole-sequence call projects the
-        inputs of many steps in one GEMM, which BLAS may round differently
-        (with SciPy's OpenBLAS: identical while every layer's input is
-        narrower than 32 features in the rows layout).
-        Inference only: no dropout, no tape. Not for bidirectional modules,
+        layer. Fed a sequence one step at a time, it returns bit for bit
+        what one whole-sequence call returns (docs/architecture.md,
+        "Reproducibility"). Inference only: no dropout, no tape. Not for bidirectional modules,
         whose reverse direction needs the whole sequence.
         """
         if not self.bidirectional:
@@ -851,12 +787,10 @@ class RNNBase(Module):
         states = self._prepare_step_state(h, B, unbatched)
         weights = self._weights()
         lengths = np.ones(B, dtype=np.int64)
-        reverse = self._directions()[0]
         layer_in = x
         for k in range(L):
             out = empty((1, B, R), dtype=self.dtype)
-            self._kernel_forward(out, 0, self._kernel_state(states, k), layer_in, weights[k][0],
-                                 lengths, True, reverse, None)
+            self._kernel_layer(out, states, k, layer_in, weights[k], lengths, True, (None,))
             layer_in = out
         if unbatched:
             return layer_in[0, 0], self._pack_state(tuple(s[:, 0] for s in states))
@@ -947,31 +881,7 @@ class RNNBase(Module):
 
     def _backward_locked(self, tape, dout, dh):
         grads = self._grad_buffers()
-        if len(tape.parts) == 1:
-            dx = self._backward_layers(tape.parts[0], dout, dh, grads, tape.weights)
-        else:
-            # Two batch halves on two threads: the second adds its parameter
-            # gradients into buffers of its own, summed afterwards.
-            extra = [[tuple(None if g is None else np.zeros_like(g) for g in arrays)
-                      for arrays in row] for row in grads]
-            dxs = [None, None]
-            dhs = [tuple(np.ascontiguousarray(d[:, p[0]]) for d in dh) for p in tape.parts]
-
-            def half(i):
-                part = tape.parts[i]
-                dxs[i] = self._backward_layers(part, np.ascontiguousarray(dout[:, part[0]]),
-                                               dhs[i], extra if i else grads, tape.weights)
-
-            run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
-            for row, extra_row in zip(grads, extra):
-                for arrays, extra_arrays in zip(row, extra_row):
-                    for g, e in zip(arrays, extra_arrays):
-                        if g is not None:
-                            g += e
-            for part, dh_part in zip(tape.parts, dhs):
-                for d, d_part in zip(dh, dh_part):
-                    d[:, part[0]] = d_part
-            dx = np.concatenate(dxs, axis=1)
+        dx = self._backward_layers(tape.parts[0], dout, dh, grads, tape.weights)
         if tape.unbatched:
             return dx[:, 0, :], self._pack_state(tuple(d[:, 0, :] for d in dh))
         if tape.batch_first:
@@ -992,26 +902,17 @@ class RNNBase(Module):
             for d, d_sorted in zip(dh, dh_sorted):
                 d[...] = d_sorted[:, back]
             return np.ascontiguousarray(dx[:, back])
-        D, H, L, R = self.num_directions, self.hidden_size, self.num_layers, self._out_size
+        D, L = self.num_directions, self.num_layers
         for k in range(L - 1, -1, -1):
             layer_in = layer_inputs[k]
-            T, B = layer_in.shape[0], layer_in.shape[1]
-            dx = np.zeros(layer_in.shape, dtype=self.dtype)
-            if D == 1:
-                self._kernel_backward(dx, self._kernel_state(dh, k), grads[k][0], dout, 0,
-                                      saved[k][0], layer_in, weights[k][0], lengths, full,
-                                      self.go_backwards)
-            else:
-                # The directions may run at once: each adds into its own dx.
-                dxs = [dx] + [np.zeros_like(dx) for _ in range(D - 1)]
-                run_directions([partial(self._kernel_backward, dxs[d],
-                                        self._kernel_state(dh, k * D + d),
-                                        grads[k][d], dout, d * R, saved[k][d], layer_in,
-                                        weights[k][d], lengths, full, reverse)
-                                for d, reverse in enumerate(self._directions())],
-                               2 * self._gates * T * B * H * (layer_in.shape[2] + H))
-                for extra in dxs[1:]:
-                    dx += extra
+            # One dx per direction: the directions run at once.
+            dxs = tuple(np.zeros(layer_in.shape, dtype=self.dtype) for _ in range(D))
+            _core.backward(self._cell, self._core_flags(), self._core_P(), layer_in, dout, dxs,
+                           tuple(self._state_tuple(dh, k * D + d) for d in range(D)),
+                           tuple(self._six(w) for w in weights[k]),
+                           tuple(self._six(g) for g in grads[k]),
+                           None if full else lengths, self._directions(), tuple(saved[k]))
+            dx = dxs[0] if D == 1 else dxs[0] + dxs[1]
             if k > 0 and masks is not None and masks[k - 1] is not None:
                 dx *= masks[k - 1]
             dout = dx
@@ -1042,42 +943,80 @@ class RNNBase(Module):
                 return g
             flags = getattr(g, "flags", None)
             if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == dtype
-                    and flags.c_contiguous and flags.writeable):
+                    and weight_layout_ok(g) and flags.writeable):
                 raise ValueError(
-                    f"grads[{name!r}] must be a writable C-contiguous {dtype} array of shape "
+                    f"grads[{name!r}] must be a writable contiguous {dtype} array of shape "
                     f"{shape_str(shape)}; call zero_grad() to recreate it")
             return g
 
         return [[tuple(target(name) for name in names) for names in row]
                 for row in self._layer_names()]
 
-    # -- kernels (cell-specific) ---------------------------------------------
+    # -- the compiled kernels (gru_cy.kernels._core) ------------------------------
+
+    def _core_flags(self):
+        """The cell's kernel flags (GRU: reset_after; RNN: the activation)."""
+        return 0
+
+    def _core_P(self):
+        """The LSTM's proj_size (0 for the other cells)."""
+        return 0
+
+    @staticmethod
+    def _six(arrays):
+        """(w_ih, w_hh, b_ih, b_hh[, w2[, b2]]) as the kernels take it: six
+        entries, None for those the cell has not."""
+        return tuple(arrays) + (None,) * (6 - len(arrays))
+
+    @staticmethod
+    def _state_tuple(states, i):
+        """Entry i (layer * D + direction) of every state array, (B, W) each."""
+        return tuple(s[i] for s in states)
 
     def _alloc_saved(self, T, B):
-        raise NotImplementedError
+        """One layer-direction's training tape."""
+        return empty(_core.tape_size(self._cell, self._core_flags(), self._core_P(), T, B, 0,
+                                     self.hidden_size), self.dtype)
 
-    def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
-        """One layer, one direction: write out[..., col:col + W] and update
-        the state h in place (see _kernel_state for its form); weights as
-        _direction_names lists them, saved = _alloc_saved(T, B) or None."""
-        raise NotImplementedError
+    def _kernel_layer(self, out, states, k, x, weights, lengths, full, saved):
+        """Layer k, every direction at once: out (T, B, D * W) written (its
+        rows of padded times left as they are), the states' entries of layer
+        k updated in place; weights[d] as _direction_names lists them;
+        saved: a tape per direction (_alloc_saved) or None."""
+        D = len(saved)
+        _core.forward(self._cell, self._core_flags(), self._core_P(), x, out,
+                      tuple(self._state_tuple(states, k * D + d) for d in range(D)),
+                      tuple(self._six(w) for w in weights), None if full else lengths,
+                      self._directions(), tuple(saved))
 
-    def _split_train(self, B):
-        """Whether training may split a batch of B in two (see _batch_split)."""
-        return True
+    _lean = None    # the cached _core.Lean of this configuration
+
+    def _lean_obj(self):
+        """The module's _core.Lean (its parameter names bound), cached until a
+        public attribute is set."""
+        lean = self.__dict__.get("_lean")
+        if lean is None:
+            names = tuple(self._six(row[0]) for row in self._layer_names())
+            if type(self.params) is dict:
+                # The dict's own key objects: each call's lookups then match
+                # by identity instead of comparing the strings.
+                keys = {k: k for k in self.params}
+                names = tuple(tuple(None if n is None else keys.get(n, n) for n in row)
+                              for row in names)
+            lean = _core.Lean(self._cell, self._core_flags(), self._core_P(), names,
+                              self.input_size, self.hidden_size, self.dtype.num,
+                              self.go_backwards)
+            self.__dict__["_lean"] = lean
+        return lean
 
     def _kernel_infer(self, x, h0):
-        """Optional lean path of __call__ (unidirectional, no lengths):
-        (out, h_n), or None to take the general path."""
-        return None
+        """The lean path of __call__ (unidirectional, no lengths): (out, h_n)
+        or None when the general path is needed."""
+        return (self._lean or self._lean_obj()).infer(x, h0, self.params, self.batch_first)
 
     def _kernel_step(self, x_t, h):
-        """Optional lean path of step(): (y, h), or None."""
-        return None
-
-    def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
-                         reverse):
-        raise NotImplementedError
+        """The lean path of step(): (y, h) or None."""
+        return (self._lean or self._lean_obj()).step(x_t, h, self.params)
 
     # -- presentation ----------------------------------------------------------
 

@@ -14,23 +14,23 @@ Parameters ``weight_ih`` (H, I), ``bias_ih`` (H,), ``weight_yh`` (H, O),
 from __future__ import annotations
 
 import os
-from functools import partial
 
 import numpy as np
 
-from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions, thread_budget
-from gru_cy.kernels import _jordan
+from gru_cy.kernels import _core
 from gru_cy.nn.base import (
-    _INT32_MAX, MIN_HALF_BATCH, KeyError_, Module, RNNBase, Tape, _length_order, aligned_empty,
-    as_float_array, check_dtype, check_int, empty, prepare_input, register_module, shape_str,
-    to_numpy,
+    _INT32_MAX, KeyError_, Module, RNNBase, Tape, _length_order, aligned_empty, as_float_array,
+    check_dtype, check_int, empty, prepare_input, register_module, shape_str, to_numpy,
+    weight_layout_ok,
 )
 
-# Elements of the input projection computed per GEMM at inference: the
-# workspace stays near 1 MiB (float32) whatever T is.
-_CHUNK_ELEMENTS = 1 << 18
-
 _PARAM_NAMES = ("weight_ih", "bias_ih", "weight_yh", "weight_hy", "bias_hy")
+
+# The activations each layer accepts, and the kernels' codes for them.
+HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid")
+OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid")
+_CODES = {"tanh": _core.ACT_TANH, "relu": _core.ACT_RELU, "sigmoid": _core.ACT_SIGMOID,
+          "identity": _core.ACT_IDENTITY}
 
 
 def _check_bool(name, value):
@@ -71,9 +71,9 @@ class Jordan(Module):
         self.hidden_size = check_int("hidden_size", hidden_size, 1)
         self.output_size = check_int("output_size", output_size, 1)
         self.nonlinearity = _check_choice("nonlinearity", nonlinearity,
-                                          _jordan.HIDDEN_ACTIVATIONS)
+                                          HIDDEN_ACTIVATIONS)
         self.output_activation = _check_choice("output_activation", output_activation,
-                                               _jordan.OUTPUT_ACTIVATIONS)
+                                               OUTPUT_ACTIVATIONS)
         self.bias = _check_bool("bias", bias)
         self.batch_first = _check_bool("batch_first", batch_first)
         self.dtype = check_dtype(dtype)
@@ -140,8 +140,7 @@ class Jordan(Module):
                 result.append(None)
                 continue
             p = self.params.get(name)
-            if not (type(p) is np.ndarray and p.dtype == self.dtype
-                    and p.flags.c_contiguous):
+            if not (type(p) is np.ndarray and p.dtype == self.dtype and weight_layout_ok(p)):
                 if name not in self.params:
                     raise KeyError_(f"parameter {name!r} is missing from params")
                 p = as_float_array(p, f"params[{name!r}]", self.dtype)
@@ -159,13 +158,18 @@ class Jordan(Module):
                 self.nonlinearity, self.output_activation, self.bias, self.dtype)
         return sig
 
-    def _codes(self):
+    def _flags(self):
         """The kernels' activation codes (checked again: the attributes may
         have been reassigned since construction)."""
-        hidden = _jordan.HIDDEN_ACTIVATIONS
-        output = _jordan.OUTPUT_ACTIVATIONS
-        return (hidden.index(_check_choice("nonlinearity", self.nonlinearity, hidden)),
-                output.index(_check_choice("output_activation", self.output_activation, output)))
+        act = _check_choice("nonlinearity", self.nonlinearity, HIDDEN_ACTIVATIONS)
+        out_act = _check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
+        return _CODES[act] | _CODES[out_act] << 4
+
+    @staticmethod
+    def _six(arrays):
+        """(w_ih, b_ih, w_yh, w_hy, b_hy) in the kernels' order."""
+        w_ih, b_ih, w_yh, w_hy, b_hy = arrays
+        return (w_ih, w_yh, b_ih, None, w_hy, b_hy)
 
     # -- arguments ----------------------------------------------------------
 
@@ -224,7 +228,7 @@ class Jordan(Module):
             # cannot reach dW_ih = dA.T @ x (padded rows carry dA = 0).
             x[np.arange(x.shape[0])[:, None] >= lengths[None, :]] = 0
         # Backward uses these copies even if an optimiser updates params first.
-        weights = [None if w is None else w.copy() for w in self._weights()]
+        weights = [None if w is None else w.copy(order="K") for w in self._weights()]
         tape = Tape()
         tape.owner = self
         tape.signature = self._signature()
@@ -236,50 +240,13 @@ class Jordan(Module):
         tape.out_shape, tape.state_shapes = out.shape, (y_n.shape,)
         return out, y_n, tape
 
-    def _batch_split(self, T, B, I):
-        """Where to cut the batch into two halves run on two threads, or 0.
-
-        Sequences are independent: with two BLAS threads allowed, two halves
-        each with a single-threaded BLAS run the element-wise math in
-        parallel too, and no BLAS call waits for its threads at every step
-        (the per-step products are small; threading them costs more than it
-        saves, most of all on a busy machine).
-        """
-        if B < 2 * MIN_HALF_BATCH:
-            return 0
-        H, O = self.hidden_size, self.output_size
-        if T * B * H * (I + 2 * O) < 2 * MIN_MULTIPLY_ADDS or thread_budget() < 2:
-            return 0
-        return B // 2
-
     def _run(self, x, y, lengths, full, weights, tape):
         """The kernel over x (T, B, I): out (T, B, O); y (B, O) goes from y0
-        to y_n in place. With a tape, sets tape.parts: one part per batch
-        half run (see _run_part)."""
-        T, B = x.shape[0], x.shape[1]
-        train = tape is not None
-        cut = self._batch_split(T, B, x.shape[2])
-        if not cut:
-            out, part = self._run_part(x, y, lengths, full, weights, train)
-            parts = [(slice(None), part)]
-        else:
-            halves = (slice(0, cut), slice(cut, B))
-            states = [np.ascontiguousarray(y[sl]) for sl in halves]
-            results = [None, None]
-
-            def half(i):
-                lengths_i = np.ascontiguousarray(lengths[halves[i]])
-                results[i] = self._run_part(np.ascontiguousarray(x[:, halves[i]]), states[i],
-                                            lengths_i, full or bool(np.all(lengths_i == T)),
-                                            weights, train)
-
-            run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
-            for sl, state in zip(halves, states):
-                y[sl] = state
-            out = np.concatenate([r[0] for r in results], axis=1)
-            parts = [(sl, r[1]) for sl, r in zip(halves, results)]
-        if train:
-            tape.parts = [(sl,) + part for sl, part in parts]
+        to y_n in place. With a tape, sets tape.parts (one part, see
+        _run_part)."""
+        out, part = self._run_part(x, y, lengths, full, weights, tape is not None)
+        if tape is not None:
+            tape.parts = [(slice(None),) + part]
         return out
 
     def _run_part(self, x, y, lengths, full, weights, train):
@@ -288,7 +255,6 @@ class Jordan(Module):
         (order: the permutation applied, or None); None at inference."""
         T, B = x.shape[0], x.shape[1]
         H, O = self.hidden_size, self.output_size
-        act, out_act = self._codes()
         # Uneven lengths: sorted by decreasing length when that pays, so the
         # per-step products skip finished sequences.
         order = _length_order(lengths, full)
@@ -297,26 +263,18 @@ class Jordan(Module):
             x = np.ascontiguousarray(x[:, order])
             y_k = np.ascontiguousarray(y[order])
             lengths = np.ascontiguousarray(lengths[order])
-        out = empty((T, B, O), self.dtype)
-        if train:
-            hs = empty((T, B, H), self.dtype)
-            ys = empty((T + 1, B, O), self.dtype)
-            chunk = 0
-        else:
-            hs = ys = None
-            chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, B * H)))
+        flags = self._flags()
+        out = (empty if full else np.zeros)((T, B, O), self.dtype)
+        tape = empty(_core.tape_size(_core.JORDAN, flags, O, T, B, 0, H), self.dtype) \
+            if train else None
         if T and B:
-            work = empty(_jordan.forward_work_size(T, B, H, O, chunk, train), self.dtype)
-            _jordan.jordan_forward(out, y_k, hs, ys, work, x, *weights, lengths, full, act,
-                                   out_act, chunk)
-        elif train:
-            ys[...] = 0
-            hs[...] = 0
+            _core.forward(_core.JORDAN, flags, O, x, out, ((y_k,),), (self._six(weights),),
+                          None if full else lengths, (False,), (tape,))
         if order is not None:
             back = np.argsort(order)
             y[...] = y_k[back]
             out = np.ascontiguousarray(out[:, back])
-        return out, ((x, hs, ys, lengths, full, order) if train else None)
+        return out, ((x, tape, lengths, full, order) if train else None)
 
     def step(self, x_t, y=None):
         """Advance one time step: (y_t, y).
@@ -324,7 +282,7 @@ class Jordan(Module):
         x_t is (B, I) or unbatched (I,); y the previous output, (1, B, O) or
         (1, O), None for zeros. y_t is (B, O) (or (O,)), y the new state in
         y's shape. Feeding a sequence one step at a time gives what the
-        whole sequence gives. Inference only.
+        whole sequence gives, bit for bit. Inference only.
         """
         x_t = as_float_array(x_t, "x_t", self.dtype)
         if x_t.ndim not in (1, 2):
@@ -370,27 +328,7 @@ class Jordan(Module):
         dout = np.ascontiguousarray(dout)
         dy = np.array(dy.reshape(B, O), copy=True)   # the kernel updates it in place
         grads = self._grad_buffers()
-        parts = tape.parts
-        if len(parts) == 1:
-            dx = self._backward_part(parts[0], dout, dy, grads, tape.weights)
-        else:
-            # Two batch halves on two threads: the second adds its parameter
-            # gradients into buffers of its own, summed afterwards.
-            extra = [None if g is None else np.zeros_like(g) for g in grads]
-            dys = [np.ascontiguousarray(dy[p[0]]) for p in parts]
-            dxs = [None, None]
-
-            def half(i):
-                dxs[i] = self._backward_part(parts[i], np.ascontiguousarray(dout[:, parts[i][0]]),
-                                             dys[i], extra if i else grads, tape.weights)
-
-            run_directions([partial(half, 0), partial(half, 1)], MIN_MULTIPLY_ADDS)
-            for g, e in zip(grads, extra):
-                if g is not None:
-                    g += e
-            for part, dy_part in zip(parts, dys):
-                dy[part[0]] = dy_part
-            dx = np.concatenate(dxs, axis=1)
+        dx = self._backward_part(tape.parts[0], dout, dy, grads, tape.weights)
         if tape.unbatched:
             return dx[:, 0, :], dy.reshape(1, O)
         if tape.batch_first:
@@ -401,19 +339,18 @@ class Jordan(Module):
         """Backward through one kernel call of a tape (see _run_part): dx;
         dy (B, O) goes from dL/dy_n to dL/dy0 in place, grads are added
         into. dout and dy in the caller's row order."""
-        _, x, hs, ys, lengths, full, order = part
+        _, x, tape, lengths, full, order = part
         T, B = x.shape[0], x.shape[1]
         O = self.output_size
         dy_k = dy
         if order is not None:
             dout = np.ascontiguousarray(dout[:, order])
             dy_k = np.ascontiguousarray(dy[order])
-        w_ih, _, w_yh, w_hy, _ = weights
-        dx = empty((T, B, self.input_size), self.dtype)
+        dx = np.zeros((T, B, self.input_size), self.dtype)
         if T and B:
-            work = empty(_jordan.backward_work_size(T, B, self.hidden_size, O), self.dtype)
-            _jordan.jordan_backward(dx, dy_k, *grads, work, dout, hs, ys, x, w_ih, w_yh, w_hy,
-                                    lengths, full, *self._codes())
+            _core.backward(_core.JORDAN, self._flags(), O, x, dout, (dx,), ((dy_k,),),
+                           (self._six(weights),), (self._six(grads),),
+                           None if full else lengths, (False,), (tape,))
         if order is not None:
             back = np.argsort(order)
             dx = np.ascontiguousarray(dx[:, back])
@@ -437,9 +374,9 @@ class Jordan(Module):
             if g is None:
                 g = self.grads[name] = np.zeros(shapes[name], dtype=self.dtype)
             elif not (isinstance(g, np.ndarray) and g.shape == shapes[name]
-                      and g.dtype == self.dtype and g.flags.c_contiguous and g.flags.writeable):
+                      and g.dtype == self.dtype and weight_layout_ok(g) and g.flags.writeable):
                 raise ValueError(
-                    f"grads[{name!r}] must be a writable C-contiguous {self.dtype} array of "
+                    f"grads[{name!r}] must be a writable contiguous {self.dtype} array of "
                     f"shape {shape_str(shapes[name])}; call zero_grad() to recreate it")
             result.append(g)
         return result

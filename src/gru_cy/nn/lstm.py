@@ -15,16 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gru_cy.kernels import _lstm
-from gru_cy.nn.base import (
-    _POISON, RNNBase, as_float_array, check_int, empty, register_module, shape_str,
-)
-
-_lstm.set_poison(_POISON)
-
-# Elements of the input projection computed per GEMM: the workspace stays
-# near 1 MiB (float32) whatever T is.
-_CHUNK_ELEMENTS = 1 << 18
+from gru_cy.kernels import _core
+from gru_cy.nn.base import RNNBase, as_float_array, check_int, register_module, shape_str
 
 
 @register_module
@@ -136,12 +128,13 @@ class LSTM(RNNBase):
 
         x_t is (B, I) or unbatched (I,); hx = (h, c) with h (L, B, R) and c
         (L, B, H) ((L, R) and (L, H) unbatched), or None for zeros. Feeding a
-        sequence one step at a time gives what the whole sequence gives.
+        sequence one step at a time gives what the whole sequence gives, bit
+        for bit.
         Inference only; not for bidirectional modules.
         """
         # RNNBase.step in one frame: the lean path (it declines bidirectional
         # modules), else the general one.
-        result = (self._lean or self._lean_args()).step(x_t, hx, self.params)
+        result = (self._lean or self._lean_obj()).step(x_t, hx, self.params)
         if result is not None:
             return result
         return self._step_general(x_t, hx)
@@ -194,54 +187,7 @@ class LSTM(RNNBase):
 
     # -- kernels ------------------------------------------------------------
 
-    def _alloc_saved(self, T, B):
-        sizes = _lstm.tape_sizes(T, B, self.hidden_size, self.proj_size)
-        buf = empty(sum(sizes), self.dtype)  # one allocation, five views
-        views, start = [], 0
-        for n in sizes:
-            views.append(buf[start:start + n] if n else None)
-            start += n
-        return tuple(views)
+    _cell = _core.LSTM
 
-    def _kernel_forward(self, out, col, state, x, weights, lengths, full, reverse, saved):
-        h, c = state
-        T, B, _ = x.shape
-        w_ih, w_hh, b_ih, b_hh, w_hr = weights
-        chunk = _lstm.plan(T, B, self.hidden_size, full, reverse, _CHUNK_ELEMENTS)
-        _lstm.lstm_forward(out, col, h, c, saved, x, w_ih, w_hh, b_ih, b_hh, w_hr, lengths,
-                           full, reverse, chunk)
-
-    def _kernel_backward(self, dx, dstate, grads, dout, col, saved, x, weights, lengths, full,
-                         reverse):
-        dh, dc = dstate
-        w_ih, w_hh, _, _, w_hr = weights
-        _lstm.lstm_backward(dx, dh, dc, tuple(grads), dout, col, saved, x, w_ih, w_hh, w_hr,
-                            lengths, full, reverse)
-
-    # -- the lean paths (RNNBase's hooks) -----------------------------------
-
-    _lean = None    # cached _lean_args(), per instance
-
-    def _lean_args(self):
-        """The _lstm.LeanLSTM of this configuration (lstm_step and lstm_infer
-        with names, I, H, P, dtype number and reverse bound); cached until a
-        public attribute is set."""
-        lean = self.__dict__.get("_lean")
-        if lean is None:
-            names = tuple(row[0] for row in self._layer_names())
-            if type(self.params) is dict:
-                # The dict's own key objects: each call's lookups then match
-                # by identity instead of comparing the strings.
-                keys = {k: k for k in self.params}
-                names = tuple(tuple(keys.get(n, n) for n in row) for row in names)
-            lean = _lstm.LeanLSTM(names, self.input_size, self.hidden_size, self.proj_size,
-                                  self.dtype.num, self.go_backwards, not self.bidirectional)
-            self.__dict__["_lean"] = lean
-        return lean
-
-    def _kernel_step(self, x_t, hx):
-        return (self._lean or self._lean_args()).step(x_t, hx, self.params)
-
-    def _kernel_infer(self, x, hx):
-        return (self._lean or self._lean_args()).infer(x, hx, self.params, self.batch_first,
-                                                       _CHUNK_ELEMENTS)
+    def _core_P(self):
+        return self.proj_size

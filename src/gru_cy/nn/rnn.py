@@ -11,14 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gru_cy.kernels import _rnn
-from gru_cy.nn.base import _POISON, RNNBase, empty, register_module
-
-_rnn.set_poison(_POISON)
-
-# Elements of the input projection computed per GEMM (rows layout), as for
-# the GRU: the inference workspace stays near 1 MiB (float32) whatever T is.
-_CHUNK_ELEMENTS = 1 << 18
+from gru_cy.kernels import _core
+from gru_cy.nn.base import RNNBase, register_module
 
 _NONLINEARITIES = ("tanh", "relu")
 
@@ -55,11 +49,6 @@ class RNN(RNNBase):
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed, go_backwards=go_backwards)
 
-    @property
-    def _act(self):
-        """The kernels' activation code: 0 tanh, 1 relu."""
-        return _NONLINEARITIES.index(self.nonlinearity)
-
     def _config(self):
         return dict(super()._config(), nonlinearity=self.nonlinearity)
 
@@ -74,48 +63,7 @@ class RNN(RNNBase):
 
     # -- kernels ----------------------------------------------------------
 
-    def _alloc_saved(self, T, B):
-        # The states, and the layout forward ran in, for backward (set_layout
-        # may change the choice in between).
-        return [empty(_rnn.tape_size(T, B, self.hidden_size), self.dtype), None]
+    _cell = _core.RNN
 
-    def _kernel_forward(self, out, col, h, x, weights, lengths, full, reverse, saved):
-        T, B, _ = x.shape
-        w_ih, w_hh, b_ih, b_hh = weights
-        columns, chunk = _rnn.plan(T, B, self.hidden_size, full, reverse, _CHUNK_ELEMENTS,
-                                   saved is not None)
-        if saved is not None:
-            saved[1] = columns
-            saved = saved[0]
-        _rnn.rnn_forward(out, col, h, saved, None, x, w_ih, w_hh, b_ih, b_hh, lengths, full,
-                         reverse, self._act, columns, chunk)
-
-    def _kernel_backward(self, dx, dh, grads, dout, col, saved, x, weights, lengths, full,
-                         reverse):
-        w_ih, w_hh, _, _ = weights
-        saved, columns = saved      # the tape, and the layout forward_train ran in
-        _rnn.rnn_backward(dx, dh, tuple(grads), None, dout, col, saved, x, w_ih, w_hh, lengths,
-                          full, reverse, self._act, columns)
-
-    # -- the lean paths (RNNBase's hooks) -----------------------------------
-
-    _lean = None    # cached _lean_args(), per instance
-
-    def _lean_args(self):
-        """(names, I, H, dtype number, reverse, act) for _rnn.rnn_step and
-        rnn_infer; cached until a public attribute is set."""
-        args = self.__dict__.get("_lean")
-        if args is None:
-            kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if self.bias else 2]
-            names = tuple(tuple(f"{n}_l{k}" for n in kinds) for k in range(self.num_layers))
-            args = (names, self.input_size, self.hidden_size, self.dtype.num, self.go_backwards,
-                    self._act)
-            self.__dict__["_lean"] = args
-        return args
-
-    def _kernel_step(self, x_t, h):
-        return _rnn.rnn_step(x_t, h, self.params, *(self._lean or self._lean_args()))
-
-    def _kernel_infer(self, x, h0):
-        return _rnn.rnn_infer(x, h0, self.params, *(self._lean or self._lean_args()),
-                              self.batch_first, _CHUNK_ELEMENTS)
+    def _core_flags(self):
+        return _core.ACT_RELU if self.nonlinearity == "relu" else _core.ACT_TANH

@@ -1,15 +1,8 @@
-/* The layout helpers declared in _recurrent.h, for float and double. */
-
-/* As for the gate loops: without -ftrapping-math GCC if-converts and
- * vectorises freely; exception flags are never inspected, NaN and Inf
- * still propagate. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+/* Workspace memory for the kernels (rc_work.h). */
 
 #include <stdlib.h>
 
-#include "_recurrent.h"
+#include "rc_work.h"
 
 /* Aligned blocks and an atomic pointer swap: MSVC's names, else the
  * POSIX / GCC ones. */
@@ -67,6 +60,3 @@ void rc_work_free(void *w)
     if (old != NULL)
         rc_aligned_free(old);
 }
-
-#define GATES_IMPL "_layout_impl.h"
-#include "_instantiate.h"
