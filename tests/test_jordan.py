@@ -501,9 +501,10 @@ def test_concurrent_calls_from_threads_agree_with_serial_ones():
     (2, [7, 4], False)])
 def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengths,
                                                            batch_first):
-    # With two BLAS threads allowed, large calls run two halves of the batch
-    # at once; forced here (thresholds lowered, two threads reported).
-    from gru_cy.nn import jordan as jordan_module
+    # With two threads allowed, large calls run two halves of the batch at
+    # once; forced here (the shared driver's thresholds lowered, two threads
+    # reported).
+    from gru_cy.nn import base as driver
 
     T, I, H, O = 7, 3, 5, 4
     rng = np.random.default_rng(B)
@@ -523,12 +524,12 @@ def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengt
         return (len(tape.parts), [out, y_n, t_out, t_yn, dx, dy0, dx2, dy02]
                 + [jordan.grads[k].copy() for k in sorted(jordan.grads)])
 
-    monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 10**9)
+    monkeypatch.setattr(driver, "MIN_HALF_BATCH", 10**9)
     n_parts, whole = run()
     assert n_parts == 1
-    monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 1)
-    monkeypatch.setattr(jordan_module, "MIN_MULTIPLY_ADDS", 0)
-    monkeypatch.setattr(jordan_module, "thread_budget", lambda: 2)
+    monkeypatch.setattr(driver, "MIN_HALF_BATCH", 1)
+    monkeypatch.setattr(driver, "MIN_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(driver, "thread_budget", lambda: 2)
     n_parts, split = run()
     assert n_parts == 2
     for a, b in zip(whole, split):

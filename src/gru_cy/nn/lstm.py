@@ -13,18 +13,25 @@ Per layer and direction, with gate order i, f, g, o::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gru_cy.kernels import _lstm
+from gru_cy.nn.base import CHUNK_ELEMENTS as _CHUNK_ELEMENTS
 from gru_cy.nn.base import (
     _POISON, RNNBase, as_float_array, check_int, empty, register_module, shape_str,
 )
 
-_lstm.set_poison(_POISON)
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-# Elements of the input projection computed per GEMM: the workspace stays
-# near 1 MiB (float32) whatever T is.
-_CHUNK_ELEMENTS = 1 << 18
+    from gru_cy.nn.base import Tape
+
+    # (h, c): the state of every layer and direction.
+    _State = tuple[NDArray[Any], NDArray[Any]]
+
+_lstm.set_poison(_POISON)
 
 
 @register_module
@@ -46,9 +53,11 @@ class LSTM(RNNBase):
     _gates = 4
     _state_names = ("h", "c")
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None,
-                 go_backwards=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0,
+                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 go_backwards: bool = False) -> None:
         if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, (int, np.integer)):
             raise TypeError(
                 f"proj_size should be an integer, got {type(proj_size).__name__}: {proj_size!r}")
@@ -87,7 +96,7 @@ class LSTM(RNNBase):
     def _direction_names(self, sfx):
         return super()._direction_names(sfx) + (("weight_hr" + sfx) if self.proj_size else None,)
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return dict(super()._config(), proj_size=self.proj_size)
 
     def _make_signature(self):
@@ -101,7 +110,9 @@ class LSTM(RNNBase):
 
     # -- the public calls, with the state as a tuple -----------------------------
 
-    def __call__(self, x, hx=None, lengths=None):
+    def __call__(self, x: ArrayLike,  # type: ignore[override]
+                 hx: tuple[ArrayLike, ArrayLike] | None = None,
+                 lengths: ArrayLike | None = None) -> tuple[NDArray[Any], _State]:
         """Inference: (out, (h_n, c_n)). No tape is kept and no dropout applied.
 
         x is (T, B, I), (B, T, I) with batch_first, or unbatched (T, I); hx =
@@ -112,11 +123,15 @@ class LSTM(RNNBase):
 
     forward = __call__
 
-    def forward_train(self, x, hx=None, lengths=None):
+    def forward_train(self, x: ArrayLike,  # type: ignore[override]
+                      hx: tuple[ArrayLike, ArrayLike] | None = None,
+                      lengths: ArrayLike | None = None) -> tuple[NDArray[Any], _State, Tape]:
         """Forward that keeps what backward needs: (out, (h_n, c_n), tape)."""
         return super().forward_train(x, hx, lengths)
 
-    def backward(self, tape, dout=None, dhx=None):
+    def backward(self, tape: Tape, dout: ArrayLike | None = None,
+                 dhx: tuple[ArrayLike | None, ArrayLike | None] | None = None
+                 ) -> tuple[NDArray[Any], _State]:
         """Backpropagate through a forward_train call: (dx, (dh0, dc0)).
 
         dout has the shape of that call's out; dhx = (dh_n, dc_n) the
@@ -131,12 +146,13 @@ class LSTM(RNNBase):
                 f"{type(dhx).__name__}")
         return self._backward_states(tape, dout, tuple(dhx), ("dh_n", "dc_n"))
 
-    def step(self, x_t, hx=None):
+    def step(self, x_t: ArrayLike,  # type: ignore[override]
+             hx: tuple[ArrayLike, ArrayLike] | None = None) -> tuple[NDArray[Any], _State]:
         """Advance every layer by one time step: (y_t, (h, c)).
 
         x_t is (B, I) or unbatched (I,); hx = (h, c) with h (L, B, R) and c
-        (L, B, H) ((L, R) and (L, H) unbatched), or None for zeros. Feeding a
-        sequence one step at a time gives what the whole sequence gives.
+        (L, B, H) ((L, R) and (L, H) unbatched), or None for zeros. How
+        exactly it agrees with the whole-sequence call: README, "step()".
         Inference only; not for bidirectional modules.
         """
         # RNNBase.step in one frame: the lean path (it declines bidirectional
