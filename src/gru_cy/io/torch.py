@@ -21,6 +21,12 @@ in ``TORCH_CELLS`` per gru_cy kind:
 Adding a cell is adding its entry; nothing else here changes. torch is
 imported inside the functions that need it; ``torch.load`` is only ever
 called with ``weights_only=True`` (by the convert command).
+
+The one-step cells (``GRUCell``, ``LSTMCell``, ``RNNCell``) have the
+parameter names of ``torch.nn``'s cells (``weight_ih``, ``weight_hh``,
+``bias_ih``, ``bias_hh``) and convert with ``cell_from_torch`` /
+``cell_to_torch``: one ``TORCH_STEP_CELLS`` entry per cell kind, naming the
+torch class and the cell's own constructor arguments.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ import numpy as np
 from gru_cy.io._common import (build, cell_spec, float_dtype, kind_of, module_class,
                                param_shapes)
 
-__all__ = ["TorchCell", "TORCH_CELLS", "from_torch", "to_torch"]
+__all__ = ["TorchCell", "TORCH_CELLS", "from_torch", "to_torch", "TORCH_STEP_CELLS",
+           "cell_from_torch", "cell_to_torch"]
 
 
 def _no_extra(module):
@@ -269,3 +276,76 @@ def config_from_state_dict(state_dict, spec=None):
     config["kind"] = kind_of(TORCH_CELLS, spec)
     ignored = [k for k in flat if k not in keys]
     return config, state, ignored
+
+
+# ---------------------------------------------------------------------------
+# the one-step cells
+
+
+@dataclass(frozen=True)
+class TorchStepCell:
+    torch_class: str
+    gates: int
+    # The cell's own constructor arguments, read from the torch cell and
+    # passed to it (an RNNCell's nonlinearity).
+    arguments: Callable = _no_extra
+
+
+TORCH_STEP_CELLS = {
+    "GRUCell": TorchStepCell(torch_class="GRUCell", gates=3),
+    "LSTMCell": TorchStepCell(torch_class="LSTMCell", gates=4),
+    "RNNCell": TorchStepCell(torch_class="RNNCell", gates=1, arguments=_rnn_nonlinearity),
+}
+
+
+def cell_from_torch(module, *, cls, dtype=None):
+    """A gru_cy cell of class cls with the configuration and weights of the
+    matching ``torch.nn`` cell, or of its state dict (``weight_ih``,
+    ``weight_hh``, ``bias_ih``, ``bias_hh``; an RNNCell's nonlinearity is not
+    in a state dict: tanh assumed)."""
+    from gru_cy.nn.base import to_numpy
+
+    spec = cell_spec(TORCH_STEP_CELLS, cls)
+    extra = {}
+    if hasattr(module, "keys") and hasattr(module, "__getitem__"):
+        state = {str(k): to_numpy(v, str(k)) for k, v in module.items()}
+    else:
+        import torch
+
+        if not isinstance(module, getattr(torch.nn, spec.torch_class)):
+            raise TypeError(f"from_torch expects a torch.nn.{spec.torch_class} (or its "
+                            f"state_dict), got {type(module).__module__}."
+                            f"{type(module).__name__}")
+        state = {}
+        for name, p in module.named_parameters():
+            t = p.detach().cpu()
+            if t.dtype not in (torch.float32, torch.float64):
+                t = t.float()
+            state[name] = t.numpy()
+        extra = spec.arguments(module)
+    w_ih, w_hh = state.get("weight_ih"), state.get("weight_hh")
+    if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ValueError(f"a torch.nn.{spec.torch_class} state dict needs 2-D weight_ih and "
+                         f"weight_hh; got keys {sorted(state)}")
+    if any(a.dtype.kind != "f" for a in state.values()):
+        raise ValueError(f"every entry of a torch.nn.{spec.torch_class} state dict must hold "
+                         "floats")
+    config = dict(input_size=int(w_ih.shape[1]), hidden_size=int(w_hh.shape[1]),
+                  bias="bias_ih" in state, **extra)
+    return build(cls, config, state, float_dtype(dtype if dtype is not None else w_ih.dtype))
+
+
+def cell_to_torch(cell, *, dtype=None):
+    """An equivalent ``torch.nn`` cell (GRUCell, LSTMCell or RNNCell)."""
+    import torch
+
+    spec = cell_spec(TORCH_STEP_CELLS, type(cell))
+    np_dtype = float_dtype(dtype if dtype is not None else cell.dtype)
+    torch_dtype = torch.float64 if np_dtype == np.float64 else torch.float32
+    out = getattr(torch.nn, spec.torch_class)(cell.input_size, cell.hidden_size, bias=cell.bias,
+                                              dtype=torch_dtype, **spec.arguments(cell))
+    state = cell.state_dict()
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(state[name], dtype=np_dtype)))
+    return out
