@@ -558,3 +558,53 @@ def test_random_shapes_and_lengths_match_the_reference():
         _compare(jordan, x, y0, lengths, dout, dy_n, *pair)
 
     check()
+
+
+def test_concurrent_backward_on_one_module_loses_nothing():
+    # Backward adds into jordan.grads under the module's lock (the shared
+    # driver's), so calls from several threads take turns and all count.
+    # The kernel call is wrapped to see whether two ever run at once (and
+    # to make them overlap if nothing stops them).
+    import threading
+    import time
+
+    T, B, I, H, O = 12, 9, 4, 16, 3
+    x, y0, dout, dy_n = _data(T, B, I, O, 5)
+    y0, dy_n = y0[None], dy_n[None]
+    jordan = gru_cy.Jordan(I, H, O, "tanh", "sigmoid", dtype=np.float64, seed=2)
+    _, _, tape = jordan.forward_train(x, y0, [12, 3, 0, 7, 12, 1, 5, 9, 11])
+    jordan.zero_grad()
+    dx_once, dy0_once = jordan.backward(tape, dout, dy_n)
+    once = {k: g.copy() for k, g in jordan.grads.items()}
+    jordan.zero_grad()
+    kernel = jordan._kernel_backward
+    running, most = [0], [0]
+
+    def watched(*args):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.002)
+        kernel(*args)
+        running[0] -= 1
+
+    jordan._kernel_backward = watched
+    n_threads, calls = 4, 5
+    barrier = threading.Barrier(n_threads)
+    results = []
+
+    def work():
+        barrier.wait()
+        for _ in range(calls):
+            results.append(jordan.backward(tape, dout, dy_n))
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1, "two backward calls on one module ran at once"
+    for k, g in once.items():
+        np.testing.assert_allclose(jordan.grads[k], n_threads * calls * g, rtol=1e-12,
+                                   atol=1e-12, err_msg=k)
+    for dx, dy0 in results:
+        assert same_bits(dx, dx_once) and same_bits(dy0, dy0_once)
