@@ -527,3 +527,58 @@ def test_examples_run(script):
     res = subprocess.run([sys.executable, path, "--epochs", "1"], capture_output=True, text=True,
                          check=True, timeout=600)
     assert "gru_cy RNN" in res.stdout
+
+
+# ---------------------------------------------------------------------------
+# cell="jordan": the Jordan network as the recurrent part
+
+
+@pytest.mark.parametrize("cls,pooling", [(RNNClassifier, "last"), (RNNClassifier, "mean"),
+                                         (RNNRegressor, "max")])
+def test_jordan_cell_gradients_against_finite_differences(cls, pooling):
+    rng = np.random.default_rng(4)
+    X = [rng.standard_normal((int(t), 2)) for t in (3, 5, 1, 4)]
+    y = np.array([0, 1, 2, 1]) if cls is RNNClassifier else rng.standard_normal((4, 2))
+    est = cls(cell="jordan", hidden_size=5, pooling=pooling, dtype=np.float64, random_state=0)
+    n_features, info, data = est._describe(X)
+    est._initialize(n_features, est._y_info(y, None), info)
+    assert isinstance(est.network_[-2], gru_cy.Jordan)
+    data.y = est._encode_y(y, len(data))
+    _, grads = est._loss_and_grads(data)
+    weights = est._get_weights()
+    eps = 1e-6
+    for key, w in weights.items():
+        for flat in rng.choice(w.size, size=min(4, w.size), replace=False):
+            idx = np.unravel_index(flat, w.shape)
+            shifted = {k: v.copy() for k, v in weights.items()}
+            shifted[key][idx] += eps
+            est._set_weights(shifted)
+            up = est._loss_and_grads(data)[0]
+            shifted[key][idx] -= 2 * eps
+            est._set_weights(shifted)
+            down = est._loss_and_grads(data)[0]
+            est._set_weights(weights)
+            assert grads[key][idx] == pytest.approx((up - down) / (2 * eps), rel=1e-5,
+                                                    abs=1e-8), (key, idx)
+
+
+def test_jordan_cell_fits_ragged_sequences_and_learns():
+    X, y = ragged(300, seed=1)
+    est = fitted(RNNClassifier, X[:200], y[:200], cell="jordan", max_iter=25, dtype=np.float64)
+    jordan = est.network_[-2]
+    assert isinstance(jordan, gru_cy.Jordan)
+    assert jordan.output_size == est.hidden_size and jordan.output_activation == "tanh"
+    batch = est._predict_raw(est._check_X(X[200:220]))
+    for i, seq in enumerate(X[200:220]):
+        np.testing.assert_allclose(batch[i], alone_outputs(est, seq), rtol=1e-9, atol=1e-12)
+    assert est.score(X[200:], y[200:]) > 0.75
+    # a pickled estimator predicts the same
+    again = pickle.loads(pickle.dumps(est))
+    assert same_bits(again.predict_proba(X[200:]), est.predict_proba(X[200:]))
+
+
+@pytest.mark.parametrize("kw", [dict(num_layers=2), dict(bidirectional=True)])
+def test_jordan_cell_is_one_layer_one_direction(kw):
+    X, y = ragged(6)
+    with pytest.raises(ValueError, match="cell='jordan' is one layer in one direction"):
+        small(RNNClassifier, cell="jordan", **kw).fit(X, y)
