@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     def get_num_threads() -> int: ...
 
     # Loaded on first use (below): scikit-learn is an optional extra.
-    from gru_cy.estimators import RNNClassifier, RNNRegressor
+    from gru_cy.estimators import RNNClassifier as RNNClassifier
+    from gru_cy.estimators import RNNRegressor as RNNRegressor
 else:
     from gru_cy._threads import get_num_threads, set_num_threads
 

@@ -50,11 +50,11 @@ class _Cell(Module):
     kernels, the tape, conversions and presentation.
 
     A cell class sets ``_gates``, ``_state_count`` (1, or 2 for (h, c)),
-    ``_lean_step(x_t, hx)`` (the one-step entry point, or None to take the
-    general path) and borrows ``_kernel_forward``, ``_kernel_backward`` and
-    ``_alloc_saved`` from its module class (they read hidden_size, dtype
-    and the cell's own settings, which the cell has under the module's
-    names).
+    the arguments of its module's lean one-step entry point
+    (``_lean_args``), and borrows ``_kernel_forward``, ``_kernel_backward``
+    and ``_alloc_saved`` from its module class (they read hidden_size,
+    dtype and the cell's own settings, which the cell has under the
+    module's names).
     """
 
     _gates: ClassVar[int]
@@ -164,11 +164,6 @@ class _Cell(Module):
 
     # -- forward and backward -----------------------------------------------------------
 
-    def _lean_step(self, x_t, hx):
-        """The one-step entry point for arguments already of the kernels' types:
-        the new state, or None to take the general path."""
-        return None
-
     def _run(self, x_t, hx, train):
         """One step on the module's one-layer kernel with T = 1: (state, tape or None)."""
         x_user = x_t
@@ -263,14 +258,23 @@ class _Cell(Module):
 
 
 class _OneStateCell(_Cell):
-    """A cell whose state is h alone (GRUCell, RNNCell)."""
+    """A cell whose state is h alone (GRUCell, RNNCell); ``_step_kernel`` is
+    its module's lean one-step entry point."""
+
+    _step_kernel: ClassVar[Any]
 
     def __call__(self, x_t: ArrayLike, hx: ArrayLike | None = None) -> NDArray[Any]:
         """The next state h (B, H), or (H,) for unbatched x_t. No tape is kept."""
-        h = self._lean_step(x_t, hx)
-        if h is None:
-            h = self._run(x_t, hx, False)[0]
-        return h
+        # The lean path: arguments already of the cell's dtype and shapes go
+        # to the kernel in one call (h as the one-layer state (1, B, H)); it
+        # returns None for anything else, which the general path converts
+        # or rejects.
+        result = self._step_kernel(x_t, hx[None] if type(hx) is np.ndarray else hx,
+                                   self.params,
+                                   *(self.__dict__.get("_lean") or self._lean_cached()))
+        if result is not None:
+            return result[0]
+        return self._run(x_t, hx, False)[0]
 
     forward = __call__
 
@@ -309,16 +313,11 @@ class GRUCell(_OneStateCell):
     _kernel_backward = GRU._kernel_backward
     _alloc_saved = GRU._alloc_saved
 
+    _step_kernel = staticmethod(_gru.gru_step)
+
     def _lean_args(self):
         return ((self._names()[:4 if self.bias else 2],), self.input_size, self.hidden_size,
                 self.dtype.num, False, True)
-
-    def _lean_step(self, x_t, hx):
-        if type(hx) is np.ndarray:
-            hx = hx[None]
-        result = _gru.gru_step(x_t, hx, self.params, *(self.__dict__.get("_lean")
-                                                         or self._lean_cached()))
-        return None if result is None else result[0]
 
 
 @register_module
@@ -352,16 +351,11 @@ class RNNCell(_OneStateCell):
             items.append(f"nonlinearity={self.nonlinearity!r}")
         return items
 
+    _step_kernel = staticmethod(_rnn.rnn_step)
+
     def _lean_args(self):
         return ((self._names()[:4 if self.bias else 2],), self.input_size, self.hidden_size,
                 self.dtype.num, False, self._act)
-
-    def _lean_step(self, x_t, hx):
-        if type(hx) is np.ndarray:
-            hx = hx[None]
-        result = _rnn.rnn_step(x_t, hx, self.params, *(self.__dict__.get("_lean")
-                                                         or self._lean_cached()))
-        return None if result is None else result[0]
 
 
 @register_module
@@ -388,10 +382,19 @@ class LSTMCell(_Cell):
     def __call__(self, x_t: ArrayLike, hx: tuple[ArrayLike, ArrayLike] | None = None
                  ) -> tuple[NDArray[Any], NDArray[Any]]:
         """The next state (h, c), each (B, H) or (H,) for unbatched x_t."""
-        state = self._lean_step(x_t, hx)
-        if state is None:
-            state = self._run(x_t, hx, False)[0]
-        return state
+        # The lean path, as for the other cells: (h, c) as one-layer states.
+        if hx is None:
+            state = None
+        elif (type(hx) is tuple and len(hx) == 2 and type(hx[0]) is np.ndarray
+                and type(hx[1]) is np.ndarray):
+            state = (hx[0][None], hx[1][None])
+        else:
+            return self._run(x_t, hx, False)[0]
+        result = (self.__dict__.get("_lean") or self._lean_cached()).step(x_t, state,
+                                                                          self.params)
+        if result is not None:
+            return result[0], result[1][1][0]
+        return self._run(x_t, hx, False)[0]
 
     forward = __call__
 
@@ -423,15 +426,3 @@ class LSTMCell(_Cell):
     def _lean_args(self):
         return _lstm.LeanLSTM((self._names(),), self.input_size, self.hidden_size, 0,
                               self.dtype.num, False, True)
-
-    def _lean_step(self, x_t, hx):
-        if hx is not None:
-            if not (type(hx) is tuple and len(hx) == 2 and type(hx[0]) is np.ndarray
-                    and type(hx[1]) is np.ndarray):
-                return None
-            hx = (hx[0][None], hx[1][None])
-        result = (self.__dict__.get("_lean") or self._lean_cached()).step(x_t, hx, self.params)
-        if result is None:
-            return None
-        y, (_, c) = result
-        return y, c[0]
