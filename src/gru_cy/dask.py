@@ -667,7 +667,8 @@ def fit(estimator: _Estimator, X: da.Array | db.Bag, y: ArrayLike | da.Array | d
         estimator._check_params()
     cluster = _Cluster(estimator, X, y, client, timeout)
     try:
-        train = validate = None
+        train = None
+        validate = None
         if getattr(estimator, "early_stopping", False):
             if estimator.validation_scores_ is None:  # a warm start after a fit without it
                 estimator.validation_scores_ = []
