@@ -17,14 +17,14 @@ Results: benchmarks/results/cells-<tag>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
 import gru_cy
-from gru_cy.bench import Threads, busy_fraction, environment, fmt_seconds, time_interleaved
+from gru_cy.bench import (Threads, busy_fraction, environment, fmt_seconds, time_interleaved,
+                          write_results)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 # (B, I, H) and the inference speed-up over the torch cell asked at that shape.
@@ -122,17 +122,14 @@ def main(argv=None):
     print(table)
     doc = dict(env=environment(), threads=args.threads, busy_before=busy,
                busy_after=busy_fraction(), rows=rows)
-    os.makedirs(RESULTS, exist_ok=True)
-    base = os.path.join(RESULTS, f"cells-{args.tag}")
-    with open(base + ".json", "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    with open(base + ".md", "w") as f:
-        f.write(f"# gru_cy cells against torch.nn's cells ({args.tag})\n\n")
-        f.write(f"{args.threads} thread(s), float32; {doc['env'].get('cpu')}; numpy "
-                f"{doc['env'].get('numpy')}, torch {doc['env'].get('torch')}. Machine busy "
-                f"{'?' if busy is None else f'{100 * busy:.0f}%'} before the run: absolute "
-                "times are noisy, ratios are measured turn by turn.\n\n```\n" + table + "\n```\n")
-    print(f"\nresults written to {base}.json and {base}.md")
+    env = doc["env"]
+    paths = write_results(
+        os.path.join(RESULTS, f"cells-{args.tag}"), doc,
+        f"gru_cy cells against torch.nn's cells ({args.tag})",
+        f"{args.threads} thread(s), float32; {env.get('cpu')}; numpy {env.get('numpy')}, "
+        f"torch {env.get('torch')}", table,
+        "torch x = torch's time / gru_cy's time (> 1: gru_cy faster)")
+    print(f"\nresults written to {' and '.join(paths)}")
     return 0
 
 

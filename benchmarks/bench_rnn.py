@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import warnings
@@ -24,7 +23,7 @@ import warnings
 import numpy as np
 
 from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, Threads, busy_fraction, environment,
-                          fmt_seconds, ort_session, time_interleaved)
+                          fmt_seconds, ort_session, time_interleaved, write_results)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ACTIVATION = "tanh"
@@ -170,19 +169,13 @@ def main(argv=None):
     print()
     print("(x = peer time / gru_cy time: > 1 means gru_cy is faster)")
     print(table)
-    os.makedirs(RESULTS, exist_ok=True)
-    base = os.path.join(RESULTS, f"rnn-{args.tag}")
-    with open(base + ".json", "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    with open(base + ".md", "w") as f:
-        f.write(f"# gru_cy.RNN benchmark ({args.tag})\n\n")
-        f.write(f"1 thread, nonlinearity={ACTIVATION}, float32; {doc['env'].get('cpu')}; numpy "
-                f"{doc['env'].get('numpy')}, torch {doc['env'].get('torch')}, onnxruntime "
-                f"{doc['env'].get('onnxruntime')}. Machine busy "
-                f"{'?' if busy is None else f'{100 * busy:.0f}%'} before the run (shared with "
-                "other jobs): absolute times are noisy, ratios are measured turn by turn.\n\n")
-        f.write("x = peer time / gru_cy time (> 1: gru_cy faster)\n\n```\n" + table + "\n```\n")
-    print(f"\nresults written to {base}.json and {base}.md")
+    env = doc["env"]
+    paths = write_results(
+        os.path.join(RESULTS, f"rnn-{args.tag}"), doc, f"gru_cy.RNN benchmark ({args.tag})",
+        f"1 thread, nonlinearity={ACTIVATION}, float32; {env.get('cpu')}; numpy "
+        f"{env.get('numpy')}, torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}",
+        table, "x = peer time / gru_cy time (> 1: gru_cy faster)")
+    print(f"\nresults written to {' and '.join(paths)}")
     return 0
 
 

@@ -19,3 +19,38 @@ def assert_same_modules(a, b):
     assert list(sa) == list(sb)
     for name in sa:
         np.testing.assert_array_equal(sa[name], sb[name], err_msg=name)
+
+
+def backward_calls_take_turns(module, backward, n_threads=4, calls=5):
+    """Run backward() calls on one module from several threads at once; return
+    the largest number of its kernel calls seen running together. The
+    module's _kernel_backward is wrapped to count them and to sleep inside,
+    so that calls nothing serialises would overlap."""
+    import threading
+    import time
+
+    kernel = module._kernel_backward
+    running, most = [0], [0]
+
+    def watched(*args):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.002)
+        kernel(*args)
+        running[0] -= 1
+
+    module._kernel_backward = watched
+    barrier = threading.Barrier(n_threads)
+
+    def work():
+        barrier.wait()
+        for _ in range(calls):
+            backward()
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    del module._kernel_backward
+    return most[0]

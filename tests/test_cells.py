@@ -16,14 +16,11 @@ import glob
 import json
 import os
 import pickle
-import threading
-import time
-
 import numpy as np
 import pytest
 
 import gru_cy
-from helpers import same_bits
+from helpers import backward_calls_take_turns, same_bits
 from reference_cells import ref_cell
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
@@ -551,35 +548,10 @@ def test_concurrent_backward_loses_nothing(kind):
     cell.backward(tape, arg)
     once = {k: g.copy() for k, g in cell.grads.items()}
     cell.zero_grad()
-    # The kernel call is wrapped to see whether two ever run at once (and to
-    # make them overlap if nothing stops them).
-    kernel = cell._kernel_backward
-    running, most = [0], [0]
-
-    def watched(*args):
-        running[0] += 1
-        most[0] = max(most[0], running[0])
-        time.sleep(0.002)
-        kernel(*args)
-        running[0] -= 1
-
-    cell._kernel_backward = watched
-    n_threads, calls = 4, 5
-    barrier = threading.Barrier(n_threads)
-
-    def work():
-        barrier.wait()
-        for _ in range(calls):
-            cell.backward(tape, arg)
-
-    threads = [threading.Thread(target=work) for _ in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert most[0] == 1, "two backward calls on one cell ran at once"
+    most = backward_calls_take_turns(cell, lambda: cell.backward(tape, arg), 4, 5)
+    assert most == 1, "two backward calls on one cell ran at once"
     for k, g in once.items():
-        np.testing.assert_allclose(cell.grads[k], n_threads * calls * g, rtol=1e-12,
+        np.testing.assert_allclose(cell.grads[k], 20 * g, rtol=1e-12,
                                    atol=1e-12)
 
 

@@ -13,7 +13,7 @@ import gru_cy
 from gru_cy.nn import base
 
 import reference_jordan as ref
-from helpers import assert_same_modules, same_bits
+from helpers import assert_same_modules, backward_calls_take_turns, same_bits
 
 ACTS = ("tanh", "relu", "sigmoid")
 OUT_ACTS = ("identity", "tanh", "sigmoid")
@@ -563,11 +563,6 @@ def test_random_shapes_and_lengths_match_the_reference():
 def test_concurrent_backward_on_one_module_loses_nothing():
     # Backward adds into jordan.grads under the module's lock (the shared
     # driver's), so calls from several threads take turns and all count.
-    # The kernel call is wrapped to see whether two ever run at once (and
-    # to make them overlap if nothing stops them).
-    import threading
-    import time
-
     T, B, I, H, O = 12, 9, 4, 16, 3
     x, y0, dout, dy_n = _data(T, B, I, O, 5)
     y0, dy_n = y0[None], dy_n[None]
@@ -577,34 +572,12 @@ def test_concurrent_backward_on_one_module_loses_nothing():
     dx_once, dy0_once = jordan.backward(tape, dout, dy_n)
     once = {k: g.copy() for k, g in jordan.grads.items()}
     jordan.zero_grad()
-    kernel = jordan._kernel_backward
-    running, most = [0], [0]
-
-    def watched(*args):
-        running[0] += 1
-        most[0] = max(most[0], running[0])
-        time.sleep(0.002)
-        kernel(*args)
-        running[0] -= 1
-
-    jordan._kernel_backward = watched
-    n_threads, calls = 4, 5
-    barrier = threading.Barrier(n_threads)
     results = []
-
-    def work():
-        barrier.wait()
-        for _ in range(calls):
-            results.append(jordan.backward(tape, dout, dy_n))
-
-    threads = [threading.Thread(target=work) for _ in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert most[0] == 1, "two backward calls on one module ran at once"
+    most = backward_calls_take_turns(
+        jordan, lambda: results.append(jordan.backward(tape, dout, dy_n)), 4, 5)
+    assert most == 1, "two backward calls on one module ran at once"
     for k, g in once.items():
-        np.testing.assert_allclose(jordan.grads[k], n_threads * calls * g, rtol=1e-12,
-                                   atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(jordan.grads[k], 20 * g, rtol=1e-12, atol=1e-12, err_msg=k)
+    assert len(results) == 20
     for dx, dy0 in results:
         assert same_bits(dx, dx_once) and same_bits(dy0, dy0_once)

@@ -38,6 +38,7 @@ from gru_cy.bench.peers import (
 )
 from gru_cy.bench.report import (
     cpu_name, environment, fmt_seconds, format_markdown, format_table, print_report, scipy_blas,
+    write_results,
 )
 from gru_cy.bench.runner import make_inputs, run, run_case, run_cli, run_step
 from gru_cy.bench.timing import (
@@ -50,7 +51,7 @@ __all__ = [
     "grid_cases", "GruCyPeer", "NumpyPeer", "OrtPeer", "TorchPeer", "Unsupported",
     "available_peers", "gemm_floor_seconds", "onnx_gru_model", "ort_session", "torch_onnx_model",
     "cpu_name", "environment", "fmt_seconds", "format_markdown", "format_table", "print_report",
-    "scipy_blas", "make_inputs", "run", "run_case", "run_cli", "run_step", "Threads",
+    "scipy_blas", "write_results", "make_inputs", "run", "run_case", "run_cli", "run_step", "Threads",
     "blas_threads_controllable", "busy_fraction", "time_interleaved", "time_peers",
     "wait_until_quiet",
 ]

@@ -5,6 +5,7 @@ GRU benchmark's tables, as plain text and as Markdown (for README.md).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 from gru_cy.bench.cases import PEERS
 
 __all__ = ["environment", "scipy_blas", "cpu_name", "fmt_seconds", "format_table",
-           "format_markdown", "print_report"]
+           "format_markdown", "print_report", "write_results"]
 
 
 def environment():
@@ -144,3 +145,19 @@ def print_report(doc, out=sys.stdout):
         print("\nnotes:", file=out)
         for n in doc["notes"]:
             print(f"  - {n}", file=out)
+
+
+def write_results(base, doc, title, setup, table, legend):
+    """A benchmark script's results: base.json (the document, JSON) and base.md
+    (the title, the setup, how busy the machine was before the run, the
+    legend and the plain-text table); returns the two paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+    busy = doc.get("busy_before")
+    with open(base + ".md", "w") as f:
+        f.write(f"# {title}\n\n{setup}. Machine busy "
+                f"{'?' if busy is None else f'{100 * busy:.0f}%'} before the run (shared with "
+                "other jobs): absolute times are noisy, ratios are measured turn by turn.\n\n"
+                f"{legend}\n\n```\n{table}\n```\n")
+    return base + ".json", base + ".md"

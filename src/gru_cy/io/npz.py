@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, overload
 import numpy as np
 
 from gru_cy.io._common import write_atomically
-from gru_cy.nn.base import MODULES
+from gru_cy.nn.base import _INT32_MAX, MODULES
 
 if TYPE_CHECKING:
     from gru_cy.nn.base import Module
@@ -46,7 +46,6 @@ _M = TypeVar("_M", bound="Module")
 FORMAT_NAME = "gru_cy"
 FORMAT_VERSION = 1
 CONFIG_KEY = "config"
-_INT32_MAX = 2**31 - 1
 # Config entries that are not constructor arguments.
 _META = ("format", "format_version", "class", "dtype", "gru_cy_version")
 # Bounds of float arguments, beyond being finite numbers.

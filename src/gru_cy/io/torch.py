@@ -130,12 +130,7 @@ def from_torch(module, *, cls=None, dtype=None, batch_first=None):
         raise TypeError(f"from_torch expects a torch.nn.{name} (or its state_dict), got "
                         f"{type(module).__module__}.{type(module).__name__}; pass the {name} "
                         f"submodule itself (e.g. model.{name.lower()})")
-    state = {}
-    for pname, p in module.named_parameters():
-        t = p.detach().cpu()
-        if t.dtype not in (torch.float32, torch.float64):
-            t = t.float()
-        state[pname] = t.numpy()
+    state = _torch_parameters(module)
     dt = float_dtype(dtype if dtype is not None else state["weight_ih_l0"].dtype)
     config = dict(input_size=module.input_size, hidden_size=module.hidden_size,
                   num_layers=module.num_layers, bias=module.bias,
@@ -143,6 +138,20 @@ def from_torch(module, *, cls=None, dtype=None, batch_first=None):
                   dropout=float(module.dropout), bidirectional=module.bidirectional,
                   **spec.from_torch(module))
     return build(cls, config, state, dt)
+
+
+def _torch_parameters(module):
+    """A torch module's parameters as NumPy arrays (float64 stays float64,
+    other float types become float32)."""
+    import torch
+
+    state = {}
+    for name, p in module.named_parameters():
+        t = p.detach().cpu()
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.float()
+        state[name] = t.numpy()
+    return state
 
 
 def to_torch(module, *, dtype=None):
@@ -316,12 +325,7 @@ def cell_from_torch(module, *, cls, dtype=None):
             raise TypeError(f"from_torch expects a torch.nn.{spec.torch_class} (or its "
                             f"state_dict), got {type(module).__module__}."
                             f"{type(module).__name__}")
-        state = {}
-        for name, p in module.named_parameters():
-            t = p.detach().cpu()
-            if t.dtype not in (torch.float32, torch.float64):
-                t = t.float()
-            state[name] = t.numpy()
+        state = _torch_parameters(module)
         extra = spec.arguments(module)
     w_ih, w_hh = state.get("weight_ih"), state.get("weight_hh")
     if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2:

@@ -535,6 +535,17 @@ class Module:
                 self.params[name] = aligned_copy(arr)
         return missing, unexpected
 
+    def _extra_repr_items(self) -> list[str]:
+        """The constructor arguments repr lists: the positional ones, then
+        those that differ from their defaults (as PyTorch's repr)."""
+        return []
+
+    def __repr__(self) -> str:
+        items = self._extra_repr_items()
+        if self.dtype != np.float32:
+            items.append(f"dtype={self.dtype.name}")
+        return f"{type(self).__name__}({', '.join(items)})"
+
     def save(self, path: str | os.PathLike[str] | IO[bytes]) -> str | os.PathLike[str] | IO[bytes]:
         """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
         result: str | os.PathLike[str] | IO[bytes] = IO_HOOKS["save"](self, path)
@@ -1273,11 +1284,6 @@ class RNNBase(Recurrent):
             items.append("go_backwards=True")
         return items
 
-    def __repr__(self) -> str:
-        items = self._extra_repr_items()
-        if self.dtype != np.float32:
-            items.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(items)})"
 
 
 

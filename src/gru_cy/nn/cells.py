@@ -33,7 +33,7 @@ from gru_cy.nn.base import (
 )
 from gru_cy.nn.gru import GRU
 from gru_cy.nn.lstm import LSTM
-from gru_cy.nn.rnn import RNN
+from gru_cy.nn.rnn import _NONLINEARITIES, RNN
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -239,12 +239,6 @@ class _Cell(Module):
             items.append("bias=False")
         return items
 
-    def __repr__(self) -> str:
-        items = self._extra_repr_items()
-        if self.dtype != np.float32:
-            items.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(items)})"
-
     # -- the lean entry points' arguments, cached until a public attribute is set --
 
     def _lean_args(self):
@@ -339,7 +333,7 @@ class RNNCell(_OneStateCell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", dtype: DTypeLike = np.float32,
                  seed: int | np.random.Generator | None = None) -> None:
-        self.nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+        self.nonlinearity = check_choice("nonlinearity", nonlinearity, _NONLINEARITIES)
         super().__init__(input_size, hidden_size, bias=bias, dtype=dtype, seed=seed)
 
     def _config(self) -> dict[str, Any]:

@@ -219,7 +219,7 @@ class Jordan(Recurrent):
 
     # -- presentation -----------------------------------------------------------
 
-    def __repr__(self) -> str:
+    def _extra_repr_items(self):
         items = [str(self.input_size), str(self.hidden_size), str(self.output_size)]
         if self.nonlinearity != "tanh":
             items.append(f"nonlinearity={self.nonlinearity!r}")
@@ -229,6 +229,4 @@ class Jordan(Recurrent):
             items.append("bias=False")
         if self.batch_first:
             items.append("batch_first=True")
-        if self.dtype != np.float32:
-            items.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(items)})"
+        return items

@@ -67,12 +67,6 @@ class _Layer(Module):
                              f"got {shape_str(dout.shape)}")
         return dout
 
-    def __repr__(self) -> str:
-        items = self._extra_repr_items()
-        if self.dtype != np.float32:
-            items.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(items)})"
-
 
 # ---------------------------------------------------------------------------
 
