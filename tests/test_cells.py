@@ -576,3 +576,39 @@ def test_cells_train_with_the_optimisers():
             _, dh = cell.backward(tape, dh)
         opt.step()
     assert losses[-1] < 0.2 * losses[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_malformed_cell_file_is_refused(tmp_path, kind):
+    # gru_cy.load checks the config and every array's header against the shapes
+    # the config gives, before reading or allocating anything.
+    import io
+    import zipfile
+
+    cell = make_cell(kind, 3, 4, dtype=np.float32)
+    path = tmp_path / "cell.npz"
+    cell.save(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays["config"]))
+
+    def write(**changes):
+        bad = dict(arrays, **changes)
+        target = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.npz"
+        np.savez(target, **bad)
+        return target
+
+    huge = dict(config, hidden_size=2**30)
+    for target, message in [
+            (write(weight_hh=np.zeros((3, 3), np.float32)), "weight_hh"),
+            (write(config=np.array(json.dumps(huge))), "weight_ih"),
+            (write(config=np.array(json.dumps(dict(config, bias="yes")))), "bias"),
+            (write(config=np.array(json.dumps(dict(config, hidden_size=-1)))), "hidden_size")]:
+        with pytest.raises(ValueError, match=message):
+            gru_cy.load(target)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("config.npy", b"\x93NUMPY garbage")
+    buf.seek(0)
+    with pytest.raises(ValueError):
+        gru_cy.load(buf)
