@@ -42,9 +42,11 @@ except ImportError as exc:  # pragma: no cover - exercised without dask only
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
+    from gru_cy.estimators import RNNClassifier, RNNRegressor
+
 __all__ = ["predict", "fit"]
 
-_Estimator = TypeVar("_Estimator")
+_Estimator = TypeVar("_Estimator", bound="RNNClassifier | RNNRegressor")
 
 
 # ---------------------------------------------------------------------------

@@ -111,7 +111,8 @@ class SequenceData:
     NumPy arrays only (it is pickled to dask workers).
     """
 
-    def __init__(self, x, lengths, y=None):
+    def __init__(self, x: NDArray[Any], lengths: NDArray[np.int64],
+                 y: NDArray[Any] | None = None) -> None:
         self.x = x
         self.lengths = lengths
         self.y = y
@@ -119,7 +120,7 @@ class SequenceData:
     def __len__(self):
         return self.lengths.shape[0]
 
-    def take(self, indices):
+    def take(self, indices: ArrayLike) -> SequenceData:
         """The samples at ``indices`` (1-D ints), padding trimmed to their
         longest sequence."""
         indices = np.asarray(indices, dtype=np.intp)
@@ -129,7 +130,7 @@ class SequenceData:
         y = None if self.y is None else self.y[indices]
         return SequenceData(x, lengths, y)
 
-    def time_major(self):
+    def time_major(self) -> tuple[NDArray[Any], NDArray[np.int64] | None]:
         """(x as (T, B, ...) C-contiguous, lengths or None when all are T)."""
         x = np.ascontiguousarray(np.swapaxes(self.x, 0, 1))
         T = x.shape[0]

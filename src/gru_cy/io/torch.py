@@ -32,13 +32,19 @@ torch class and the cell's own constructor arguments.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from gru_cy.io._common import (build, cell_spec, float_dtype, kind_of, module_class,
                                param_shapes)
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from gru_cy.nn.base import Module, RNNBase
 
 __all__ = ["TorchCell", "TORCH_CELLS", "from_torch", "to_torch", "TORCH_STEP_CELLS",
            "cell_from_torch", "cell_to_torch"]
@@ -98,11 +104,12 @@ TORCH_CELLS = {
 _GATE_NAMES = {1: "an Elman RNN (H rows)", 3: "a GRU (3H rows)", 4: "an LSTM (4H gate rows)"}
 
 
-def check_torch_expressible(module, what):
+def check_torch_expressible(module: RNNBase, what: str) -> None:
     cell_spec(TORCH_CELLS, type(module)).check(module, what)
 
 
-def from_torch(module, *, cls=None, dtype=None, batch_first=None):
+def from_torch(module: Any, *, cls: type[RNNBase] | None = None, dtype: DTypeLike | None = None,
+               batch_first: bool | None = None) -> RNNBase:
     """A gru_cy module with the configuration and weights of a ``torch.nn`` recurrent module.
 
     ``module`` may also be a state dict (a mapping of names to tensors or
@@ -154,7 +161,7 @@ def _torch_parameters(module):
     return state
 
 
-def to_torch(module, *, dtype=None):
+def to_torch(module: RNNBase, *, dtype: DTypeLike | None = None) -> Any:
     """An equivalent ``torch.nn`` module, in eval mode (dropout off, as gru_cy's inference).
 
     Settings torch cannot compute (a GRU's reset_after=False, go_backwards)
@@ -198,7 +205,8 @@ def _flatten_mapping(mapping, prefix="", depth=0):
     return flat
 
 
-def config_from_state_dict(state_dict, spec=None):
+def config_from_state_dict(state_dict: Mapping[str, Any], spec: TorchCell | None = None
+                           ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(config, state, ignored_keys) from a torch recurrent module's state dict.
 
     The configuration is inferred: num_layers from the largest ``_l{k}``,
@@ -307,7 +315,7 @@ TORCH_STEP_CELLS = {
 }
 
 
-def cell_from_torch(module, *, cls, dtype=None):
+def cell_from_torch(module: Any, *, cls: type[Module], dtype: DTypeLike | None = None) -> Module:
     """A gru_cy cell of class cls with the configuration and weights of the
     matching ``torch.nn`` cell, or of its state dict (``weight_ih``,
     ``weight_hh``, ``bias_ih``, ``bias_hh``; an RNNCell's nonlinearity is not
@@ -339,7 +347,7 @@ def cell_from_torch(module, *, cls, dtype=None):
     return build(cls, config, state, float_dtype(dtype if dtype is not None else w_ih.dtype))
 
 
-def cell_to_torch(cell, *, dtype=None):
+def cell_to_torch(cell: Any, *, dtype: DTypeLike | None = None) -> Any:
     """An equivalent ``torch.nn`` cell (GRUCell, LSTMCell or RNNCell)."""
     import torch
 

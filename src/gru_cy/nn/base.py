@@ -21,7 +21,7 @@ import operator
 import os
 import threading
 from functools import partial
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -171,7 +171,7 @@ def _length_order(lengths, full):
     return np.argsort(-lengths, kind="stable")
 
 
-def prepare_input(module, x):
+def prepare_input(module: Any, x: Any) -> tuple[NDArray[Any], bool]:
     """The input of a forward call, checked and converted: (x, unbatched),
     x time-major (T, B, I), C-contiguous, of the module's dtype. module has
     input_size, batch_first, dtype and _mode."""
@@ -205,7 +205,7 @@ def state_alias(hx: Any, alias: Any, alias_name: str) -> Any:
     return alias
 
 
-def empty(shape, dtype):
+def empty(shape: int | tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     """np.empty for workspaces and tapes (NaN-filled under GRU_CY_POISON=1)."""
     if _POISON:
         return np.full(shape, np.nan, dtype=dtype)
@@ -218,7 +218,7 @@ def empty(shape, dtype):
 PARAM_ALIGN = 64
 
 
-def aligned_empty(shape, dtype):
+def aligned_empty(shape: Iterable[int], dtype: DTypeLike) -> NDArray[Any]:
     """np.empty(shape, dtype) whose data starts on a PARAM_ALIGN boundary."""
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in shape)
@@ -228,7 +228,7 @@ def aligned_empty(shape, dtype):
     return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_copy(arr):
+def aligned_copy(arr: NDArray[Any]) -> NDArray[Any]:
     """A C-contiguous copy of the array, of its dtype, on a PARAM_ALIGN boundary."""
     out = aligned_empty(arr.shape, arr.dtype)
     out[...] = arr
@@ -284,13 +284,15 @@ class Tape:
 # files through it, so nn never imports io.
 MODULES: dict[str, type[Module]] = {}
 
+_ModuleClass = TypeVar("_ModuleClass", bound="type[Module]")
+
 # Functions that gru_cy.io installs when it is imported (gru_cy's __init__
 # imports it): "save" -> save(module, path), and the converters "from_torch",
 # "to_torch", "from_keras", "to_keras", "to_onnx" that the modules' methods call.
 IO_HOOKS: dict[str, Any] = {}
 
 
-def register_module(cls):
+def register_module(cls: _ModuleClass) -> _ModuleClass:
     """Class decorator: make cls loadable by name (its ``_kind``)."""
     kind = cls.__dict__.get("_kind") or cls.__name__
     cls._kind = kind

@@ -147,7 +147,7 @@ class Jordan(Recurrent):
         """Inference: (out, y_n)."""
         return self._forward_general(x, y0, lengths)
 
-    forward = __call__
+    forward = __call__  # type: ignore[assignment]
 
     def forward_train(self, x: ArrayLike,  # type: ignore[override]
                       y0: ArrayLike | None = None, lengths: ArrayLike | None = None
