@@ -301,8 +301,9 @@ class GRUCell(_OneStateCell):
     """
 
     _gates = 3
-    # GRU's kernel calls, which read reset_after: PyTorch's variant.
-    reset_after = True
+    # GRU's kernel calls read reset_after: PyTorch's variant, fixed.
+    reset_after = property(lambda self: True,
+                           doc="Always True: the reset gate after the recurrent product.")
     _kernel_forward = GRU._kernel_forward
     _kernel_backward = GRU._kernel_backward
     _alloc_saved = GRU._alloc_saved
@@ -367,8 +368,8 @@ class LSTMCell(_Cell):
 
     _gates = 4
     _state_count = 2
-    # LSTM's kernel calls, which read proj_size: a cell has no projection.
-    proj_size = 0
+    # LSTM's kernel calls read proj_size: a cell has no projection.
+    proj_size = property(lambda self: 0, doc="Always 0: an LSTMCell has no projection.")
     _kernel_forward = LSTM._kernel_forward
     _kernel_backward = LSTM._kernel_backward
     _alloc_saved = LSTM._alloc_saved
