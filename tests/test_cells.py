@@ -84,7 +84,7 @@ def torch_cell(torch, kind, cell):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("lead", [(4,), (1,), ()], ids=["B4", "B1", "unbatched"])
+@pytest.mark.parametrize("lead", [(4,), (1,), (), (16,)], ids=["B4", "B1", "unbatched", "B16"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_matches_torch(kind, lead, bias, dtype):
     torch = pytest.importorskip("torch")

@@ -199,8 +199,8 @@ class _Cell(Module):
         x, saved, lengths = tape.parts
         B, H = tape.B, self.hidden_size
         # The gradient of the new h enters as the gradient of the step's
-        # output (out = h); the state gradients start from zeros, but for
-        # the LSTM's cell state, which only the state carries.
+        # output (out = h), so the state gradient h starts from zeros; the
+        # LSTM's cell state has no output and enters as its state gradient.
         dgrads = [self._grad_arg(g, name, shape)
                   for g, name, shape in zip(dstates, names, tape.state_shapes)]
         dout = dgrads[0].reshape(1, B, H)
