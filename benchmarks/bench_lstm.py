@@ -40,8 +40,8 @@ import warnings
 import numpy as np
 
 import gru_cy
-from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, _available, _Threads, _time_peers,
-                          busy_fraction, environment, ort_session)
+from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, Threads, available_peers, busy_fraction,
+                          environment, ort_session, time_peers)
 from gru_cy.kernels._blas import fma_peak, packed_isa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -134,7 +134,7 @@ def run_case(T, B, I, H, threads, budget, notes):
         m.backward(tape, dout)
 
     peers_train["gru_cy"] = ours_train
-    have = _available()
+    have = available_peers()
     if "torch" in have:
         import torch
 
@@ -163,7 +163,7 @@ def run_case(T, B, I, H, threads, budget, notes):
     label = f"T={T} B={B} I={I} H={H}"
     big = T * B >= 2048 and H >= 256
     for mode, fns in (("forward", peers_fwd), ("train", peers_train)):
-        med = _time_peers(fns, budget, threads)
+        med = time_peers(fns, budget, threads)
         floor = gemm_floor(T, B, I, H, mode == "train") if big else None
         for name, sec in med.items():
             rows.append(dict(case=label, T=T, B=B, I=I, H=H, mode=mode, threads=threads, peer=name,
@@ -183,7 +183,7 @@ def run_step(threads, budget, notes, B=STEP_SHAPE[0], I=STEP_SHAPE[1], H=STEP_SH
         _, st["hx"] = m.step(x_t, st["hx"])
 
     fns = {"gru_cy": ours}
-    have = _available()
+    have = available_peers()
     if "torch" in have:
         import torch
 
@@ -213,7 +213,7 @@ def run_step(threads, budget, notes, B=STEP_SHAPE[0], I=STEP_SHAPE[1], H=STEP_SH
                                                       "c0": oh["c"]})
 
             fns["onnxruntime"] = ort_step
-    med = _time_peers(fns, budget, threads)
+    med = time_peers(fns, budget, threads)
     return [dict(case=f"step() B={B} I={I} H={H}", B=B, I=I, H=H, mode="step", threads=threads,
                  peer=name, seconds=sec, ratio=sec / med["gru_cy"], floor_fraction=None)
             for name, sec in med.items()]
@@ -286,7 +286,7 @@ def main(argv=None):
     busy = busy_fraction()
     peak = fma_peak()
     for threads in args.threads:
-        with _Threads(threads):
+        with Threads(threads):
             for T, B, I, H in grid:
                 print(f"  [{threads} thread(s)] T={T} B={B} I={I} H={H} ...", file=sys.stderr)
                 rows += run_case(T, B, I, H, threads, args.budget, notes)

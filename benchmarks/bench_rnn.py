@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import warnings
 
 import numpy as np
 
-from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, _fmt_seconds, _Threads, _time_interleaved,
-                          busy_fraction, environment, ort_session)
+from gru_cy.bench import (GRID, QUICK_GRID, STEP_SHAPE, Threads, busy_fraction, environment,
+                          fmt_seconds, ort_session, time_interleaved, write_results)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ACTIVATION = "tanh"
@@ -87,7 +86,7 @@ def run_case(T, B, I, H, budget, peers):
             fwd["onnxruntime"] = lambda: sess.run(None, feed)
     rows = []
     for mode, fns in (("forward", fwd), ("train", train)):
-        times = _time_interleaved(fns, budget)
+        times = time_interleaved(fns, budget)
         rows.append(dict(case=f"T={T} B={B} I={I} H={H}", mode=mode, seconds=times,
                          gflops=_flops(T, B, I, H, mode) / times["gru_cy"] / 1e9,
                          ratios={p: times[p] / times["gru_cy"] for p in times if p != "gru_cy"}))
@@ -112,7 +111,7 @@ def run_step(budget, peers):
                 return cell(xt, ht)
 
         fns["torch"] = torch_step
-    times = _time_interleaved(fns, budget)
+    times = time_interleaved(fns, budget)
     return dict(case=f"step() B={B} I={I} H={H}", mode="step", seconds=times, gflops=None,
                 ratios={p: times[p] / times["gru_cy"] for p in times if p != "gru_cy"})
 
@@ -141,7 +140,7 @@ def format_table(doc):
     for r in doc["rows"]:
         gf = f"{r['gflops']:.1f}" if r["gflops"] else ""
         cells = " ".join(f"{_ratio(r, n):>14}" for n in names)
-        lines.append(f"{r['case']:<28} {r['mode']:<8} {_fmt_seconds(r['seconds']['gru_cy']):>10} "
+        lines.append(f"{r['case']:<28} {r['mode']:<8} {fmt_seconds(r['seconds']['gru_cy']):>10} "
                      f"{gf:>6} {cells}")
     return "\n".join(lines)
 
@@ -160,7 +159,7 @@ def main(argv=None):
     print(f"machine busy {100 * busy:.0f}% before the run: other processes share it, so absolute "
           "times are noisy; the ratios compare peers measured turn by turn in this run."
           if busy is not None else "")
-    with _Threads(1):
+    with Threads(1):
         for T, B, I, H in grid:
             print(f"  T={T} B={B} I={I} H={H} ...", flush=True)
             doc["rows"] += run_case(T, B, I, H, args.budget, peers)
@@ -170,19 +169,13 @@ def main(argv=None):
     print()
     print("(x = peer time / gru_cy time: > 1 means gru_cy is faster)")
     print(table)
-    os.makedirs(RESULTS, exist_ok=True)
-    base = os.path.join(RESULTS, f"rnn-{args.tag}")
-    with open(base + ".json", "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    with open(base + ".md", "w") as f:
-        f.write(f"# gru_cy.RNN benchmark ({args.tag})\n\n")
-        f.write(f"1 thread, nonlinearity={ACTIVATION}, float32; {doc['env'].get('cpu')}; numpy "
-                f"{doc['env'].get('numpy')}, torch {doc['env'].get('torch')}, onnxruntime "
-                f"{doc['env'].get('onnxruntime')}. Machine busy "
-                f"{'?' if busy is None else f'{100 * busy:.0f}%'} before the run (shared with "
-                "other jobs): absolute times are noisy, ratios are measured turn by turn.\n\n")
-        f.write("x = peer time / gru_cy time (> 1: gru_cy faster)\n\n```\n" + table + "\n```\n")
-    print(f"\nresults written to {base}.json and {base}.md")
+    env = doc["env"]
+    paths = write_results(
+        os.path.join(RESULTS, f"rnn-{args.tag}"), doc, f"gru_cy.RNN benchmark ({args.tag})",
+        f"1 thread, nonlinearity={ACTIVATION}, float32; {env.get('cpu')}; numpy "
+        f"{env.get('numpy')}, torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}",
+        table, "x = peer time / gru_cy time (> 1: gru_cy faster)")
+    print(f"\nresults written to {' and '.join(paths)}")
     return 0
 
 

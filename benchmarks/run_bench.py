@@ -1,14 +1,14 @@
 """The full side-by-side GRU benchmark, with JSON, plot and README table.
 
-    python benchmarks/run_bench.py [--threads 1 2] [--budget 2] [--quick]
+    python benchmarks/runbench.py [--threads 1 2] [--budget 2] [--quick]
 
 Runs gru_cy against the NumPy GRU, torch.nn.GRU and ONNX Runtime on the
 shape grid, the extra rows (float64, bidirectional, 2 layers,
 reset_after=False, variable lengths) and the step() latency row, at each
 thread count; prints the tables; writes benchmarks/results/bench-<date>.json,
 the plot next to it (when matplotlib is installed) and the Markdown table
-used in README.md (bench-<date>.md). The measuring code is src/gru_cy/_bench.py,
-also behind `python -m gru_cy bench`.
+used in README.md (bench-<date>.md). The measuring code is the package
+gru_cy.bench (src/gru_cy/bench/), also behind `python -m gru_cy bench`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from gru_cy import bench as _bench
+from gru_cy import bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,8 +39,8 @@ def main(argv=None):
                         help="before each case, wait up to this long for the machine to be "
                              "idle (other processes skew timings, most of all with 2 threads)")
     args = parser.parse_args(argv)
-    grid = _bench.QUICK_GRID if args.quick else _bench.GRID
-    doc = _bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
+    grid = bench.QUICK_GRID if args.quick else bench.GRID
+    doc = bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
                      budget=args.budget, wait_quiet=args.wait_quiet)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stem = args.name or f"bench-{datetime.date.today().isoformat()}"
@@ -53,11 +53,11 @@ def main(argv=None):
         doc["threads"] = sorted(set(old["threads"]) | set(args.threads))
         doc["notes"] = sorted(set(old["notes"]) | set(doc["notes"]))
         doc["environment"]["earlier_runs"] = old["environment"]
-    _bench.print_report(doc)
+    bench.print_report(doc)
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     with open(base + ".md", "w") as f:
-        f.write(_bench.format_markdown(doc))
+        f.write(bench.format_markdown(doc))
     print(f"\nwrote {base}.json and {base}.md")
     try:
         import plot_bench
@@ -65,7 +65,7 @@ def main(argv=None):
         sys.path.insert(0, HERE)
         import plot_bench
     try:
-        plot_bench.plot(doc, base + ".png")
+        plotbench.plot(doc, base + ".png")
         print(f"wrote {base}.png")
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)")

@@ -7,6 +7,7 @@ against logistic regression on the flattened pixels and the same network
 (GRU(8 -> 64) -> last state -> Linear(64 -> 10), Adam, same epochs and
 batch size) trained by a PyTorch loop when torch is installed.
 
+    pip install "gru_cy[examples]"     # scikit-learn, statsmodels
     python examples/classify_digits.py [--epochs 30]
 
 Both libraries run on one thread, so that the times compare like with like.
@@ -16,6 +17,10 @@ import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+from _needs import need  # noqa: E402  (next to this script)
+
+need(sklearn="scikit-learn")
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -8,6 +8,7 @@ year = this year) and with the same network (GRU(1 -> 32) -> last state ->
 Linear(32 -> 1), Adam, MSE, same epochs and batch size) trained by a PyTorch
 loop when torch is installed. RMSE is in sunspot numbers.
 
+    pip install "gru_cy[examples]"     # scikit-learn, statsmodels
     python examples/forecast_sunspots.py [--epochs 150]
 
 Both libraries run on one thread, so that the times compare like with like.
@@ -17,6 +18,10 @@ import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+from _needs import need  # noqa: E402  (next to this script)
+
+need(sklearn="scikit-learn", statsmodels="statsmodels")
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -159,8 +159,12 @@ def check_one(data: bytes):
     # A loaded recurrent module must run (its values may be anything, NaN included).
     size = getattr(gru, "input_size", 0) * getattr(gru, "hidden_size", 0)
     if 0 < size <= 1 << 20:
+        # A sequence (T, B, I) for the recurrent modules, one step (B, I) for the cells.
+        cells = tuple(getattr(gru_cy, name) for name in ("GRUCell", "LSTMCell", "RNNCell")
+                      if hasattr(gru_cy, name))
+        shape = (2, gru.input_size) if isinstance(gru, cells) else (2, 1, gru.input_size)
         with np.errstate(all="ignore"):
-            result = gru(np.ones((2, 1, gru.input_size), gru.dtype))
+            result = gru(np.ones(shape, gru.dtype))
         out = result[0] if isinstance(result, tuple) else result
         assert out.shape[0] == 2
 

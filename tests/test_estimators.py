@@ -221,6 +221,12 @@ def test_gradients_against_finite_differences(cls, pooling, embedding, cell):
     n_features, info, data = est._describe(X)
     est._initialize(n_features, est._y_info(y, None), info)
     data.y = est._encode_y(y, len(data))
+    check_gradients_numerically(est, data, rng)
+
+
+def check_gradients_numerically(est, data, rng):
+    """The gradients of the loss sum against central differences, at a few
+    entries of every parameter array."""
     _, grads = est._loss_and_grads(data)
     weights = est._get_weights()
     eps = 1e-6
@@ -527,3 +533,43 @@ def test_examples_run(script):
     res = subprocess.run([sys.executable, path, "--epochs", "1"], capture_output=True, text=True,
                          check=True, timeout=600)
     assert "gru_cy RNN" in res.stdout
+
+
+# ---------------------------------------------------------------------------
+# cell="jordan": the Jordan network as the recurrent part
+
+
+@pytest.mark.parametrize("cls,pooling", [(RNNClassifier, "last"), (RNNClassifier, "mean"),
+                                         (RNNRegressor, "max")])
+def test_jordan_cell_gradients_against_finite_differences(cls, pooling):
+    rng = np.random.default_rng(4)
+    X = [rng.standard_normal((int(t), 2)) for t in (3, 5, 1, 4)]
+    y = np.array([0, 1, 2, 1]) if cls is RNNClassifier else rng.standard_normal((4, 2))
+    est = cls(cell="jordan", hidden_size=5, pooling=pooling, dtype=np.float64, random_state=0)
+    n_features, info, data = est._describe(X)
+    est._initialize(n_features, est._y_info(y, None), info)
+    assert isinstance(est.network_[-2], gru_cy.Jordan)
+    data.y = est._encode_y(y, len(data))
+    check_gradients_numerically(est, data, rng)
+
+
+def test_jordan_cell_fits_ragged_sequences_and_learns():
+    X, y = ragged(300, seed=1)
+    est = fitted(RNNClassifier, X[:200], y[:200], cell="jordan", max_iter=25, dtype=np.float64)
+    jordan = est.network_[-2]
+    assert isinstance(jordan, gru_cy.Jordan)
+    assert jordan.output_size == est.hidden_size and jordan.output_activation == "tanh"
+    batch = est._predict_raw(est._check_X(X[200:220]))
+    for i, seq in enumerate(X[200:220]):
+        np.testing.assert_allclose(batch[i], alone_outputs(est, seq), rtol=1e-9, atol=1e-12)
+    assert est.score(X[200:], y[200:]) > 0.75
+    # a pickled estimator predicts the same
+    again = pickle.loads(pickle.dumps(est))
+    assert same_bits(again.predict_proba(X[200:]), est.predict_proba(X[200:]))
+
+
+@pytest.mark.parametrize("kw", [dict(num_layers=2), dict(bidirectional=True)])
+def test_jordan_cell_is_one_layer_one_direction(kw):
+    X, y = ragged(6)
+    with pytest.raises(ValueError, match="cell='jordan' is one layer in one direction"):
+        small(RNNClassifier, cell="jordan", **kw).fit(X, y)

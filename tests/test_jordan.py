@@ -13,7 +13,7 @@ import gru_cy
 from gru_cy.nn import base
 
 import reference_jordan as ref
-from helpers import assert_same_modules, same_bits
+from helpers import assert_same_modules, backward_calls_take_turns, same_bits, threads
 
 ACTS = ("tanh", "relu", "sigmoid")
 OUT_ACTS = ("identity", "tanh", "sigmoid")
@@ -496,16 +496,14 @@ def test_concurrent_calls_from_threads_agree_with_serial_ones():
         assert same_bits(a, c) and same_bits(b, d)
 
 
+@pytest.mark.parametrize("split", [(2, 2, 1), (2, 1, 2), (4, 2, 2)])
 @pytest.mark.parametrize("B,lengths,batch_first", [
     (6, None, False), (5, [7, 3, 0, 7, 1], False), (7, [1, 2, 3, 4, 5, 6, 7], True),
     (2, [7, 4], False)])
-def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengths,
-                                                           batch_first):
-    # With two BLAS threads allowed, large calls run two halves of the batch
-    # at once; forced here (thresholds lowered, two threads reported).
-    from gru_cy.nn import jordan as jordan_module
-
-    T, I, H, O = 7, 3, 5, 4
+def test_threads_give_the_one_thread_bits(B, lengths, batch_first, split):
+    # Whichever way the threads split the rows and the units (forced here
+    # whatever the size), every result is the one-thread run's bit for bit.
+    T, I, H, O = 7, 3, 40, 36
     rng = np.random.default_rng(B)
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
     y0 = rng.standard_normal((1, B, O))
@@ -520,24 +518,20 @@ def test_batch_halves_on_two_threads_equal_the_unsplit_run(monkeypatch, B, lengt
         jordan.zero_grad()
         dx, dy0 = jordan.backward(tape, dout, dy_n)
         dx2, dy02 = jordan.backward(tape, dout, dy_n)   # grads add up
-        return (len(tape.parts), [out, y_n, t_out, t_yn, dx, dy0, dx2, dy02]
+        return ([out, y_n, t_out, t_yn, dx, dy0, dx2, dy02]
                 + [jordan.grads[k].copy() for k in sorted(jordan.grads)])
 
-    monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 10**9)
-    n_parts, whole = run()
-    assert n_parts == 1
-    monkeypatch.setattr(jordan_module, "MIN_HALF_BATCH", 1)
-    monkeypatch.setattr(jordan_module, "MIN_MULTIPLY_ADDS", 0)
-    monkeypatch.setattr(jordan_module, "thread_budget", lambda: 2)
-    n_parts, split = run()
-    assert n_parts == 2
-    for a, b in zip(whole, split):
-        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-14)
+    with threads(1):
+        whole = run()
+    with threads(*split):
+        got = run()
+    for a, b in zip(whole, got):
+        assert same_bits(a, b)
     # and against the reference
     tm = (lambda a: a.transpose(1, 0, 2)) if batch_first else (lambda a: a)
     r_out, r_yn, _ = ref.forward(jordan.params, tm(x), y0[0], lengths, "sigmoid", "tanh")
-    np.testing.assert_allclose(tm(split[0]), r_out, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(split[1][0], r_yn, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(tm(whole[0]), r_out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(whole[1][0], r_yn, rtol=1e-12, atol=1e-13)
 
 
 def test_random_shapes_and_lengths_match_the_reference():
@@ -557,3 +551,26 @@ def test_random_shapes_and_lengths_match_the_reference():
         _compare(jordan, x, y0, lengths, dout, dy_n, *pair)
 
     check()
+
+
+def test_concurrent_backward_on_one_module_loses_nothing():
+    # Backward adds into jordan.grads under the module's lock (the shared
+    # driver's), so calls from several threads take turns and all count.
+    T, B, I, H, O = 12, 9, 4, 16, 3
+    x, y0, dout, dy_n = _data(T, B, I, O, 5)
+    y0, dy_n = y0[None], dy_n[None]
+    jordan = gru_cy.Jordan(I, H, O, "tanh", "sigmoid", dtype=np.float64, seed=2)
+    _, _, tape = jordan.forward_train(x, y0, [12, 3, 0, 7, 12, 1, 5, 9, 11])
+    jordan.zero_grad()
+    dx_once, dy0_once = jordan.backward(tape, dout, dy_n)
+    once = {k: g.copy() for k, g in jordan.grads.items()}
+    jordan.zero_grad()
+    results = []
+    most = backward_calls_take_turns(
+        jordan, lambda: results.append(jordan.backward(tape, dout, dy_n)), 4, 5)
+    assert most == 1, "two backward calls on one module ran at once"
+    for k, g in once.items():
+        np.testing.assert_allclose(jordan.grads[k], 20 * g, rtol=1e-12, atol=1e-12, err_msg=k)
+    assert len(results) == 20
+    for dx, dy0 in results:
+        assert same_bits(dx, dx_once) and same_bits(dy0, dy0_once)

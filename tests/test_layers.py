@@ -336,3 +336,57 @@ def test_torch_rejects_what_we_reject():
         torch.nn.Embedding(5, 2)(torch.tensor([0, 5]))
     with pytest.raises(AssertionError, match="Padding_idx must be within num_embeddings"):
         torch.nn.Embedding(5, 2, padding_idx=5)
+
+
+# ---------------------------------------------------------------------------
+# tapes are snapshots; one rule for gradient arrays
+
+
+def test_linear_tape_is_a_snapshot():
+    # An optimiser step (or a reused input buffer) between forward_train and
+    # backward changes no gradient, as with the recurrent modules' tapes.
+    rng = np.random.default_rng(0)
+    lin = gru_cy.Linear(4, 3, dtype=np.float64, seed=1)
+    x = rng.standard_normal((5, 4))
+    dy = rng.standard_normal((5, 3))
+    _, tape = lin.forward_train(x)
+    dx_ref = lin.backward(tape, dy)
+    grads_ref = {k: g.copy() for k, g in lin.grads.items()}
+    np.testing.assert_allclose(dx_ref, dy @ lin.params["weight"], rtol=1e-14)
+    lin.zero_grad()
+    _, tape = lin.forward_train(x)
+    x[...] = 3.0
+    lin.params["weight"] -= 0.25
+    dx = lin.backward(tape, dy)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for k in grads_ref:
+        np.testing.assert_array_equal(lin.grads[k], grads_ref[k])
+
+
+def test_embedding_tape_keeps_its_ids():
+    emb = gru_cy.Embedding(5, 2, dtype=np.float64, seed=0)
+    ids = np.array([1, 1, 3], dtype=np.intp)
+    _, tape = emb.forward_train(ids)
+    ids[...] = 0
+    emb.backward(tape, np.ones((3, 2)))
+    np.testing.assert_array_equal(emb.grads["weight"][:, 0], [0, 2, 0, 1, 0])
+
+
+@pytest.mark.parametrize("make,x,grad", [
+    (lambda: gru_cy.Linear(3, 2, dtype=np.float64), np.ones((4, 3)), "weight"),
+    (lambda: gru_cy.Linear(3, 2, dtype=np.float64), np.ones((4, 3)), "bias"),
+    (lambda: gru_cy.Embedding(5, 2, dtype=np.float64), np.array([1, 2]), "weight"),
+])
+def test_unusable_gradient_arrays_raise(make, x, grad):
+    m = make()
+    out, tape = m.forward_train(x)
+    shape = m.params[grad].shape
+    for bad in (np.zeros(shape, np.float32), np.zeros(shape + (1,)), np.zeros(shape).T.copy().T
+                if len(shape) == 2 else np.zeros(2 * shape[0])[::2], "junk"):
+        m.grads[grad] = bad
+        with pytest.raises(ValueError, match=rf"grads\['{grad}'\] must be a writable"):
+            m.backward(tape, np.ones_like(out))
+        assert m.grads[grad] is bad          # never silently replaced
+    del m.grads[grad]                        # a missing one is created
+    m.backward(tape, np.ones_like(out))
+    assert m.grads[grad].shape == shape and m.grads[grad].any()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import gru_cy
+from helpers import THREAD_SPLITS, same_bits, threads
 from reference_lstm import lstm_param_names, ref_lstm_backward, ref_lstm_forward
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-5)}
@@ -480,7 +481,7 @@ def test_save_and_load(tmp_path):
     assert list(m2.params) == list(m.params)
 
 
-# -- batch halves and directions on two threads ------------------------------------------------
+# -- threads: the same bits whatever the split ----------------------------------------------
 
 
 @pytest.mark.parametrize("B,kwargs,lengths", [
@@ -489,37 +490,33 @@ def test_save_and_load(tmp_path):
     (4, dict(num_layers=3, dropout=0.5), None),
     (7, dict(num_layers=2, bias=False, proj_size=2), [1, 2, 3, 4, 5, 6, 7]),
     (6, dict(go_backwards=True), [7, 7, 7, 2, 2, 2]),
+    (6, dict(bidirectional=True, proj_size=3), [7, 2, 5, 7, 0, 1]),
 ])
-def test_batch_split_equals_the_unsplit_run(monkeypatch, B, kwargs, lengths):
-    """Large unidirectional calls run two batch halves on two threads (forced here whatever
-    the machine): every result equals the unsplit run's and the reference's."""
-    from gru_cy.nn import base as _base
-
-    T, I, H = 7, 3, 5
+@pytest.mark.parametrize("split", THREAD_SPLITS[1:])
+def test_threads_give_the_one_thread_bits(split, B, kwargs, lengths):
+    """Every result (inference, training, every gradient) is the one-thread run's bit for
+    bit, whichever way the threads split the rows and the units (forced here whatever the
+    size), and the reference's."""
+    T, I, H = 7, 3, 40
     rng = np.random.default_rng(B)
     L, P = kwargs.get("num_layers", 1), kwargs.get("proj_size", 0)
-    R = P or H
-    x, h0, c0, dout, dh_n, dc_n = _inputs(rng, T, B, I, H, L, 1, R, np.float64)
+    D, R = (2 if kwargs.get("bidirectional") else 1), P or H
+    x, h0, c0, dout, dh_n, dc_n = _inputs(rng, T, B, I, H, L, D, R, np.float64)
     lengths = None if lengths is None else np.array(lengths)
     results = []
-    for split in (False, True):
-        if split:
-            monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
-            monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
-            monkeypatch.setattr(_base, "thread_budget", lambda: 2)
-        else:
-            monkeypatch.setattr(_base, "MIN_HALF_BATCH", 10**9)
+    for config in (THREAD_SPLITS[0], split):
         m = gru_cy.LSTM(I, H, dtype=np.float64, seed=3, **kwargs)
-        assert bool(m._batch_split(T, B, I, train=True)) == split
-        out, (hn, cn) = m(x, (h0, c0), lengths=lengths)
-        t_out, (t_h, t_c), tape = m.forward_train(x, (h0, c0), lengths=lengths)
-        dx, (dh0, dc0) = m.backward(tape, dout, (dh_n, dc_n))
+        with threads(*config):
+            out, (hn, cn) = m(x, (h0, c0), lengths=lengths)
+            t_out, (t_h, t_c), tape = m.forward_train(x, (h0, c0), lengths=lengths)
+            dx, (dh0, dc0) = m.backward(tape, dout, (dh_n, dc_n))
         results.append([out, hn, cn, t_out, t_h, t_c, dx, dh0, dc0]
                        + [m.grads[k] for k in sorted(m.grads)])
     for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        assert same_bits(a, b)
     if not kwargs.get("dropout") and not kwargs.get("go_backwards"):
         e_out, e_hn, e_cn, _ = ref_lstm_forward(x, _p64(m), num_layers=L, proj_size=P,
+                                                bidirectional=D == 2,
                                                 bias=kwargs.get("bias", True), h0=h0, c0=c0,
                                                 lengths=lengths)
         np.testing.assert_allclose(results[1][0], e_out, rtol=1e-10, atol=1e-12)

@@ -37,12 +37,12 @@ def _stub_functions(module_name):
             for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
-@pytest.mark.parametrize("module_name", ["_blas", "_gru", "_rnn", "_jordan", "_lstm"])
+@pytest.mark.parametrize("module_name", ["_core"])
 def test_stubs_match_the_compiled_module(module_name):
     module = importlib.import_module(f"gru_cy.kernels.{module_name}")
     stubbed = _stub_functions(module_name)
     compiled = {name: obj for name, obj in vars(module).items()
-                if callable(obj) and not isinstance(obj, type)
+                if callable(obj) and not isinstance(obj, type) and not name.startswith("__pyx")
                 and getattr(obj, "__module__", None) == module.__name__}
     assert set(stubbed) == set(compiled), "functions in the stub and the module differ"
     for name, params in stubbed.items():

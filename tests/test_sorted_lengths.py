@@ -14,6 +14,7 @@ import pytest
 
 import gru_cy
 from gru_cy.nn import base as _base
+from helpers import threads
 from reference import ref_gru_backward, ref_gru_forward
 
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -121,20 +122,19 @@ def test_sorted_lengths_match_the_reference(lengths, bidirectional):
     np.testing.assert_allclose(inf_h, e_h, **TOL)
 
 
-def test_sorting_inside_batch_halves(monkeypatch):
-    # Two threads' halves each sort their own rows.
-    monkeypatch.setattr(_base, "MIN_HALF_BATCH", 1)
-    monkeypatch.setattr(_base, "MIN_MULTIPLY_ADDS", 0)
-    monkeypatch.setattr(_base, "thread_budget", lambda: 2)
-    T, I, H = 8, 3, 4
+@pytest.mark.parametrize("split", [(2, 2, 1), (3, 3, 1), (2, 1, 2)])
+def test_sorted_rows_split_over_threads(split):
+    # Each thread's rows skip their own finished sequences.
+    T, I, H = 8, 3, 40
     lengths = np.array([1, 8, 3, 0, 8, 2, 5, 7])
     rng = np.random.default_rng(7)
     x = rng.standard_normal((T, len(lengths), I))
     gru = gru_cy.GRU(I, H, dtype=np.float64, seed=5)
-    out, h_n, tape = gru.forward_train(x, lengths=lengths)
-    assert len(tape.parts) == 2 and all(p[-1] is not None for p in tape.parts)
-    dout = rng.standard_normal(out.shape)
-    dx, dh0 = gru.backward(tape, dout)
+    with threads(*split):
+        out, h_n, tape = gru.forward_train(x, lengths=lengths)
+        assert tape.parts[0][-1] is not None        # the kernels ran a sorted batch
+        dout = rng.standard_normal(out.shape)
+        dx, dh0 = gru.backward(tape, dout)
     e_out, e_h, cache = ref_gru_forward(x, gru.params, num_layers=1, bidirectional=False,
                                         reset_after=True, bias=True, lengths=lengths)
     e_dx, e_dh0, e_grads = ref_gru_backward(cache, dout, None)

@@ -358,28 +358,6 @@ def _blas_count():
     return blas[0]
 
 
-def test_a_threadpoolctl_limit_set_while_directions_run_survives():
-    """gru_cy never changes the BLAS thread count, so a limit the user sets
-    while a layer's directions run is neither overwritten when they finish
-    nor turned into a permanent one thread when the user lifts it."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    from gru_cy._threads import MIN_MULTIPLY_ADDS, run_directions
-
-    get = _blas_count()
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        if get() != 2:
-            pytest.skip("the BLAS cannot be set to two threads here")
-        limiter = []
-
-        def user_limits():
-            limiter.append(threadpoolctl.threadpool_limits(1, user_api="blas"))
-
-        run_directions([user_limits, lambda: None], MIN_MULTIPLY_ADDS)
-        assert get() == 1, "the user's limit was overwritten"
-        limiter[0].restore_original_limits()
-        assert get() == 2, "lifting the user's limit left the BLAS at one thread"
-
-
 def test_other_threads_blas_count_is_not_lowered_while_gru_cy_runs():
     """While bidirectional layers run in one thread, another thread always sees
     the BLAS thread count the user set."""
@@ -412,46 +390,32 @@ def test_other_threads_blas_count_is_not_lowered_while_gru_cy_runs():
 
 
 def test_set_num_threads_checks_its_argument():
+    before = gru_cy.get_num_threads()
     with pytest.raises(TypeError, match="n should be an integer"):
         gru_cy.set_num_threads(2.0)
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         gru_cy.set_num_threads(0)
-    assert gru_cy.get_num_threads() == 1
+    assert gru_cy.get_num_threads() == before
 
 
-def test_own_threads_over_a_one_thread_blas_give_the_one_thread_results():
-    """set_num_threads(2) runs the directions (and batch halves) on two
-    threads; over a one-thread BLAS every product is the same call, so the
-    results are those of one thread, bit for bit. The BLAS count is untouched."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    from gru_cy import _threads
+def test_own_threads_give_the_one_thread_results():
+    """set_num_threads(2) splits each call over the kernels' pool; every product element is
+    still one chain computed by one thread, so the results are those of one thread, bit for
+    bit. The BLAS count is untouched."""
+    from gru_cy.kernels import _core
 
     gru = gru_cy.GRU(64, 128, num_layers=2, bidirectional=True, seed=0)
     x = np.random.default_rng(0).standard_normal((60, 16, 64)).astype(np.float32)
-    used = []
-    original = _threads.ThreadPoolExecutor
-
-    class Counting(original):
-        def submit(self, *args, **kwargs):
-            used.append(1)
-            return super().submit(*args, **kwargs)
-
     results = []
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+    before = gru_cy.get_num_threads()
+    try:
         for n in (1, 2):
-            _threads._executor = None
-            _threads.ThreadPoolExecutor = Counting
             gru_cy.set_num_threads(n)
-            try:
-                out, h_n, tape = gru.forward_train(x)
-                dx, dh0 = gru.backward(tape, out)
-                results.append((out, h_n, dx, dh0))
-            finally:
-                gru_cy.set_num_threads(1)
-                _threads.ThreadPoolExecutor = original
-                _threads._executor = None
-            if n == 1:
-                assert not used, "one thread of gru_cy's own must not start a worker"
-    assert used, "set_num_threads(2) ran no call on a second thread"
+            out, h_n, tape = gru.forward_train(x)
+            dx, dh0 = gru.backward(tape, out)
+            results.append((out, h_n, dx, dh0))
+    finally:
+        gru_cy.set_num_threads(before)
+    assert _core.pool_workers() >= 1, "set_num_threads(2) started no worker"
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import gru_cy
+from helpers import threads
 from reference import param_names, ref_gru_backward, ref_gru_forward
 
 TOLERANCES = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-5)}
@@ -197,21 +198,15 @@ def test_reverse_only_forward_backward_match_reference(reset_after, num_layers, 
 
 @pytest.mark.parametrize("order", ["sorted", "unsorted"])
 @pytest.mark.parametrize("reset_after", [True, False], ids=_id("reset_after"))
-@pytest.mark.parametrize("bidirectional, split", [(False, False), (False, True), (True, False)],
-                         ids=["go_backwards", "go_backwards-two halves", "bidirectional"])
-def test_long_uneven_reverse_runs_match_reference(bidirectional, split, reset_after, order,
-                                                  monkeypatch):
+@pytest.mark.parametrize("bidirectional, split", [(False, (1, 0, 0)), (False, (2, 2, 1)),
+                                                  (False, (2, 1, 2)), (True, (1, 0, 0)),
+                                                  (True, (4, 2, 1))],
+                         ids=["go_backwards", "go_backwards-rows", "go_backwards-units",
+                              "bidirectional", "bidirectional-rows"])
+def test_long_uneven_reverse_runs_match_reference(bidirectional, split, reset_after, order):
     """T = 40 with uneven lengths in the reverse direction (go_backwards or the second direction
     of a bidirectional layer): the kernels then need every time step's input projection at once
-    (one chunk); sorted and unsorted batches, in one piece or in two halves on two threads."""
-    import gru_cy.nn.base as base
-
-    if split:
-        monkeypatch.setattr(base, "MIN_HALF_BATCH", 1)
-        monkeypatch.setattr(base, "MIN_MULTIPLY_ADDS", 0)
-        monkeypatch.setattr(base, "thread_budget", lambda: 2)
-    else:
-        monkeypatch.setattr(base, "MIN_HALF_BATCH", 10**9)
+    (one chunk); sorted and unsorted batches, on one thread or split over threads."""
     rng = np.random.default_rng(44)
     T, B, I, H, L = 40, 6, 3, 5, 2
     D = 2 if bidirectional else 1
@@ -222,9 +217,9 @@ def test_long_uneven_reverse_runs_match_reference(bidirectional, split, reset_af
     h0 = rng.standard_normal((L * D, B, H))
     dout = rng.standard_normal((T, B, D * H))
     dh_n = rng.standard_normal((L * D, B, H))
-    out, h_n, tape = gru.forward_train(x, h0, lengths)
-    assert len(tape.parts) == (2 if split else 1)
-    dx, dh0 = gru.backward(tape, dout, dh_n)
+    with threads(*split):
+        out, h_n, tape = gru.forward_train(x, h0, lengths)
+        dx, dh0 = gru.backward(tape, dout, dh_n)
     expected = _reference(gru, x, h0, lengths, dout, dh_n, num_layers=L,
                           bidirectional=bidirectional, reset_after=reset_after, bias=True,
                           go_backwards=not bidirectional)

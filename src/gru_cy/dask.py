@@ -26,6 +26,7 @@ import math
 import numbers
 import threading
 import uuid
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 
@@ -38,7 +39,14 @@ except ImportError as exc:  # pragma: no cover - exercised without dask only
         "gru_cy.dask needs dask with its distributed scheduler: install the extra "
         "gru_cy[dask] (or dask[distributed])") from exc
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from gru_cy.estimators import RNNClassifier, RNNRegressor
+
 __all__ = ["predict", "fit"]
+
+_Estimator = TypeVar("_Estimator", bound="RNNClassifier | RNNRegressor")
 
 
 # ---------------------------------------------------------------------------
@@ -132,7 +140,18 @@ def _module_partition(seqs, model):
 # predict
 
 
-def predict(model, X, *, lengths=None, method="predict"):
+@overload
+def predict(model: Any, X: da.Array, *, lengths: ArrayLike | da.Array | None = None,
+            method: str = "predict") -> da.Array: ...
+
+
+@overload
+def predict(model: Any, X: db.Bag, *, lengths: None = None,
+            method: str = "predict") -> db.Bag: ...
+
+
+def predict(model: Any, X: da.Array | db.Bag, *, lengths: ArrayLike | da.Array | None = None,
+            method: str = "predict") -> da.Array | db.Bag:
     """Lazy predictions of ``model`` over a dask collection.
 
     model: a fitted estimator (``RNNClassifier`` / ``RNNRegressor``, or any
@@ -504,14 +523,6 @@ def _tree_sum(client, futures):
     return futures
 
 
-def _l2_term(estimator):
-    alpha = float(estimator.alpha)
-    if not alpha:
-        return 0.0
-    return 0.5 * alpha * sum(float(np.dot(p.ravel(), p.ravel()))
-                             for module in estimator.network_ for p in module.params.values())
-
-
 class _Cluster:
     """The encoded pieces of (X, y) on the workers and the gradients of any
     set of global sample indices over them."""
@@ -520,7 +531,7 @@ class _Cluster:
         from sklearn.base import clone, is_classifier
 
         needed = ("_initialize", "_encode", "_loss_and_grads", "_apply_gradients",
-                  "_get_weights", "_set_weights", "_epoch_order")
+                  "_get_weights", "_set_weights", "_epoch_order", "_train_epochs")
         if not all(hasattr(estimator, name) for name in needed):
             raise TypeError(
                 f"estimator must be a gru_cy RNNClassifier or RNNRegressor, got "
@@ -620,7 +631,8 @@ def _gradients(estimator, X, y, client=None, timeout=None):
         cluster.close()
 
 
-def fit(estimator, X, y, client=None, *, timeout=None):
+def fit(estimator: _Estimator, X: da.Array | db.Bag, y: ArrayLike | da.Array | db.Bag,
+        client: Any = None, *, timeout: float | None = None) -> _Estimator:
     """Train ``estimator`` on a dask.distributed cluster; returns it.
 
     estimator: an ``RNNClassifier`` or ``RNNRegressor`` (its
@@ -653,62 +665,30 @@ def fit(estimator, X, y, client=None, *, timeout=None):
     X are recomputed from their graph); when it cannot, a RuntimeError says
     at which epoch and step the fit stopped.
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
     if hasattr(estimator, "_check_params"):
         estimator._check_params()
     cluster = _Cluster(estimator, X, y, client, timeout)
-    early = bool(getattr(estimator, "early_stopping", False))
-    train = None
     try:
-        if early:
+        train = None
+        validate = None
+        if getattr(estimator, "early_stopping", False):
             if estimator.validation_scores_ is None:  # a warm start after a fit without it
                 estimator.validation_scores_ = []
             # The split a local fit makes (stratified on the encoded labels).
             targets = cluster.targets()
             train, held_out = estimator._validation_split(_Targets(targets))
             y_held_out = estimator._decode_y(targets[held_out])
-    except BaseException:
-        cluster.close()
-        raise
-    n = cluster.n if train is None else len(train)
-    batch_size = estimator._batch_size(n)
-    epochs = int(estimator.max_iter)
-    bar = estimator._progress(epochs)
-    stopped = False
-    try:
-        for _ in range(epochs):
-            order = estimator._epoch_order(n)
-            total = 0.0
-            for step, start in enumerate(range(0, n, batch_size)):
-                batch = order[start:start + batch_size]
-                if train is not None:
-                    batch = train[batch]
-                loss_sum, grads = cluster.gradients(
-                    batch, f"epoch {estimator.n_iter_ + 1}, step {step + 1}")
-                estimator._apply_gradients(grads, len(batch))
-                total += loss_sum
-            loss = total / n + _l2_term(estimator)
-            estimator.n_iter_ += 1
-            estimator.loss_curve_.append(loss)
-            if early:
+
+            def validate():
                 outputs = cluster.outputs(held_out, f"scoring epoch {estimator.n_iter_}")
-                estimator.validation_scores_.append(_score(estimator, outputs, y_held_out))
-            estimator._report(bar, loss, early and estimator.validation_scores_[-1])
-            if estimator._update_no_improvement(early):
-                stopped = True
-                break
+                return _score(estimator, outputs, y_held_out)
+
+        def gradients(batch, what):
+            return cluster.gradients(batch if train is None else train[batch], what)
+
+        # The local fit's epoch loop, with each step's gradients from the cluster.
+        estimator._train_epochs(cluster.n if train is None else len(train),
+                                int(estimator.max_iter), gradients, validate)
     finally:
-        if bar is not None:
-            bar.close()
         cluster.close()
-    if early and getattr(estimator, "_best_weights", None) is not None:
-        estimator._set_weights(estimator._best_weights)
-        estimator._best_weights = None
-    if not stopped:
-        warnings.warn(
-            f"Stochastic Optimizer: Maximum iterations ({estimator.max_iter}) reached and the "
-            "optimization hasn't converged yet.", ConvergenceWarning)
     return estimator

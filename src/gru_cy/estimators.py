@@ -20,11 +20,18 @@ padding never enters the recurrence.
 
 The training loop is built from a handful of private methods
 (``_initialize``, ``_encode``, ``_loss_and_grads``, ``_apply_gradients``,
-``_get_weights``, ``_set_weights``, ``_epoch_order``) so that a distributed
-fit (gru_cy.dask) that sums the gradients of the shares of each global batch
-gives the model a local fit gives, to float rounding. Dropout masks come
-from the modules' own generators, so with ``dropout > 0`` a distributed fit
-differs from a local one beyond rounding.
+``_get_weights``, ``_set_weights``, ``_epoch_order``) and one epoch loop,
+``_train_epochs`` (early stopping, the best weights restored, the
+convergence warning), which a local fit and a distributed fit
+(gru_cy.dask) both run: the distributed one sums the gradients of the
+shares of each global batch and so gives the model a local fit gives, to
+float rounding. Dropout masks come from the modules' own generators, so
+with ``dropout > 0`` a distributed fit differs from a local one beyond
+rounding.
+
+``cell="jordan"`` runs the Jordan network (one layer, one direction) as the
+recurrent part: its output y_t (of width hidden_size, squashed by tanh as
+the other cells' states are) is what the pooling reads.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from __future__ import annotations
 import numbers
 import sys
 import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -50,7 +59,14 @@ from sklearn.utils.validation import (
 )
 
 import gru_cy
-from gru_cy.nn.base import RNNBase, check_dtype
+from gru_cy.nn.base import Recurrent, check_dtype
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
+    from typing_extensions import Self
+
+    # What fit, predict and score take as X: an array, or a list of sequences.
+    _X = ArrayLike | Sequence[ArrayLike]
 
 __all__ = ["RNNClassifier", "RNNRegressor"]
 
@@ -58,7 +74,7 @@ __all__ = ["RNNClassifier", "RNNRegressor"]
 _PREDICT_CHUNK = 1024
 
 # Recurrent cells the estimators know, by the name of the ``cell`` argument.
-_CELL_CLASSES = {"gru": "GRU", "lstm": "LSTM", "rnn": "RNN"}
+_CELL_CLASSES = {"gru": "GRU", "lstm": "LSTM", "rnn": "RNN", "jordan": "Jordan"}
 
 # Input kinds: a 2-D float table (univariate sequences, n_features_in_ =
 # columns), float sequences (3-D array or list; n_features_in_ = features),
@@ -66,16 +82,16 @@ _CELL_CLASSES = {"gru": "GRU", "lstm": "LSTM", "rnn": "RNN"}
 _TABLE, _SEQUENCES, _TOKEN_TABLE, _TOKEN_LIST = "table", "sequences", "token_table", "token_list"
 
 
-def available_cells():
+def available_cells() -> list[str]:
     """The ``cell`` values usable now (the cells this build of gru_cy has)."""
     return [name for name, cls in _CELL_CLASSES.items()
             if isinstance(getattr(gru_cy, cls, None), type)
-            and issubclass(getattr(gru_cy, cls), RNNBase)]
+            and issubclass(getattr(gru_cy, cls), Recurrent)]
 
 
 def _cell_class(cell):
     cls = getattr(gru_cy, _CELL_CLASSES.get(cell, ""), None) if isinstance(cell, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, RNNBase)):
+    if not (isinstance(cls, type) and issubclass(cls, Recurrent)):
         raise ValueError(
             f"The 'cell' parameter must be one of {available_cells()} (the recurrent cells "
             f"available in this build of gru_cy). Got {cell!r} instead.")
@@ -95,7 +111,8 @@ class SequenceData:
     NumPy arrays only (it is pickled to dask workers).
     """
 
-    def __init__(self, x, lengths, y=None):
+    def __init__(self, x: NDArray[Any], lengths: NDArray[np.int64],
+                 y: NDArray[Any] | None = None) -> None:
         self.x = x
         self.lengths = lengths
         self.y = y
@@ -103,7 +120,7 @@ class SequenceData:
     def __len__(self):
         return self.lengths.shape[0]
 
-    def take(self, indices):
+    def take(self, indices: ArrayLike) -> SequenceData:
         """The samples at ``indices`` (1-D ints), padding trimmed to their
         longest sequence."""
         indices = np.asarray(indices, dtype=np.intp)
@@ -113,7 +130,7 @@ class SequenceData:
         y = None if self.y is None else self.y[indices]
         return SequenceData(x, lengths, y)
 
-    def time_major(self):
+    def time_major(self) -> tuple[NDArray[Any], NDArray[np.int64] | None]:
         """(x as (T, B, ...) C-contiguous, lengths or None when all are T)."""
         x = np.ascontiguousarray(np.swapaxes(self.x, 0, 1))
         T = x.shape[0]
@@ -151,11 +168,16 @@ class _RNNBase(BaseEstimator):
         "dtype": "no_validation",
     }
 
-    def __init__(self, cell="gru", hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,
-                 embedding_dim=None, pooling="last", batch_size=32, learning_rate_init=1e-3,
-                 alpha=0.0, clip_norm=None, max_iter=200, tol=1e-4, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, random_state=None,
-                 verbose=False, warm_start=False, dtype=np.float32):
+    def __init__(self, cell: str = "gru", hidden_size: int = 64, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0,
+                 embedding_dim: int | None = None, pooling: str = "last",
+                 batch_size: int | str = 32, learning_rate_init: float = 1e-3,
+                 alpha: float = 0.0, clip_norm: float | None = None, max_iter: int = 200,
+                 tol: float = 1e-4, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 random_state: int | np.random.RandomState | None = None,
+                 verbose: bool | int = False, warm_start: bool = False,
+                 dtype: DTypeLike = np.float32) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -188,6 +210,11 @@ class _RNNBase(BaseEstimator):
     def _check_params(self):
         self._validate_params()
         _cell_class(self.cell)
+        if self.cell == "jordan" and (self.num_layers != 1 or self.bidirectional):
+            raise ValueError(
+                "cell='jordan' is one layer in one direction (the Jordan network feeds back its "
+                f"own output); got num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}.")
         try:
             check_dtype(self.dtype)
         except (TypeError, ValueError):
@@ -411,10 +438,18 @@ class _RNNBase(BaseEstimator):
                                             int(self.embedding_dim), dtype=dtype,
                                             seed=int(seeds[0])))
         cell_cls = _cell_class(self.cell)
-        modules.append(cell_cls(int(input_info["input_size"]), int(self.hidden_size),
-                                num_layers=int(self.num_layers), dropout=float(self.dropout),
-                                bidirectional=bool(self.bidirectional), dtype=dtype,
-                                seed=int(seeds[1])))
+        if self.cell == "jordan":
+            # Its output, of width hidden_size, is what the pooling reads; tanh
+            # keeps the fed-back output bounded, as the other cells' states are.
+            modules.append(cell_cls(int(input_info["input_size"]), int(self.hidden_size),
+                                    int(self.hidden_size), output_activation="tanh",
+                                    dtype=dtype, seed=int(seeds[1])))
+        else:
+            modules.append(cell_cls(int(input_info["input_size"]), int(self.hidden_size),
+                                    num_layers=int(self.num_layers),
+                                    dropout=float(self.dropout),
+                                    bidirectional=bool(self.bidirectional), dtype=dtype,
+                                    seed=int(seeds[1])))
         D = 2 if self.bidirectional else 1
         modules.append(gru_cy.Linear(D * int(self.hidden_size), n_outputs, dtype=dtype,
                                      seed=int(seeds[2])))
@@ -588,29 +623,51 @@ class _RNNBase(BaseEstimator):
             data, val = data.take(train_idx), data.take(val_idx)
             y_val = self._decode_y(val.y)
         n = len(data)
+        if early:
+            def validate():
+                return self._score_data(val, y_val)
+        else:
+            validate = None
+        return self._train_epochs(
+            n, 1 if incremental else int(self.max_iter),
+            lambda batch, what: self._loss_and_grads(data.take(batch)),
+            validate, incremental)
+
+    def _train_epochs(self, n: int, epochs: int,
+                      gradients: Callable[[NDArray[Any], str], tuple[float, dict[str, Any]]],
+                      validate: Callable[[], float] | None = None,
+                      incremental: bool = False) -> Self:
+        """The epoch loop of fit, partial_fit and gru_cy.dask.fit.
+
+        n: the number of training samples; gradients(batch, what): the loss
+        sum and the gradient sums of the training samples at the indices
+        ``batch`` with the current weights (``what`` names the step, for
+        messages); validate(): the validation score after an epoch, None
+        without early stopping. Each epoch draws the sample order from the
+        estimator's generator and takes one optimiser step per batch; then
+        MLPClassifier's stopping rule. At the end the best weights are
+        restored (early stopping) and, when max_iter epochs ran without
+        converging, a ConvergenceWarning says so (not for partial_fit).
+        """
+        early = validate is not None
         bs = self._batch_size(n)
-        epochs = 1 if incremental else int(self.max_iter)
         bar = self._progress(epochs)
         stopped = False
         try:
             for _ in range(epochs):
                 order = self._epoch_order(n)
                 total = 0.0
-                for start in range(0, n, bs):
+                for step, start in enumerate(range(0, n, bs)):
                     batch = order[start:start + bs]
-                    loss_sum, grads = self._loss_and_grads(data.take(batch))
+                    loss_sum, grads = gradients(
+                        batch, f"epoch {self.n_iter_ + 1}, step {step + 1}")
                     self._apply_gradients(grads, len(batch))
                     total += loss_sum
-                loss = total / n
-                if self.alpha:
-                    loss += 0.5 * float(self.alpha) * sum(
-                        float(np.dot(p.ravel(), p.ravel())) for m in self.network_
-                        for p in m.params.values())
+                loss = total / n + self._l2_term()
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
-                if early:
-                    score = self._score_data(val, y_val)
-                    self.validation_scores_.append(score)
+                if validate is not None:
+                    self.validation_scores_.append(validate())
                 self._report(bar, loss, early and self.validation_scores_[-1])
                 if incremental:
                     break
@@ -628,6 +685,14 @@ class _RNNBase(BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 "optimization hasn't converged yet.", ConvergenceWarning)
         return self
+
+    def _l2_term(self):
+        """The L2 penalty's share of the loss: 0.5 * alpha * sum of p**2."""
+        alpha = float(self.alpha)
+        if not alpha:
+            return 0.0
+        return 0.5 * alpha * sum(float(np.dot(p.ravel(), p.ravel()))
+                                 for m in self.network_ for p in m.params.values())
 
     def _update_no_improvement(self, early):
         """MLPClassifier's stopping rule; True when training should stop."""
@@ -712,11 +777,12 @@ class _RNNBase(BaseEstimator):
 
 
 class RNNClassifier(ClassifierMixin, _RNNBase):
-    """Recurrent network classifier: [Embedding] -> GRU/LSTM/RNN -> pooling
-    -> Linear -> softmax, trained with Adam on cross-entropy.
+    """Recurrent network classifier: [Embedding] -> GRU/LSTM/RNN/Jordan ->
+    pooling -> Linear -> softmax, trained with Adam on cross-entropy.
 
     Parameters follow MLPClassifier where the idea is the same. ``cell``:
-    "gru", "lstm" or "rnn" (those available); ``pooling``: "last" (each
+    "gru", "lstm", "rnn" or "jordan" (one layer, one direction: its output,
+    of width hidden_size, is the state the pooling reads); ``pooling``: "last" (each
     sequence's final state, both directions), "mean" or "max" over the valid
     steps. Fitted attributes: ``classes_``, ``n_features_in_``,
     ``loss_curve_``, ``n_iter_``, ``validation_scores_``,
@@ -784,23 +850,23 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     def _score_data(self, data, y_true):
         return accuracy_score(y_true, self.classes_[self._predict_raw(data).argmax(axis=1)])
 
-    def fit(self, X, y):
+    def fit(self, X: _X, y: ArrayLike) -> Self:
         """Train on X (any accepted format) and labels y; returns self."""
         return self._fit(X, y, incremental=False)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X: _X, y: ArrayLike, classes: ArrayLike | None = None) -> Self:
         """One epoch over (X, y); ``classes`` (every label) on the first call."""
         if not hasattr(self, "network_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, incremental=True, classes=classes)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: _X) -> NDArray[np.float64]:
         """Class probabilities (n_samples, n_classes), columns as classes_."""
         proba = self.predict_log_proba(X)
         np.exp(proba, out=proba)
         return proba
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: _X) -> NDArray[np.float64]:
         """Logarithms of the class probabilities (a log-softmax of the logits)."""
         check_is_fitted(self, "network_")
         logits = self._predict_raw(self._check_X(X)).astype(np.float64)
@@ -808,14 +874,18 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits
 
-    def predict(self, X):
+    def predict(self, X: _X) -> NDArray[Any]:
         """Predicted labels."""
         check_is_fitted(self, "network_")
         return self.classes_[self._predict_raw(self._check_X(X)).argmax(axis=1)]
 
+    def score(self, X: _X, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Mean accuracy on (X, y), as scikit-learn's classifiers define it."""
+        return float(super().score(X, y, sample_weight=sample_weight))
+
 
 class RNNRegressor(RegressorMixin, _RNNBase):
-    """Recurrent network regressor: [Embedding] -> GRU/LSTM/RNN -> pooling ->
+    """Recurrent network regressor: [Embedding] -> GRU/LSTM/RNN/Jordan -> pooling ->
     Linear, trained with Adam on the mean squared error. y is (n,) or (n, k);
     ``score`` is R². Other parameters as RNNClassifier."""
 
@@ -871,15 +941,19 @@ class RNNRegressor(RegressorMixin, _RNNBase):
     def _score_data(self, data, y_true):
         return r2_score(y_true, self._decode_y(self._predict_raw(data)))
 
-    def fit(self, X, y):
+    def fit(self, X: _X, y: ArrayLike) -> Self:
         """Train on X (any accepted format) and targets y; returns self."""
         return self._fit(X, y, incremental=False)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X: _X, y: ArrayLike) -> Self:
         """One epoch over (X, y) (starts a fresh model on the first call)."""
         return self._fit(X, y, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: _X) -> NDArray[np.float64]:
         """Predicted targets, (n,) or (n, k) as y was at fit."""
         check_is_fitted(self, "network_")
         return self._decode_y(self._predict_raw(self._check_X(X)).astype(np.float64))
+
+    def score(self, X: _X, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """R² of the predictions, as scikit-learn's regressors define it."""
+        return float(super().score(X, y, sample_weight=sample_weight))

@@ -43,4 +43,6 @@ _base.IO_HOOKS.update(
     from_keras=_lazy("gru_cy.io.keras", "from_keras"),
     to_keras=_lazy("gru_cy.io.keras", "to_keras"),
     to_onnx=_lazy("gru_cy.io.onnx.write", "to_onnx"),
+    cell_from_torch=_lazy("gru_cy.io.torch", "cell_from_torch"),
+    cell_to_torch=_lazy("gru_cy.io.torch", "cell_to_torch"),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TextIO
 
 import numpy as np
 
@@ -161,7 +162,8 @@ def _write_model(module, path, fmt):
         model.save(path)
 
 
-def convert_cli(src, dst, out=None, err=None):
+def convert_cli(src: str, dst: str, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
     """``python -m gru_cy convert SRC DST``: formats from the extensions. Returns an exit code:
 
     0 on success, 1 when the conversion fails (the message says why: an

@@ -35,12 +35,17 @@ concatenated output equals gru_cy's bidirectional ``out``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from gru_cy.io._common import (build, cell_spec, direction_params, float_dtype, inverse,
                                kind_of, module_class, permute_gates, stack_state)
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from gru_cy.nn.base import RNNBase
 
 __all__ = ["KerasCell", "KERAS_CELLS", "from_keras", "to_keras"]
 
@@ -58,7 +63,8 @@ class KerasCell:
     check: Callable = lambda module: None
 
 
-def check_activations(cfg, lname, keras_class, expected):
+def check_activations(cfg: dict[str, Any], lname: str, keras_class: str,
+                      expected: dict[str, str]) -> None:
     """Raise ValueError when the layer's activations differ from expected {key: name}."""
     unsupported = []
     for key, default in expected.items():
@@ -314,7 +320,8 @@ def _from_keras_specs(specs, cls=None, dtype=None, batch_first=True):
     return build(cls, config, state, dt)
 
 
-def from_keras(layer, *, cls=None, dtype=None, batch_first=True):
+def from_keras(layer: Any, *, cls: type[RNNBase] | None = None, dtype: DTypeLike | None = None,
+               batch_first: bool = True) -> RNNBase:
     """A gru_cy module from Keras 3: a recurrent layer (``keras.layers.GRU``, ...),
     a ``Bidirectional`` of one (merge_mode="concat"), a list of such layers to
     stack, or a model made of them.
@@ -342,7 +349,8 @@ def _keras_weights(cell, params, module):
     return weights
 
 
-def to_keras(module, *, return_sequences=True, return_state=False):
+def to_keras(module: RNNBase, *, return_sequences: bool = True,
+             return_state: bool = False) -> Any:
     """An equivalent Keras 3 layer, built and holding gru_cy's weights.
 
     One layer gives a ``keras.layers.GRU`` (or ``Bidirectional(GRU)``), several

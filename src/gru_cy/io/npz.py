@@ -28,27 +28,32 @@ import math
 import os
 import struct
 import zipfile
-from typing import IO, Any
 import zlib
+from typing import IO, TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 
 from gru_cy.io._common import write_atomically
-from gru_cy.nn.base import MODULES
+from gru_cy.nn.base import _INT32_MAX, MODULES
+
+if TYPE_CHECKING:
+    from gru_cy.nn.base import Module
 
 __all__ = ["save", "load"]
+
+_M = TypeVar("_M", bound="Module")
 
 FORMAT_NAME = "gru_cy"
 FORMAT_VERSION = 1
 CONFIG_KEY = "config"
-_INT32_MAX = 2**31 - 1
 # Config entries that are not constructor arguments.
 _META = ("format", "format_version", "class", "dtype", "gru_cy_version")
 # Bounds of float arguments, beyond being finite numbers.
 _FLOAT_BOUNDS = {"dropout": (0.0, 1.0)}
 
 
-def save(module, path):
+def save(module: Module, path: str | os.PathLike[str] | IO[bytes]
+         ) -> str | os.PathLike[str] | IO[bytes]:
     """Save configuration and weights to ``path`` (written as given, no suffix added).
 
     The file is an ordinary .npz: each parameter under its PyTorch name,
@@ -176,6 +181,14 @@ def _expected_shapes(cls, config, dtype):
         return dict(cls._param_shapes(probe))
     except (AttributeError, TypeError, KeyError, NotImplementedError):
         return None
+
+
+@overload
+def load(path: str | os.PathLike[str] | IO[bytes], *, cls: type[_M]) -> _M: ...
+
+
+@overload
+def load(path: str | os.PathLike[str] | IO[bytes], *, cls: None = None) -> Any: ...
 
 
 def load(path: str | os.PathLike[str] | IO[bytes], *, cls: type | None = None) -> Any:

@@ -21,20 +21,33 @@ in ``TORCH_CELLS`` per gru_cy kind:
 Adding a cell is adding its entry; nothing else here changes. torch is
 imported inside the functions that need it; ``torch.load`` is only ever
 called with ``weights_only=True`` (by the convert command).
+
+The one-step cells (``GRUCell``, ``LSTMCell``, ``RNNCell``) have the
+parameter names of ``torch.nn``'s cells (``weight_ih``, ``weight_hh``,
+``bias_ih``, ``bias_hh``) and convert with ``cell_from_torch`` /
+``cell_to_torch``: one ``TORCH_STEP_CELLS`` entry per cell kind, naming the
+torch class and the cell's own constructor arguments.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from gru_cy.io._common import (build, cell_spec, float_dtype, kind_of, module_class,
                                param_shapes)
 
-__all__ = ["TorchCell", "TORCH_CELLS", "from_torch", "to_torch"]
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from gru_cy.nn.base import Module, RNNBase
+
+__all__ = ["TorchCell", "TORCH_CELLS", "from_torch", "to_torch", "TORCH_STEP_CELLS",
+           "cell_from_torch", "cell_to_torch"]
 
 
 def _no_extra(module):
@@ -91,11 +104,12 @@ TORCH_CELLS = {
 _GATE_NAMES = {1: "an Elman RNN (H rows)", 3: "a GRU (3H rows)", 4: "an LSTM (4H gate rows)"}
 
 
-def check_torch_expressible(module, what):
+def check_torch_expressible(module: RNNBase, what: str) -> None:
     cell_spec(TORCH_CELLS, type(module)).check(module, what)
 
 
-def from_torch(module, *, cls=None, dtype=None, batch_first=None):
+def from_torch(module: Any, *, cls: type[RNNBase] | None = None, dtype: DTypeLike | None = None,
+               batch_first: bool | None = None) -> RNNBase:
     """A gru_cy module with the configuration and weights of a ``torch.nn`` recurrent module.
 
     ``module`` may also be a state dict (a mapping of names to tensors or
@@ -123,12 +137,7 @@ def from_torch(module, *, cls=None, dtype=None, batch_first=None):
         raise TypeError(f"from_torch expects a torch.nn.{name} (or its state_dict), got "
                         f"{type(module).__module__}.{type(module).__name__}; pass the {name} "
                         f"submodule itself (e.g. model.{name.lower()})")
-    state = {}
-    for pname, p in module.named_parameters():
-        t = p.detach().cpu()
-        if t.dtype not in (torch.float32, torch.float64):
-            t = t.float()
-        state[pname] = t.numpy()
+    state = _torch_parameters(module)
     dt = float_dtype(dtype if dtype is not None else state["weight_ih_l0"].dtype)
     config = dict(input_size=module.input_size, hidden_size=module.hidden_size,
                   num_layers=module.num_layers, bias=module.bias,
@@ -138,7 +147,21 @@ def from_torch(module, *, cls=None, dtype=None, batch_first=None):
     return build(cls, config, state, dt)
 
 
-def to_torch(module, *, dtype=None):
+def _torch_parameters(module):
+    """A torch module's parameters as NumPy arrays (float64 stays float64,
+    other float types become float32)."""
+    import torch
+
+    state = {}
+    for name, p in module.named_parameters():
+        t = p.detach().cpu()
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.float()
+        state[name] = t.numpy()
+    return state
+
+
+def to_torch(module: RNNBase, *, dtype: DTypeLike | None = None) -> Any:
     """An equivalent ``torch.nn`` module, in eval mode (dropout off, as gru_cy's inference).
 
     Settings torch cannot compute (a GRU's reset_after=False, go_backwards)
@@ -182,7 +205,8 @@ def _flatten_mapping(mapping, prefix="", depth=0):
     return flat
 
 
-def config_from_state_dict(state_dict, spec=None):
+def config_from_state_dict(state_dict: Mapping[str, Any], spec: TorchCell | None = None
+                           ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(config, state, ignored_keys) from a torch recurrent module's state dict.
 
     The configuration is inferred: num_layers from the largest ``_l{k}``,
@@ -269,3 +293,71 @@ def config_from_state_dict(state_dict, spec=None):
     config["kind"] = kind_of(TORCH_CELLS, spec)
     ignored = [k for k in flat if k not in keys]
     return config, state, ignored
+
+
+# ---------------------------------------------------------------------------
+# the one-step cells
+
+
+@dataclass(frozen=True)
+class TorchStepCell:
+    torch_class: str
+    gates: int
+    # The cell's own constructor arguments, read from the torch cell and
+    # passed to it (an RNNCell's nonlinearity).
+    arguments: Callable = _no_extra
+
+
+TORCH_STEP_CELLS = {
+    "GRUCell": TorchStepCell(torch_class="GRUCell", gates=3),
+    "LSTMCell": TorchStepCell(torch_class="LSTMCell", gates=4),
+    "RNNCell": TorchStepCell(torch_class="RNNCell", gates=1, arguments=_rnn_nonlinearity),
+}
+
+
+def cell_from_torch(module: Any, *, cls: type[Module], dtype: DTypeLike | None = None) -> Module:
+    """A gru_cy cell of class cls with the configuration and weights of the
+    matching ``torch.nn`` cell, or of its state dict (``weight_ih``,
+    ``weight_hh``, ``bias_ih``, ``bias_hh``; an RNNCell's nonlinearity is not
+    in a state dict: tanh assumed)."""
+    from gru_cy.nn.base import to_numpy
+
+    spec = cell_spec(TORCH_STEP_CELLS, cls)
+    extra = {}
+    if hasattr(module, "keys") and hasattr(module, "__getitem__"):
+        state = {str(k): to_numpy(v, str(k)) for k, v in module.items()}
+    else:
+        import torch
+
+        if not isinstance(module, getattr(torch.nn, spec.torch_class)):
+            raise TypeError(f"from_torch expects a torch.nn.{spec.torch_class} (or its "
+                            f"state_dict), got {type(module).__module__}."
+                            f"{type(module).__name__}")
+        state = _torch_parameters(module)
+        extra = spec.arguments(module)
+    w_ih, w_hh = state.get("weight_ih"), state.get("weight_hh")
+    if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ValueError(f"a torch.nn.{spec.torch_class} state dict needs 2-D weight_ih and "
+                         f"weight_hh; got keys {sorted(state)}")
+    if any(a.dtype.kind != "f" for a in state.values()):
+        raise ValueError(f"every entry of a torch.nn.{spec.torch_class} state dict must hold "
+                         "floats")
+    config = dict(input_size=int(w_ih.shape[1]), hidden_size=int(w_hh.shape[1]),
+                  bias="bias_ih" in state, **extra)
+    return build(cls, config, state, float_dtype(dtype if dtype is not None else w_ih.dtype))
+
+
+def cell_to_torch(cell: Any, *, dtype: DTypeLike | None = None) -> Any:
+    """An equivalent ``torch.nn`` cell (GRUCell, LSTMCell or RNNCell)."""
+    import torch
+
+    spec = cell_spec(TORCH_STEP_CELLS, type(cell))
+    np_dtype = float_dtype(dtype if dtype is not None else cell.dtype)
+    torch_dtype = torch.float64 if np_dtype == np.float64 else torch.float32
+    out = getattr(torch.nn, spec.torch_class)(cell.input_size, cell.hidden_size, bias=cell.bias,
+                                              dtype=torch_dtype, **spec.arguments(cell))
+    state = cell.state_dict()
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(state[name], dtype=np_dtype)))
+    return out

@@ -102,6 +102,7 @@ cdef extern from "rc_cells.h" nogil:
     int rc_backward(rc_layer *layers, int n_dirs, int nthreads)
     void rc_set_poison(int on)
     void rc_split(const rc_layer *L, int threads, int *row_groups, int *unit_groups)
+    void rc_force_split(int row_groups, int unit_groups, double min_work)
 
 GRU = RC_GRU
 LSTM = RC_LSTM
@@ -340,6 +341,13 @@ def split(int cell, int flags, int P, int T, int B, int I, int H, int threads, s
     L.dtype = RC_F32 if dtype == "float32" else RC_F64
     rc_split(&L, threads, &rg, &ug)
     return rg, ug
+
+
+def force_split(int row_groups=0, int unit_groups=0, double min_work=-1.0):
+    """For the tests: split every layer's threads into (row_groups,
+    unit_groups) as far as its rows and units allow, and thread calls from
+    min_work multiply-adds on; force_split() restores the rule."""
+    rc_force_split(row_groups, unit_groups, min_work)
 
 
 cdef enum:

@@ -37,6 +37,16 @@
  * (about 40 us on one core). */
 #define RC_MIN_THREADED_WORK 2e6
 
+static int forced_rg, forced_ug;
+static double min_threaded_work = RC_MIN_THREADED_WORK;
+
+void rc_force_split(int row_groups, int unit_groups, double min_work)
+{
+    forced_rg = row_groups > 0 ? row_groups : 0;
+    forced_ug = unit_groups > 0 ? unit_groups : 0;
+    min_threaded_work = min_work >= 0 ? min_work : RC_MIN_THREADED_WORK;
+}
+
 /* The tape arrays: which columns of an array a thread writes. */
 enum { RC_COLS_GATES, RC_COLS_UNITS, RC_COLS_STATE, RC_COLS_OUT2 };
 #define RC_TAPE_ARRAYS 5
@@ -381,6 +391,17 @@ void rc_split(const rc_layer *L, int threads, int *row_groups, int *unit_groups)
     *unit_groups = 1;
     if (threads <= 1 || B < 1)
         return;
+    if (forced_rg || forced_ug) {
+        int ug = imax(1, imin(forced_ug ? forced_ug : 1, blocks));
+        int rg = imax(1, imin(forced_rg ? forced_rg : 1, B));
+        while (rg * ug > threads && rg > 1)
+            rg--;
+        while (rg * ug > threads && ug > 1)
+            ug--;
+        *row_groups = rg;
+        *unit_groups = ug;
+        return;
+    }
     /* Rows need no barrier: every thread runs its own sequences. They pay
      * while each thread keeps several rows. */
     if (B >= 4 * threads) {
@@ -658,7 +679,7 @@ static int run(rc_layer *layers, int n_layers, int n_dirs, int nthreads, int bac
         rc_dims(L, &G, &R, &P2);
         mads += (double)L->T * L->B * (G * (double)L->H * (L->In + R) + (double)P2 * L->H);
     }
-    if (mads < RC_MIN_THREADED_WORK || nthreads < n_dirs)
+    if (mads < min_threaded_work || nthreads < n_dirs)
         useful = 1;
     nthreads = imin(nthreads, imax(1, useful));
     rc_job j;

@@ -109,4 +109,9 @@ void rc_set_poison(int on);
  * tests and the documentation of the rule. */
 void rc_split(const rc_layer *L, int threads, int *row_groups, int *unit_groups);
 
+/* For the tests: split every layer into (row_groups, unit_groups) as far as
+ * its rows and units allow, whatever its size (0, 0: the rule above), and
+ * thread calls from min_work multiply-adds on (negative: the default). */
+void rc_force_split(int row_groups, int unit_groups, double min_work);
+
 #endif

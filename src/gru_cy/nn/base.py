@@ -1,12 +1,17 @@
-"""Cell-independent machinery of the recurrent modules.
+"""Cell-independent machinery of gru_cy's modules.
 
-Everything here is shared by any recurrent cell with PyTorch's parameter
-layout (G gate blocks of H rows each): argument checking with PyTorch's
-wording, conversion of inputs to the module's dtype and a time-major
-C-contiguous layout, variable lengths, stacking of layers and directions,
-inverted dropout between layers, the training tape and the state dict.
-A cell (see gru.py) supplies the number of gate blocks and the two kernel
-calls for one layer and one direction.
+``Module`` is the protocol every trainable module follows (params, grads,
+state dict, saving, pickling, the gradient lock and the rule for gradient
+arrays). ``Recurrent`` is the recurrent driver every recurrent module runs
+on: argument checking with PyTorch's wording, conversion of inputs to the
+module's dtype and a time-major C-contiguous layout, variable lengths, the
+batch plan (two halves on two threads, sorting by length), stacking of
+layers and directions, inverted dropout between layers, the training tape
+and backward. ``RNNBase`` adds PyTorch's stacked parameter layout (G gate
+blocks of H rows per layer and direction) and the conversions; a cell (see
+gru.py) supplies the number of gate blocks and the kernel calls for one
+layer and one direction. The Jordan network (jordan.py) runs on
+``Recurrent`` with a parameter table of its own.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ import numbers
 import operator
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from numpy.typing import ArrayLike, DTypeLike, NDArray
+    from typing_extensions import Self
 
 from gru_cy.kernels import _core
 
@@ -40,7 +46,7 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # argument checking
 
 
-def check_int(name, value, minimum):
+def check_int(name: str, value: Any, minimum: int) -> int:
     """An integer argument >= minimum (bools are not integers here)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} should be an integer, got {type(value).__name__}: {value!r}")
@@ -50,7 +56,25 @@ def check_int(name, value, minimum):
     return value
 
 
-def check_dtype(dtype):
+def check_bool(name: str, value: Any) -> bool:
+    """A bool argument (NumPy's bool too; 0 and 1 are not bools here)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} should be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of a few strings, with PyTorch's wording for an unknown one."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} should be a str, got {type(value).__name__}: {value!r}")
+    if value not in choices:
+        names = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+        raise ValueError(f"Unknown {name} '{value}'. Select from {names}.")
+    return value
+
+
+def check_dtype(dtype: Any) -> np.dtype[Any]:
+    """numpy.float32 or numpy.float64 as a np.dtype (names and types accepted)."""
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -60,7 +84,33 @@ def check_dtype(dtype):
     return dt
 
 
-def to_numpy(value, name):
+def make_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """The random generator of a module's ``seed`` argument (None, an int or
+    a Generator, as numpy.random.default_rng takes it): the one place every
+    module turns its seed into the generator of its initialisation and
+    dropout."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
+
+
+def check_memory(mode: str, elements: int, itemsize: int) -> None:
+    """Refuse, before allocating anything, parameters and gradients of this
+    many elements each that no memory of this machine can hold."""
+    need = 2 * elements * itemsize
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        physical = 1 << 46
+    if need > physical:
+        raise MemoryError(
+            f"{mode} parameters and gradients would need {need / 2**30:.1f} GiB, more "
+            f"than this machine's {physical / 2**30:.1f} GiB of memory")
+
+
+def to_numpy(value: Any, name: str) -> NDArray[Any]:
     """Accept NumPy arrays, array-likes and CPU torch tensors."""
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
@@ -71,7 +121,7 @@ def to_numpy(value, name):
     return arr
 
 
-def as_float_array(value, name, dtype):
+def as_float_array(value: Any, name: str, dtype: np.dtype[Any]) -> NDArray[Any]:
     """Convert to a C-contiguous array of dtype; reject non-numeric kinds.
 
     Integers and bools are converted (as NumPy would); complex, object,
@@ -89,6 +139,15 @@ def as_float_array(value, name, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def private_copy(arr: NDArray[Any], user: Any) -> NDArray[Any]:
+    """arr, or a copy of it when it shares memory with what the caller passed
+    (a tape keeps its inputs: later changes to the caller's buffer must not
+    reach backward)."""
+    if np.may_share_memory(arr, user if isinstance(user, np.ndarray) else to_numpy(user, "input")):
+        return arr.copy()
+    return arr
+
+
 def _length_order(lengths, full):
     """The batch order by decreasing length (stable), when uneven lengths
     leave enough finished rows to skip (the kernels need the running rows
@@ -103,7 +162,7 @@ def _length_order(lengths, full):
     return np.argsort(-lengths, kind="stable")
 
 
-def prepare_input(module, x):
+def prepare_input(module: Any, x: Any) -> tuple[NDArray[Any], bool]:
     """The input of a forward call, checked and converted: (x, unbatched),
     x time-major (T, B, I), C-contiguous, of the module's dtype. module has
     input_size, batch_first, dtype and _mode."""
@@ -127,7 +186,17 @@ def prepare_input(module, x):
     return x, unbatched
 
 
-def empty(shape, dtype):
+def state_alias(hx: Any, alias: Any, alias_name: str) -> Any:
+    """The state argument given as ``hx`` (PyTorch's name) or under its
+    older name ``alias_name``; both at once is an error."""
+    if alias is None:
+        return hx
+    if hx is not None:
+        raise TypeError(f"got the state twice: pass hx or {alias_name} (its alias), not both")
+    return alias
+
+
+def empty(shape: int | tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     """np.empty for workspaces and tapes (NaN-filled under GRU_CY_POISON=1)."""
     if _POISON:
         return np.full(shape, np.nan, dtype=dtype)
@@ -135,11 +204,11 @@ def empty(shape, dtype):
 
 
 # Parameters start on a 64-byte boundary (a cache line; malloc gives 16), so
-# that the products never read a weight row split across two lines.
+# that packing them never reads a row split across two lines.
 PARAM_ALIGN = 64
 
 
-def aligned_empty(shape, dtype):
+def aligned_empty(shape: Iterable[int], dtype: DTypeLike) -> NDArray[Any]:
     """np.empty(shape, dtype) whose data starts on a PARAM_ALIGN boundary."""
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in shape)
@@ -149,20 +218,20 @@ def aligned_empty(shape, dtype):
     return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_copy(arr):
+def aligned_copy(arr: NDArray[Any]) -> NDArray[Any]:
     """A C-contiguous copy of the array, of its dtype, on a PARAM_ALIGN boundary."""
     out = aligned_empty(arr.shape, arr.dtype)
     out[...] = arr
     return out
 
 
-def weight_layout_ok(p):
+def weight_layout_ok(p: NDArray[Any]) -> bool:
     """Whether the kernels take an array as it is: C- or F-contiguous (the
     products read either layout, with the same bits)."""
-    return p.flags.c_contiguous or p.flags.f_contiguous
+    return bool(p.flags.c_contiguous or p.flags.f_contiguous)
 
 
-def shape_str(shape):
+def shape_str(shape: Iterable[int]) -> str:
     """(3, 4) -> "(3, 4)", (3,) -> "(3,)", as Python prints a tuple."""
     return str(tuple(int(s) for s in shape))
 
@@ -175,24 +244,32 @@ class Tape:
     """What backward needs from one forward_train call.
 
     Treat it as opaque: its contents depend on the cell and may change
-    between versions. A tape may be passed to backward more than once
-    (gradients add up each time) but only to the module that made it, and
-    only while that module's parameters keep the shapes they had.
+    between versions. It is a snapshot: it owns copies of the inputs and
+    weights backward reads, so an optimiser step or a reused input buffer
+    between forward and backward changes no gradient. A tape may be passed
+    to backward more than once (gradients add up each time) but only to the
+    module that made it, and only while that module keeps its configuration.
     """
 
     __slots__ = (
         "owner", "signature", "parts", "T", "B", "batch_first", "unbatched",
         "out_shape", "state_shapes", "weights",
-        "h_shape",  # modules with their own forward (the Jordan network) record y_n's here
     )
 
-    def __repr__(self):
+    owner: Module
+    signature: tuple[Any, ...]
+    parts: Any
+    T: int
+    B: int
+    batch_first: bool
+    unbatched: bool
+    out_shape: tuple[int, ...]
+    state_shapes: tuple[tuple[int, ...], ...]
+    weights: Any
+
+    def __repr__(self) -> str:
         return (f"<gru_cy Tape T={self.T} B={self.B} "
                 f"out_shape={self.out_shape}>")
-
-
-# ---------------------------------------------------------------------------
-# the base module
 
 
 # ---------------------------------------------------------------------------
@@ -201,15 +278,17 @@ class Tape:
 # Module classes by name (class attribute ``_kind``), filled by
 # register_module as each class is defined; gru_cy.io rebuilds modules from
 # files through it, so nn never imports io.
-MODULES = {}
+MODULES: dict[str, type[Module]] = {}
+
+_ModuleClass = TypeVar("_ModuleClass", bound="type[Module]")
 
 # Functions that gru_cy.io installs when it is imported (gru_cy's __init__
 # imports it): "save" -> save(module, path), and the converters "from_torch",
-# "to_torch", "from_keras", "to_keras", "to_onnx" that RNNBase's methods call.
-IO_HOOKS = {}
+# "to_torch", "from_keras", "to_keras", "to_onnx" that the modules' methods call.
+IO_HOOKS: dict[str, Any] = {}
 
 
-def register_module(cls):
+def register_module(cls: _ModuleClass) -> _ModuleClass:
     """Class decorator: make cls loadable by name (its ``_kind``)."""
     kind = cls.__dict__.get("_kind") or cls.__name__
     cls._kind = kind
@@ -222,28 +301,36 @@ class Module:
 
     ``params`` and ``grads`` are live dicts of NumPy arrays under the same
     names; ``zero_grad``, ``state_dict`` / ``load_state_dict``, ``save`` and
-    plain pickling work alike for every module. A subclass sets ``dtype``,
-    ``params`` and ``grads`` in its constructor and implements
-    ``_param_shapes()`` (name, shape pairs in the stored order) and
-    ``_config()`` (the constructor arguments other than dtype and seed, as
-    JSON-able values, so that ``cls(**config, dtype=dtype)`` rebuilds it).
+    plain pickling work alike for every module. A subclass sets ``dtype``
+    and ``_rng`` and calls ``_allocate()`` in its constructor, and
+    implements ``_param_shapes()`` (name, shape pairs in the stored order),
+    ``reset_parameters()`` and ``_config()`` (the constructor arguments
+    other than dtype and seed, as JSON-able values, so that
+    ``cls(**config, dtype=dtype)`` rebuilds it).
+
+    Gradient arrays follow one rule everywhere: backward adds into
+    ``grads[name]`` when it is a writable C-contiguous array of the
+    parameter's shape and the module's dtype, creates it (zeros) when it is
+    missing, and raises ValueError for anything else (never replacing it
+    silently, which would drop the gradient the array held).
     """
 
-    _kind = None
+    _kind: str | None = None
     # Values derived from the configuration alone, kept in these instance
     # attributes until a public attribute is set (see __setattr__).
-    _CACHES = ("_shapes",)
+    _CACHES: tuple[str, ...] = ("_shapes", "_sig")
 
     params: dict[str, NDArray[Any]]
     grads: dict[str, NDArray[Any]]
     dtype: np.dtype[Any]
+    _rng: np.random.Generator
 
     @property
-    def _mode(self):
+    def _mode(self) -> str:
         """The module's name in messages."""
         return type(self).__name__
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name == "dtype":
             value = check_dtype(value)  # a np.dtype, whatever the user assigns
         object.__setattr__(self, name, value)
@@ -253,7 +340,7 @@ class Module:
             for key in self._CACHES:
                 self.__dict__.pop(key, None)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # Caches are rebuilt on demand; everything else (parameters,
         # gradients, the random generator's state) pickles as it is.
         state = dict(self.__dict__)
@@ -261,30 +348,34 @@ class Module:
             state.pop(key, None)
         return state
 
-    def _grads_lock(self):
-        """The lock held while gradients are added into self.grads, so that
-        backward calls from several threads on one module add up instead of
-        losing updates (created on first use; setdefault is atomic)."""
-        lock = self.__dict__.get("_grad_lock")
-        if lock is None:
-            lock = self.__dict__.setdefault("_grad_lock", threading.Lock())
-        return lock
-
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         params = self.__dict__.get("params")
         if type(params) is dict:
-            # Unpickled arrays have malloc's alignment: back on cache lines,
-            # in the module's own layout.
+            # Unpickled arrays have malloc's alignment: back on cache lines.
             for name, p in params.items():
                 if (type(p) is np.ndarray and p.flags.c_contiguous
                         and p.__array_interface__["data"][0] % PARAM_ALIGN):
                     params[name] = aligned_copy(p)
 
-    def _param_shapes(self):
+    def _allocate(self) -> None:
+        """Parameters (on PARAM_ALIGN boundaries) and zero gradients of the
+        shapes _param_shapes() gives, checked first against the memory of
+        this machine; then reset_parameters() draws the parameters."""
+        shapes = list(self._param_shapes())
+        check_memory(self._mode, sum(int(np.prod(s, dtype=np.int64)) for _, s in shapes),
+                     self.dtype.itemsize)
+        self.params = {name: aligned_empty(shape, self.dtype) for name, shape in shapes}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         raise NotImplementedError
 
-    def _config(self):
+    def _param_shapes(self) -> Iterable[tuple[str, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    def _config(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def _shape_table(self):
@@ -295,13 +386,98 @@ class Module:
             table = self.__dict__["_shapes"] = (pairs, dict(pairs))
         return table
 
+    def _param(self, name: str) -> NDArray[Any]:
+        """params[name] checked for backward and the kernels: C- or
+        F-contiguous, of the module's dtype and of its shape. params is live and users may
+        assign into it: a wrong shape or a missing entry is an error,
+        another float type or layout is converted for this call."""
+        shape = self._shape_table()[1][name]
+        p = self.params.get(name)
+        if (type(p) is np.ndarray and p.dtype == self.dtype and p.shape == shape
+                and weight_layout_ok(p)):
+            return p
+        if name not in self.params:
+            raise KeyError_(f"parameter {name!r} is missing from params")
+        p = as_float_array(p, f"params[{name!r}]", self.dtype)
+        if p.shape != shape:
+            raise ValueError(
+                f"params[{name!r}] has shape {shape_str(p.shape)}, expected {shape_str(shape)}")
+        return p
+
+    def _grad_target(self, name: str) -> NDArray[Any]:
+        """grads[name] as backward adds into it, by the rule above."""
+        shape = self._shape_table()[1][name]
+        g = self.grads.get(name)
+        if g is None:
+            g = self.grads[name] = np.zeros(shape, dtype=self.dtype)
+            return g
+        if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
+                and g.flags.c_contiguous and g.flags.writeable):
+            raise ValueError(
+                f"grads[{name!r}] must be a writable C-contiguous {self.dtype} array of shape "
+                f"{shape_str(shape)}; call zero_grad() to recreate it")
+        return g
+
+    def _grad_arg(self, g, name, shape):
+        """A gradient argument of backward: of the shape forward_train's result
+        had, converted to the module's dtype (None: zeros)."""
+        if g is None:
+            return np.zeros(shape, dtype=self.dtype)
+        g = as_float_array(g, name, self.dtype)
+        if g.shape != tuple(shape):
+            raise ValueError(f"{name} must have shape {shape_str(shape)} (as returned by "
+                             f"forward_train), got {shape_str(g.shape)}")
+        return g
+
+    def _grads_lock(self) -> threading.Lock:
+        """The lock held while gradients are added into self.grads, so that
+        backward calls from several threads on one module add up instead of
+        losing updates (created on first use; setdefault is atomic)."""
+        lock = self.__dict__.get("_grad_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_grad_lock", threading.Lock())
+        return lock
+
+    def _check_tape(self, tape: Any, result: str) -> None:
+        """A tape for this module's backward: made by this module's
+        forward_train (``result``: which item of its results the tape is) and
+        with the configuration the module has now."""
+        if not isinstance(tape, Tape):
+            raise TypeError(
+                f"tape must be the {result} result of forward_train, got {type(tape).__name__}")
+        if tape.owner is not self:
+            raise ValueError("tape was recorded by a different module; pass it to that module's "
+                             "backward")
+        if tape.signature != self._signature():
+            raise ValueError("tape was recorded with a different configuration or dtype than "
+                             "the module has now; run forward_train again")
+        for name, shape in self._shape_table()[0]:
+            p = self.params.get(name)
+            if getattr(p, "shape", None) != shape:
+                raise ValueError(
+                    f"tape was recorded with params[{name!r}] of shape {shape_str(shape)}, but it "
+                    f"is now {shape_str(p.shape) if hasattr(p, 'shape') else 'missing'}; run "
+                    "forward_train again")
+
+    def _signature(self) -> tuple[Any, ...]:
+        """What a tape must agree on with the module (cached until a public
+        attribute is set)."""
+        sig = self.__dict__.get("_sig")
+        if sig is None:
+            sig = self.__dict__["_sig"] = self._make_signature()
+        return sig
+
+    def _make_signature(self) -> tuple[Any, ...]:
+        return (self._mode, self.dtype, self._shape_table()[0],
+                tuple(sorted(self._config().items())))
+
     def zero_grad(self) -> None:
         """Set every gradient to zero (in place: references stay valid)."""
         with self._grads_lock():
             for name, shape in self._shape_table()[0]:
                 g = self.grads.get(name)
                 if (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
-                        and weight_layout_ok(g) and g.flags.writeable):
+                        and g.flags.c_contiguous and g.flags.writeable):
                     g[...] = 0
                 else:
                     self.grads[name] = np.zeros(shape, dtype=self.dtype)
@@ -357,100 +533,66 @@ class Module:
                 self.params[name] = aligned_copy(arr)
         return missing, unexpected
 
-    def save(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
-        """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
-        return IO_HOOKS["save"](self, path)
+    def _extra_repr_items(self) -> list[str]:
+        """The constructor arguments repr lists: the positional ones, then
+        those that differ from their defaults (as PyTorch's repr)."""
+        return []
 
-class RNNBase(Module):
-    """Layers x directions of one recurrent cell, PyTorch parameter layout.
+    def __repr__(self) -> str:
+        items = self._extra_repr_items()
+        if self.dtype != np.float32:
+            items.append(f"dtype={self.dtype.name}")
+        return f"{type(self).__name__}({', '.join(items)})"
+
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> str | os.PathLike[str] | IO[bytes]:
+        """Save configuration and weights as .npz (no pickles); see gru_cy.load."""
+        result: str | os.PathLike[str] | IO[bytes] = IO_HOOKS["save"](self, path)
+        return result
+
+
+
+class Recurrent(Module):
+    """The recurrent driver: layers x directions of one cell over a padded,
+    time-major batch, forward and backward.
 
     A cell is described by ``_gates`` (gate blocks per weight matrix),
     ``_state_names`` (the arrays of its recurrent state: ("h",) for the GRU,
-    ("h", "c") for the LSTM), ``_state_widths()`` (the width of each; the
-    first state is also each step's output, so a layer's output has
-    num_directions times its width) and ``_cell`` with ``_core_flags()`` and
-    ``_core_P()``: which of the compiled kernels (gru_cy.kernels._core) runs
-    it. A cell with one state array takes and returns it as such (``h0``,
+    ("h", "c") for the LSTM, ("y",) for the Jordan network) and
+    ``_state_widths()`` (the width of each; the first state is also each
+    step's output, so a layer's output has num_directions times its width),
+    ``_layer_names()`` (the parameter names each kernel call takes, per
+    layer and direction), and ``_cell`` with ``_core_flags()``,
+    ``_core_P()`` and ``_six()``: which of the compiled kernels
+    (gru_cy.kernels._core) runs it and how its parameters map onto theirs.
+    A cell with one state array takes and returns it as such (``hx``,
     ``h_n``, ``dh0``); one with more takes and returns tuples
     (``hx = (h0, c0)``).
 
-    Parameters are C-contiguous arrays of PyTorch's shapes; arrays of other
-    layouts assigned into ``params`` work the same, bit for bit.
+    What the driver decides for every cell: the checks and conversions of
+    the arguments, the batch plan (_run_sorted: the rows by decreasing
+    length; the kernels split a call over gru_cy's threads themselves), the
+    tape (a snapshot of the inputs, weights and activations backward reads),
+    one tape check and one lock per module in backward, and the gradient
+    buffers.
     """
 
     _gates = 1
-    _state_names = ("h",)
-    _cell = None            # _core.GRU, _core.LSTM, _core.RNN
+    _state_names: tuple[str, ...] = ("h",)
+    _cell: int = -1         # _core.GRU, _core.LSTM, _core.RNN, _core.JORDAN
+    # One layer, one direction, no dropout unless a subclass's constructor
+    # sets these (RNNBase does).
+    input_size: int
+    hidden_size: int
+    batch_first: bool
+    num_layers = 1
+    bidirectional = False
+    dropout = 0.0
+    go_backwards = False
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
-                 go_backwards: bool = False) -> None:
-        self.input_size = check_int("input_size", input_size, 1)
-        self.hidden_size = check_int("hidden_size", hidden_size, 1)
-        self.num_layers = check_int("num_layers", num_layers, 1)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias should be a bool, got {type(bias).__name__}")
-        if not isinstance(batch_first, (bool, np.bool_)):
-            raise TypeError(f"batch_first should be a bool, got {type(batch_first).__name__}")
-        if not isinstance(bidirectional, (bool, np.bool_)):
-            raise TypeError(
-                f"bidirectional should be a bool, got {type(bidirectional).__name__}")
-        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
-                or not 0.0 <= float(dropout) <= 1.0):
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability "
-                f"of an element being zeroed, got {dropout!r}")
-        if not isinstance(go_backwards, (bool, np.bool_)):
-            raise TypeError(f"go_backwards should be a bool, got {type(go_backwards).__name__}")
-        if go_backwards and bidirectional:
-            raise ValueError("go_backwards=True makes a reverse-only module; it cannot be combined "
-                             "with bidirectional=True")
-        self.go_backwards = bool(go_backwards)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
-        self.dtype = check_dtype(dtype)
-        self.seed = seed
-        try:
-            self._rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
-        self._check_size()
-        self.params = {}
-        for name, shape in self._param_shapes():
-            self.params[name] = aligned_empty(shape, self.dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.reset_parameters()
-
-    _CACHES = ("_lean", "_shapes", "_names", "_sig")
-
-    def _check_size(self):
-        """Refuse, before allocating anything, sizes no machine can hold."""
-        G, H, D, L = self._gates, self.hidden_size, self.num_directions, self.num_layers
-        # 32-bit BLAS integers bound every matrix dimension.
-        if G * H > _INT32_MAX or self.input_size > _INT32_MAX or D * H > _INT32_MAX:
-            raise ValueError(f"input_size={self.input_size}, hidden_size={H}: too large for "
-                             "32-bit BLAS (dimensions must stay below 2**31)")
-        per_direction_first = G * H * (self.input_size + H) + (2 * G * H if self.bias else 0)
-        per_direction_rest = G * H * (D * H + H) + (2 * G * H if self.bias else 0)
-        elements = D * (per_direction_first + (L - 1) * per_direction_rest)
-        need = 2 * elements * self.dtype.itemsize  # parameters and gradients
-        try:
-            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, ValueError, OSError):
-            physical = 1 << 46
-        if need > physical:
-            raise MemoryError(
-                f"{self._mode} parameters and gradients would need {need / 2**30:.1f} GiB, more "
-                f"than this machine's {physical / 2**30:.1f} GiB of memory")
-
-    # -- parameters ---------------------------------------------------------
+    # -- the cell description ---------------------------------------------------
 
     @property
-    def num_directions(self):
+    def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     def _state_widths(self):
@@ -473,81 +615,32 @@ class RNNBase(Module):
         one-array state, else the tuple."""
         return states[0] if len(states) == 1 else tuple(states)
 
+    @staticmethod
+    def _kernel_state(states, i):
+        """Entry i (layer * D + direction) of every state array, as the
+        kernels take it: the (B, W) array itself for a one-array state, a
+        tuple of them otherwise."""
+        if len(states) == 1:
+            return states[0][i]
+        return tuple(s[i] for s in states)
+
     def _directions(self):
         """Reverse flag of each direction, in output order."""
         if self.bidirectional:
             return (False, True)
         return (self.go_backwards,)
 
-    def _param_shapes(self):
-        G, H, D = self._gates, self.hidden_size, self.num_directions
-        for k in range(self.num_layers):
-            in_k = self.input_size if k == 0 else D * H
-            for d in range(D):
-                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
-                yield "weight_ih" + sfx, (G * H, in_k)
-                yield "weight_hh" + sfx, (G * H, H)
-                if self.bias:
-                    yield "bias_ih" + sfx, (G * H,)
-                    yield "bias_hh" + sfx, (G * H,)
-
-    def _direction_names(self, sfx):
-        """Names of one direction's parameters as the kernels take them (None
-        for an absent one), sfx = "_l{k}" or "_l{k}_reverse"."""
-        return (("weight_ih" + sfx, "weight_hh" + sfx)
-                + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
-
     def _layer_names(self):
-        """[[_direction_names per direction] per layer] ((w_ih, w_hh, b_ih,
-        b_hh) by default, the bias names None when bias=False); cached."""
-        names = self.__dict__.get("_names")
-        if names is None:
-            names = tuple(
-                tuple(self._direction_names(f"_l{k}" + ("_reverse" if d == 1 else ""))
-                      for d in range(self.num_directions))
-                for k in range(self.num_layers))
-            self.__dict__["_names"] = names
-        return names
-
-    def reset_parameters(self):
-        """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)), like PyTorch."""
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        for p in self.params.values():
-            p[...] = self._rng.uniform(-bound, bound, size=p.shape)
+        """[[names of one direction's parameters as its kernel calls take
+        them (None for an absent one)] per direction] per layer."""
+        raise NotImplementedError
 
     def _weights(self):
-        """Checked, C- or F-contiguous (w_ih, w_hh, b_ih, b_hh) per layer and
-        direction.
-
-        gru.params is live and users may assign into it; anything of the
-        wrong shape is an error, anything of another float type or layout
-        is converted for this call.
-        """
-        shapes = self._shape_table()[1]
-        params, dtype = self.params, self.dtype
-
-        def checked(name):
-            if name is None:
-                return None
-            p = params.get(name)
-            if (type(p) is np.ndarray and p.dtype == dtype and p.shape == shapes[name]
-                    and weight_layout_ok(p)):
-                return p
-            if name not in params:
-                raise KeyError_(f"parameter {name!r} is missing from params")
-            return self._checked_param(name, shapes[name])
-
-        return [[tuple(checked(name) for name in names) for names in row]
+        """Checked, contiguous parameters per layer and direction, in the
+        order _layer_names gives (None for absent ones)."""
+        return [[tuple(None if name is None else self._param(name) for name in names)
+                 for names in row]
                 for row in self._layer_names()]
-
-    def _checked_param(self, name, shape):
-        p = self.params[name]
-        if not (isinstance(p, np.ndarray) and p.dtype == self.dtype and weight_layout_ok(p)):
-            p = as_float_array(p, f"params[{name!r}]", self.dtype)
-        if p.shape != shape:
-            raise ValueError(
-                f"params[{name!r}] has shape {shape_str(p.shape)}, expected {shape_str(shape)}")
-        return p
 
     # -- input checking and layout -------------------------------------------
 
@@ -570,24 +663,25 @@ class RNNBase(Module):
         full = bool(np.all(lengths_arr == T))
         return x, states, lengths_arr, full, unbatched
 
-    def _prepare_state(self, hx, B, unbatched):
+    def _prepare_state(self, hx, B, unbatched, name="hx"):
         """The initial state as a tuple of private (L*D, B, W) copies (zeros
         for None). One state array, PyTorch's wording; cells with more
         override this."""
         LD, H = self.num_layers * self.num_directions, self._state_widths()[0]
         if hx is None:
             return (np.zeros((LD, B, H), dtype=self.dtype),)
-        h0 = as_float_array(hx, "hx", self.dtype)
+        h0 = as_float_array(hx, name, self.dtype)
         if unbatched and h0.ndim != 2:
             raise ValueError(
-                f"For unbatched 2-D input, hx should also be 2-D but got {h0.ndim}-D tensor")
+                f"For unbatched 2-D input, {name} should also be 2-D but got {h0.ndim}-D tensor")
         if not unbatched and h0.ndim != 3:
             raise ValueError(
-                f"For batched 3-D input, hx should also be 3-D but got {h0.ndim}-D tensor")
+                f"For batched 3-D input, {name} should also be 3-D but got {h0.ndim}-D tensor")
         expected = (LD, H) if unbatched else (LD, B, H)
         if h0.shape != expected:
+            what = "hidden" if name == "hx" else name
             raise ValueError(
-                f"Expected hidden size {shape_str(expected)}, got {list(h0.shape)}")
+                f"Expected {what} size {shape_str(expected)}, got {list(h0.shape)}")
         return (np.array(h0.reshape(LD, B, H), dtype=self.dtype, copy=True),)
 
     @staticmethod
@@ -628,16 +722,22 @@ class RNNBase(Module):
 
     # -- forward and backward over layers and directions -----------------------
 
-    def __call__(self, x: ArrayLike, h0: Any = None,
-                 lengths: ArrayLike | None = None) -> tuple[NDArray[Any], Any]:
-        """Inference: (out, h_n). No tape is kept and no dropout applied."""
+    def __call__(self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None, *,
+                 h0: Any = None) -> tuple[NDArray[Any], Any]:
+        """Inference: (out, h_n). No tape is kept and no dropout applied.
+
+        ``hx`` is the initial state (PyTorch's name); ``h0`` is its older
+        alias (GRU, RNN).
+        """
+        if h0 is not None:
+            hx = state_alias(hx, h0, "h0")
         if lengths is None and not self.bidirectional:
             # Lean path: arrays already of the module's dtype, C-contiguous
             # and of the right shapes go to the kernels in one call.
-            result = self._kernel_infer(x, h0)
+            result = self._kernel_infer(x, hx)
             if result is not None:
                 return result
-        return self._forward_general(x, h0, lengths)
+        return self._forward_general(x, hx, lengths)
 
     forward = __call__
 
@@ -649,20 +749,20 @@ class RNNBase(Module):
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
         return self._finish(out, states, unbatched)
 
-    def forward_train(self, x: ArrayLike, h0: Any = None,
-                      lengths: ArrayLike | None = None) -> tuple[NDArray[Any], Any, Tape]:
+    def forward_train(self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None, *,
+                      h0: Any = None) -> tuple[NDArray[Any], Any, Tape]:
         """Forward that keeps what backward needs: (out, h_n, tape).
 
         Dropout (if any) is applied between layers, drawn from the module's
-        random generator.
+        random generator. ``h0`` is an alias of ``hx`` (GRU, RNN).
         """
+        if h0 is not None:
+            hx = state_alias(hx, h0, "h0")
         x_user = x
-        x, states, lengths, full, unbatched = self._prepare(x, h0, lengths)
-        if np.may_share_memory(
-                x, x_user if isinstance(x_user, np.ndarray) else to_numpy(x_user, "input")):
-            # The tape keeps the input for backward: it must not follow later
-            # changes the caller makes to its own buffer.
-            x = x.copy()
+        x, states, lengths, full, unbatched = self._prepare(x, hx, lengths)
+        # The tape keeps the input for backward: it must not follow later
+        # changes the caller makes to its own buffer.
+        x = private_copy(x, x_user)
         if not full:
             # Padded steps take no part in the result; zero them in this
             # private copy so that NaN or Inf there cannot reach the weight
@@ -683,8 +783,8 @@ class RNNBase(Module):
         tape.T, tape.B = T, B
         tape.batch_first, tape.unbatched = self.batch_first, unbatched
         # Backward must see the parameters this forward used, even if an
-        # optimiser updates gru.params in place before backward runs.
-        tape.weights = [[tuple(None if w is None else w.copy(order="K") for w in arrays)
+        # optimiser updates the module's params in place before backward runs.
+        tape.weights = [[tuple(None if w is None else w.copy() for w in arrays)
                          for arrays in row] for row in weights]
         parts = tape.parts
         out = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts], axis=1)
@@ -701,8 +801,7 @@ class RNNBase(Module):
         """Every layer over the batch: a list of one part (batch slice, out,
         layer_inputs, saved, masks, lengths, full, order) with the inputs,
         tape, masks and lengths in the order of the rows the kernels ran
-        (order: see _run_sorted); the state arrays are updated in place.
-        (The kernels split a call over gru_cy's threads themselves.)"""
+        (order: see _run_sorted); the state arrays are updated in place."""
         return [(slice(None),) + self._run_sorted(x, states, lengths, full, weights, train,
                                                   masks)]
 
@@ -750,24 +849,28 @@ class RNNBase(Module):
             layer_in = out
         return layer_in, inputs, saved
 
-    def step(self, x_t: ArrayLike, h: Any = None) -> tuple[NDArray[Any], Any]:
-        """Advance every layer by one time step: (y_t, h).
+    def step(self, x_t: ArrayLike, hx: Any = None, *, h: Any = None
+             ) -> tuple[NDArray[Any], Any]:
+        """Advance every layer by one time step: (y_t, hx).
 
-        x_t is (B, I) or unbatched (I,); h is (L, B, H) or (L, H), None for
-        zeros. y_t (B, H) is the top layer's output, h the new state of every
-        layer. Fed a sequence one step at a time, it returns bit for bit
-        what one whole-sequence call returns (docs/architecture.md,
-        "Reproducibility"). Inference only: no dropout, no tape. Not for bidirectional modules,
+        x_t is (B, I) or unbatched (I,); hx is (L, B, H) or (L, H), None for
+        zeros (``h`` is its older alias, GRU and RNN). y_t (B, H) is the top
+        layer's output, hx the new state of every layer. Fed a sequence one
+        step at a time it returns bit for bit what one whole-sequence call
+        returns (docs/architecture.md, "The guarantees").
+        Inference only: no dropout, no tape. Not for bidirectional modules,
         whose reverse direction needs the whole sequence.
         """
+        if h is not None:
+            hx = state_alias(hx, h, "h")
         if not self.bidirectional:
             # Lean path: arrays already of the module's dtype, C-contiguous and
             # of the right shapes go straight to the kernel (no per-call
             # workspace is shared, so threads may call step() concurrently).
-            result = self._kernel_step(x_t, h)
+            result = self._kernel_step(x_t, hx)
             if result is not None:
                 return result
-        return self._step_general(x_t, h)
+        return self._step_general(x_t, hx)
 
     def _step_general(self, x_t, h):
         """step() for arguments that need checks and conversions."""
@@ -796,16 +899,17 @@ class RNNBase(Module):
             return layer_in[0, 0], self._pack_state(tuple(s[:, 0] for s in states))
         return layer_in[0], self._pack_state(states)
 
-    def _prepare_step_state(self, h, B, unbatched):
+    def _prepare_step_state(self, h, B, unbatched, name="hx"):
         """step()'s state as a tuple of private (L, B, W) copies (zeros for
         None); one state array, cells with more override this."""
         L, H = self.num_layers, self._state_widths()[0]
         if h is None:
             return (np.zeros((L, B, H), dtype=self.dtype),)
         expected = (L, H) if unbatched else (L, B, H)
-        h = as_float_array(h, "h", self.dtype)
+        h = as_float_array(h, name, self.dtype)
         if h.shape != expected:
-            raise ValueError(f"Expected hidden size {shape_str(expected)}, got {list(h.shape)}")
+            what = "hidden" if name == "hx" else name
+            raise ValueError(f"Expected {what} size {shape_str(expected)}, got {list(h.shape)}")
         return (h.reshape(L, B, H).copy(),)
 
     def _dropout_mask(self, shape):
@@ -814,16 +918,6 @@ class RNNBase(Module):
             return np.zeros(shape, dtype=self.dtype)
         keep = self._rng.random(shape) >= p
         return keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - p))
-
-    def _signature(self):
-        sig = self.__dict__.get("_sig")
-        if sig is None:
-            sig = self.__dict__["_sig"] = self._make_signature()
-        return sig
-
-    def _make_signature(self):
-        return (self._mode, self.input_size, self.hidden_size, self.num_layers, self.bias,
-                self.bidirectional, self.go_backwards, self.dtype, self._shape_table()[0])
 
     def backward(self, tape: Tape, dout: ArrayLike | None = None,
                  dh_n: Any = None) -> tuple[NDArray[Any], Any]:
@@ -841,23 +935,7 @@ class RNNBase(Module):
         """backward() for any state tuple: dstates holds the gradient of each
         final state array (None for zeros), names their argument names.
         Returns (dx, the initial state's gradient packed by _pack_state)."""
-        if not isinstance(tape, Tape):
-            raise TypeError(
-                f"tape must be the third result of forward_train, got {type(tape).__name__}")
-        if tape.owner is not self:
-            raise ValueError("tape was recorded by a different module; pass it to that module's "
-                             "backward")
-        if tape.signature != self._signature():
-            raise ValueError(
-                "tape was recorded with parameters of different shapes or dtype than the "
-                "module has now; run forward_train again")
-        for name, shape in self._shape_table()[0]:
-            p = self.params.get(name)
-            if getattr(p, "shape", None) != shape:
-                raise ValueError(
-                    f"tape was recorded with params[{name!r}] of shape {shape_str(shape)}, but it "
-                    f"is now {shape_str(p.shape) if hasattr(p, 'shape') else 'missing'}; run "
-                    "forward_train again")
+        self._check_tape(tape, "third")
         B = tape.B
         D, L = self.num_directions, self.num_layers
         dout = self._grad_arg(dout, "dout", tape.out_shape)
@@ -905,67 +983,36 @@ class RNNBase(Module):
         D, L = self.num_directions, self.num_layers
         for k in range(L - 1, -1, -1):
             layer_in = layer_inputs[k]
-            # One dx per direction: the directions run at once.
-            dxs = tuple(np.zeros(layer_in.shape, dtype=self.dtype) for _ in range(D))
-            _core.backward(self._cell, self._core_flags(), self._core_P(), layer_in, dout, dxs,
-                           tuple(self._state_tuple(dh, k * D + d) for d in range(D)),
-                           tuple(self._six(w) for w in weights[k]),
-                           tuple(self._six(g) for g in grads[k]),
-                           None if full else lengths, self._directions(), tuple(saved[k]))
-            dx = dxs[0] if D == 1 else dxs[0] + dxs[1]
+            dx = self._kernel_layer_backward(dout, dh, k, layer_in, weights[k], grads[k],
+                                             lengths, full, saved[k])
             if k > 0 and masks is not None and masks[k - 1] is not None:
                 dx *= masks[k - 1]
             dout = dx
         return dout
 
-    def _grad_arg(self, g, name, shape):
-        if g is None:
-            return np.zeros(shape, dtype=self.dtype)
-        g = as_float_array(g, name, self.dtype)
-        if g.shape != tuple(shape):
-            raise ValueError(f"{name} must have shape {shape_str(shape)} (as returned by "
-                             f"forward_train), got {shape_str(g.shape)}")
-        return g
-
     def _grad_buffers(self):
         """self.grads arrays per layer and direction, each checked to be a
-        writable target (missing ones are created), all before any is used."""
-        grads, dtype = self.grads, self.dtype
-        shapes = self._shape_table()[1]
-
-        def target(name):
-            if name is None:
-                return None
-            g = grads.get(name)
-            shape = shapes[name]
-            if g is None:
-                g = grads[name] = np.zeros(shape, dtype=dtype)
-                return g
-            flags = getattr(g, "flags", None)
-            if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == dtype
-                    and weight_layout_ok(g) and flags.writeable):
-                raise ValueError(
-                    f"grads[{name!r}] must be a writable contiguous {dtype} array of shape "
-                    f"{shape_str(shape)}; call zero_grad() to recreate it")
-            return g
-
-        return [[tuple(target(name) for name in names) for names in row]
+        writable target (Module._grad_target), all before any is used."""
+        return [[tuple(None if name is None else self._grad_target(name) for name in names)
+                 for names in row]
                 for row in self._layer_names()]
 
     # -- the compiled kernels (gru_cy.kernels._core) ------------------------------
 
     def _core_flags(self):
-        """The cell's kernel flags (GRU: reset_after; RNN: the activation)."""
+        """The cell's kernel flags (GRU: reset_after; RNN: the activation;
+        Jordan: both activations)."""
         return 0
 
     def _core_P(self):
-        """The LSTM's proj_size (0 for the other cells)."""
+        """The second product's width: the LSTM's proj_size, the Jordan
+        network's output size (0 for the other cells)."""
         return 0
 
-    @staticmethod
-    def _six(arrays):
-        """(w_ih, w_hh, b_ih, b_hh[, w2[, b2]]) as the kernels take it: six
-        entries, None for those the cell has not."""
+    def _six(self, arrays):
+        """One direction's parameters (the _layer_names order) as the kernels
+        take them: (w_ih, w_hh, b_ih, b_hh, w2, b2), None where the cell has
+        none."""
         return tuple(arrays) + (None,) * (6 - len(arrays))
 
     @staticmethod
@@ -981,22 +1028,58 @@ class RNNBase(Module):
     def _kernel_layer(self, out, states, k, x, weights, lengths, full, saved):
         """Layer k, every direction at once: out (T, B, D * W) written (its
         rows of padded times left as they are), the states' entries of layer
-        k updated in place; weights[d] as _direction_names lists them;
-        saved: a tape per direction (_alloc_saved) or None."""
+        k updated in place; weights[d] as _layer_names lists them; saved: a
+        tape per direction (_alloc_saved) or None each."""
         D = len(saved)
         _core.forward(self._cell, self._core_flags(), self._core_P(), x, out,
                       tuple(self._state_tuple(states, k * D + d) for d in range(D)),
                       tuple(self._six(w) for w in weights), None if full else lengths,
                       self._directions(), tuple(saved))
 
+    def _kernel_layer_backward(self, dout, dh, k, x, weights, grads, lengths, full, saved):
+        """Backward of _kernel_layer for layer k, every direction at once:
+        dx; the states' gradients of layer k (in dh) go from dL/d(final) to
+        dL/d(initial) in place, grads[d] added into."""
+        D = len(saved)
+        # One dx per direction: the directions run at once.
+        dxs = tuple(np.zeros(x.shape, dtype=self.dtype) for _ in range(D))
+        _core.backward(self._cell, self._core_flags(), self._core_P(), x, dout, dxs,
+                       tuple(self._state_tuple(dh, k * D + d) for d in range(D)),
+                       tuple(self._six(w) for w in weights), tuple(self._six(g) for g in grads),
+                       None if full else lengths, self._directions(), tuple(saved))
+        return dxs[0] if D == 1 else dxs[0] + dxs[1]
+
+    def _kernel_forward(self, out, col, state, x, weights, lengths, full, reverse, saved):
+        """One layer, one direction (the cells' calls): out[..., col:col + W]
+        written, state (as _kernel_state gives it) updated in place."""
+        state = (state,) if isinstance(state, np.ndarray) else tuple(state)
+        _core.forward(self._cell, self._core_flags(), self._core_P(), x,
+                      out[:, :, col:] if col else out, (state,), (self._six(weights),),
+                      None if full else lengths, (reverse,), (saved,))
+
+    def _kernel_backward(self, dx, dstate, grads, dout, col, saved, x, weights, lengths, full,
+                         reverse):
+        """Backward of _kernel_forward: dx added into, dstate (as
+        _kernel_state gives it) from dL/d(final) to dL/d(initial), grads
+        added into."""
+        dstate = (dstate,) if isinstance(dstate, np.ndarray) else tuple(dstate)
+        _core.backward(self._cell, self._core_flags(), self._core_P(), x,
+                       dout[:, :, col:] if col else dout, (dx,), (dstate,),
+                       (self._six(weights),), (self._six(grads),), None if full else lengths,
+                       (reverse,), (saved,))
+
     _lean = None    # the cached _core.Lean of this configuration
+
+    def _lean_names(self):
+        """The kernels' six parameter names per layer, for _core.Lean."""
+        return tuple(self._six(row[0]) for row in self._layer_names())
 
     def _lean_obj(self):
         """The module's _core.Lean (its parameter names bound), cached until a
         public attribute is set."""
         lean = self.__dict__.get("_lean")
         if lean is None:
-            names = tuple(self._six(row[0]) for row in self._layer_names())
+            names = self._lean_names()
             if type(self.params) is dict:
                 # The dict's own key objects: each call's lookups then match
                 # by identity instead of comparing the strings.
@@ -1018,9 +1101,109 @@ class RNNBase(Module):
         """The lean path of step(): (y, h) or None."""
         return (self._lean or self._lean_obj()).step(x_t, h, self.params)
 
+
+class RNNBase(Recurrent):
+    """Layers x directions of one recurrent cell in PyTorch's parameter layout.
+
+    Per layer ``k`` and direction (suffix ``_reverse`` for the second):
+    ``weight_ih_l{k}`` (G*H, in), ``weight_hh_l{k}`` (G*H, H) and, with
+    bias, ``bias_ih_l{k}`` / ``bias_hh_l{k}`` (G*H,), G = ``_gates``; the
+    constructor arguments of ``torch.nn.GRU`` / ``LSTM`` / ``RNN``; the
+    conversions to and from PyTorch, Keras and ONNX. The driver
+    (``Recurrent``) runs it.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 go_backwards: bool = False) -> None:
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        bias = check_bool("bias", bias)
+        batch_first = check_bool("batch_first", batch_first)
+        bidirectional = check_bool("bidirectional", bidirectional)
+        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
+                or not 0.0 <= float(dropout) <= 1.0):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability "
+                f"of an element being zeroed, got {dropout!r}")
+        go_backwards = check_bool("go_backwards", go_backwards)
+        if go_backwards and bidirectional:
+            raise ValueError("go_backwards=True makes a reverse-only module; it cannot be combined "
+                             "with bidirectional=True")
+        self.go_backwards = go_backwards
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        self._rng = make_rng(seed)
+        self._check_size()
+        self._allocate()
+
+    _CACHES = ("_lean", "_shapes", "_names", "_sig")
+
+    def _check_size(self):
+        """Refuse, before allocating anything, sizes 32-bit BLAS cannot take
+        (Module._allocate then checks the memory)."""
+        G, H, D = self._gates, self.hidden_size, self.num_directions
+        if G * H > _INT32_MAX or self.input_size > _INT32_MAX or D * H > _INT32_MAX:
+            raise ValueError(f"input_size={self.input_size}, hidden_size={H}: too large for "
+                             "32-bit BLAS (dimensions must stay below 2**31)")
+        # The memory check, before _param_shapes enumerates a huge num_layers.
+        per_direction_first = G * H * (self.input_size + H) + (2 * G * H if self.bias else 0)
+        per_direction_rest = G * H * (D * H + H) + (2 * G * H if self.bias else 0)
+        check_memory(self._mode, D * (per_direction_first
+                                      + (self.num_layers - 1) * per_direction_rest),
+                     self.dtype.itemsize)
+
+    # -- parameters ---------------------------------------------------------
+
+    def _param_shapes(self):
+        G, H, D = self._gates, self.hidden_size, self.num_directions
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d == 1 else "")
+                yield "weight_ih" + sfx, (G * H, in_k)
+                yield "weight_hh" + sfx, (G * H, H)
+                if self.bias:
+                    yield "bias_ih" + sfx, (G * H,)
+                    yield "bias_hh" + sfx, (G * H,)
+
+    def _direction_names(self, sfx):
+        """Names of one direction's parameters as the kernels take them (None
+        for an absent one), sfx = "_l{k}" or "_l{k}_reverse"."""
+        return (("weight_ih" + sfx, "weight_hh" + sfx)
+                + (("bias_ih" + sfx, "bias_hh" + sfx) if self.bias else (None, None)))
+
+    def _layer_names(self):
+        """[[_direction_names per direction] per layer] ((w_ih, w_hh, b_ih,
+        b_hh) by default, the bias names None when bias=False); cached."""
+        names = self.__dict__.get("_names")
+        if names is None:
+            names = tuple(
+                tuple(self._direction_names(f"_l{k}" + ("_reverse" if d == 1 else ""))
+                      for d in range(self.num_directions))
+                for k in range(self.num_layers))
+            self.__dict__["_names"] = names
+        return names
+
+    def reset_parameters(self) -> None:
+        """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)), like PyTorch."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for p in self.params.values():
+            p[...] = self._rng.uniform(-bound, bound, size=p.shape)
+
+    def _make_signature(self):
+        return (self._mode, self.input_size, self.hidden_size, self.num_layers, self.bias,
+                self.bidirectional, self.go_backwards, self.dtype, self._shape_table()[0])
+
     # -- presentation ----------------------------------------------------------
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
                     num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
                     dropout=self.dropout, bidirectional=self.bidirectional,
@@ -1029,26 +1212,29 @@ class RNNBase(Module):
     # -- conversions: gru_cy.io installs IO_HOOKS when imported (nn never imports io) --
 
     @classmethod
-    def from_torch(cls, module, *args, **kwargs):
+    def from_torch(cls, module: Any, *args: Any, **kwargs: Any) -> Self:
         """A module of this class with the configuration and weights of the matching
         ``torch.nn`` module (or of its state dict)."""
-        return IO_HOOKS["from_torch"](module, *args, cls=cls, **kwargs)
+        result: Self = IO_HOOKS["from_torch"](module, *args, cls=cls, **kwargs)
+        return result
 
-    def to_torch(self, *args, **kwargs):
+    def to_torch(self, *args: Any, **kwargs: Any) -> Any:
         """An equivalent ``torch.nn`` module, in eval mode."""
         return IO_HOOKS["to_torch"](self, *args, **kwargs)
 
     @classmethod
-    def from_keras(cls, layer, *args, **kwargs):
+    def from_keras(cls, layer: Any, *args: Any, **kwargs: Any) -> Self:
         """A module of this class from a Keras 3 layer, a ``Bidirectional`` of one, a
         list of them or a model made of them."""
-        return IO_HOOKS["from_keras"](layer, *args, cls=cls, **kwargs)
+        result: Self = IO_HOOKS["from_keras"](layer, *args, cls=cls, **kwargs)
+        return result
 
-    def to_keras(self, *args, **kwargs):
+    def to_keras(self, *args: Any, **kwargs: Any) -> Any:
         """An equivalent Keras 3 layer (a ``keras.Sequential`` for several layers)."""
         return IO_HOOKS["to_keras"](self, *args, **kwargs)
 
-    def to_onnx(self, path, *args, **kwargs):
+    def to_onnx(self, path: str | os.PathLike[str] | IO[bytes], *args: Any,
+                **kwargs: Any) -> Any:
         """Write an ONNX model that ONNX Runtime runs with the same results."""
         return IO_HOOKS["to_onnx"](self, path, *args, **kwargs)
 
@@ -1068,16 +1254,38 @@ class RNNBase(Module):
             items.append("go_backwards=True")
         return items
 
-    def __repr__(self):
-        items = self._extra_repr_items()
-        if self.dtype != np.float32:
-            items.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(items)})"
 
+
+
+if TYPE_CHECKING:
+    class OneStateRNN(RNNBase):
+        """RNNBase's calls as type checkers see them for a cell whose state is
+        one array (GRU, RNN); the LSTM types its (h, c) tuple itself."""
+
+        def __call__(self, x: ArrayLike, hx: ArrayLike | None = None,
+                     lengths: ArrayLike | None = None, *, h0: ArrayLike | None = None
+                     ) -> tuple[NDArray[Any], NDArray[Any]]: ...
+
+        def forward(self, x: ArrayLike, hx: ArrayLike | None = None,
+                    lengths: ArrayLike | None = None, *, h0: ArrayLike | None = None
+                    ) -> tuple[NDArray[Any], NDArray[Any]]: ...
+
+        def forward_train(self, x: ArrayLike, hx: ArrayLike | None = None,
+                          lengths: ArrayLike | None = None, *, h0: ArrayLike | None = None
+                          ) -> tuple[NDArray[Any], NDArray[Any], Tape]: ...
+
+        def backward(self, tape: Tape, dout: ArrayLike | None = None,
+                     dh_n: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+
+        def step(self, x_t: ArrayLike, hx: ArrayLike | None = None, *,
+                 h: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+else:
+    # At run time the GRU and the RNN are RNNBase's subclasses directly.
+    OneStateRNN = RNNBase
 
 class KeyError_(ValueError, KeyError):
     """A missing or unexpected state-dict key: a ValueError (as the error
     contract says) that ``except KeyError`` also catches."""
 
-    def __str__(self):  # KeyError would repr() the message
+    def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""

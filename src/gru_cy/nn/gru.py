@@ -16,16 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gru_cy.kernels import _core
-from gru_cy.nn.base import RNNBase, register_module
+from gru_cy.nn.base import OneStateRNN, check_bool, register_module
 
 if TYPE_CHECKING:
-    from numpy.typing import ArrayLike, DTypeLike, NDArray
-
-    from gru_cy.nn.base import Tape
+    from numpy.typing import DTypeLike
 
 
 @register_module
-class GRU(RNNBase):
+class GRU(OneStateRNN):
     """Multi-layer gated recurrent unit over NumPy arrays.
 
     Parameters follow ``torch.nn.GRU`` (names, shapes, gate order r, z, n,
@@ -37,7 +35,8 @@ class GRU(RNNBase):
     its one direction reads each sequence from its last valid step back to
     the first, and ``out[t]`` stays aligned with ``x[t]``.
 
-    ``gru(x, h0=None, lengths=None) -> (out, h_n)`` runs inference;
+    ``gru(x, hx=None, lengths=None) -> (out, h_n)`` runs inference
+    (``hx``: the initial state, PyTorch's name; ``h0`` is its alias);
     ``forward_train`` also returns a tape for ``backward``.
     """
 
@@ -48,30 +47,12 @@ class GRU(RNNBase):
                  bidirectional: bool = False, reset_after: bool = True,
                  dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
                  go_backwards: bool = False) -> None:
-        if not isinstance(reset_after, (bool, np.bool_)):
-            raise TypeError(f"reset_after should be a bool, got {type(reset_after).__name__}")
-        self.reset_after = bool(reset_after)
+        self.reset_after = check_bool("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed, go_backwards=go_backwards)
 
-    if TYPE_CHECKING:
-        # The GRU's one state array, for type checkers (RNNBase's signatures
-        # also cover cells whose state is a tuple).
-        def __call__(self, x: ArrayLike, h0: ArrayLike | None = None,
-                     lengths: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
-
-        def forward_train(self, x: ArrayLike, h0: ArrayLike | None = None,
-                          lengths: ArrayLike | None = None
-                          ) -> tuple[NDArray[Any], NDArray[Any], Tape]: ...
-
-        def backward(self, tape: Tape, dout: ArrayLike | None = None,
-                     dh_n: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
-
-        def step(self, x_t: ArrayLike,
-                 h: ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
-
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return dict(super()._config(), reset_after=self.reset_after)
 
     def _make_signature(self):

@@ -9,12 +9,17 @@ A call runs inference; ``forward_train`` also returns a tape that
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gru_cy.nn.base import (
-    KeyError_, Module, aligned_empty, as_float_array, check_dtype, check_int, register_module,
-    shape_str, to_numpy,
+    Module, as_float_array, check_bool, check_dtype, check_int, make_rng, private_copy,
+    register_module, shape_str, to_numpy,
 )
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 
 class IndexError_(ValueError, IndexError):
@@ -25,52 +30,29 @@ class IndexError_(ValueError, IndexError):
 class LayerTape:
     """What a layer's backward needs from one forward_train call (opaque).
 
-    A tape may be passed to backward more than once (gradients add up) but
+    A snapshot, as the recurrent modules' tapes are: it owns its copies of
+    the input and the weight backward reads, so an optimiser step or a
+    reused input buffer between forward and backward changes no gradient. A
+    tape may be passed to backward more than once (gradients add up) but
     only to the module that made it.
     """
 
     __slots__ = ("owner", "inputs", "weight", "out_shape")
 
-    def __repr__(self):
+    owner: Module
+    inputs: NDArray[Any]
+    weight: NDArray[Any] | None
+    out_shape: tuple[int, ...]
+
+    def __repr__(self) -> str:
         return f"<gru_cy LayerTape out_shape={self.out_shape}>"
 
 
-def _make_rng(seed):
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"seed must be None, an int or a numpy.random.Generator, got {seed!r}") from exc
-
-
 class _Layer(Module):
-    """What Embedding and Linear share: parameter access and tape checks."""
+    """What Embedding and Linear share: the tape checks and the repr (the
+    parameter access and the gradient rule are Module's)."""
 
-    def _param(self, name):
-        """params[name] as a C-contiguous array of the module's dtype and shape."""
-        p = self.params.get(name)
-        shape = self._shape_table()[1][name]
-        if type(p) is np.ndarray and p.dtype == self.dtype and p.shape == shape \
-                and p.flags.c_contiguous:
-            return p
-        if name not in self.params:
-            raise KeyError_(f"parameter {name!r} is missing from params")
-        arr = as_float_array(p, f"params[{name!r}]", self.dtype)
-        if arr.shape != shape:
-            raise ValueError(f"params[{name!r}] has shape {shape_str(arr.shape)}, expected "
-                             f"{shape_str(shape)}")
-        return arr
-
-    def _grad(self, name):
-        """grads[name], replaced by zeros when missing or unusable."""
-        g = self.grads.get(name)
-        shape = self._shape_table()[1][name]
-        if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype
-                and g.flags.writeable):
-            g = self.grads[name] = np.zeros(shape, dtype=self.dtype)
-        return g
-
-    def _check_tape(self, tape):
+    def _check_layer_tape(self, tape):
         if not isinstance(tape, LayerTape):
             raise TypeError(f"tape must be the tape returned by {self._mode}.forward_train, "
                             f"got {type(tape).__name__}")
@@ -84,12 +66,6 @@ class _Layer(Module):
             raise ValueError(f"{name} must have the output's shape {shape_str(tape.out_shape)}, "
                              f"got {shape_str(dout.shape)}")
         return dout
-
-    def __repr__(self):
-        items = self._extra_repr_items()
-        if self.dtype != np.float32:
-            items.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(items)})"
 
 
 # ---------------------------------------------------------------------------
@@ -106,8 +82,9 @@ class Embedding(_Layer):
     raise IndexError (also a ValueError).
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32,
-                 seed=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype: DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         self.num_embeddings = check_int("num_embeddings", num_embeddings, 0)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 0)
         if padding_idx is not None:
@@ -120,16 +97,13 @@ class Embedding(_Layer):
         self.padding_idx = padding_idx
         self.dtype = check_dtype(dtype)
         self.seed = seed
-        self._rng = _make_rng(seed)
-        shape = (self.num_embeddings, self.embedding_dim)
-        self.params = {"weight": np.empty(shape, dtype=self.dtype)}
-        self.grads = {"weight": np.zeros(shape, dtype=self.dtype)}
-        self.reset_parameters()
+        self._rng = make_rng(seed)
+        self._allocate()
 
     def _param_shapes(self):
         return (("weight", (self.num_embeddings, self.embedding_dim)),)
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
                     padding_idx=self.padding_idx)
 
@@ -139,7 +113,7 @@ class Embedding(_Layer):
             items.append(f"padding_idx={self.padding_idx}")
         return items
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Draw the table from N(0, 1) and zero the padding row, like PyTorch."""
         w = self.params["weight"]
         w[...] = self._rng.standard_normal(size=w.shape)
@@ -161,24 +135,27 @@ class Embedding(_Layer):
                                   f"{bad}")
         return ids.astype(np.intp, copy=False)
 
-    def __call__(self, ids):
+    def __call__(self, ids: ArrayLike) -> NDArray[Any]:
         """The embeddings of ``ids``: an array of shape ids.shape + (embedding_dim,)."""
         ids = self._ids(ids)
         return np.take(self._param("weight"), ids, axis=0)
 
-    def forward_train(self, ids):
+    forward = __call__
+
+    def forward_train(self, ids: ArrayLike) -> tuple[NDArray[Any], LayerTape]:
         """(embeddings, tape); ``backward(tape, de)`` adds the table's gradient."""
-        ids = self._ids(ids)
+        ids_user = ids
+        ids = private_copy(self._ids(ids), ids_user)
         tape = LayerTape()
         tape.owner = self
         tape.inputs = ids
-        tape.weight = None
+        tape.weight = None   # the table's gradient does not depend on the table
         tape.out_shape = ids.shape + (self.embedding_dim,)
         return np.take(self._param("weight"), ids, axis=0), tape
 
-    def backward(self, tape, de):
+    def backward(self, tape: LayerTape, de: ArrayLike) -> None:
         """Add d loss / d weight into grads["weight"] (ids carry no gradient): None."""
-        self._check_tape(tape)
+        self._check_layer_tape(tape)
         de = self._check_dout(tape, de, "de")
         ids = tape.inputs.reshape(-1)
         de = de.reshape(ids.size, self.embedding_dim)
@@ -186,8 +163,10 @@ class Embedding(_Layer):
             keep = ids != self.padding_idx
             if not keep.all():
                 ids, de = ids[keep], de[keep]
-        if ids.size:
-            _scatter_add_rows(self._grad("weight"), ids, de)
+        with self._grads_lock():
+            grad = self._grad_target("weight")
+            if ids.size:
+                _scatter_add_rows(grad, ids, de)
         return None
 
 
@@ -224,26 +203,23 @@ class Linear(_Layer):
     1/sqrt(in_features)), weight first.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         self.in_features = check_int("in_features", in_features, 0)
         self.out_features = check_int("out_features", out_features, 0)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias should be a bool, got {type(bias).__name__}")
-        self.bias = bool(bias)
+        self.bias = check_bool("bias", bias)
         self.dtype = check_dtype(dtype)
         self.seed = seed
-        self._rng = _make_rng(seed)
-        self.params = {name: aligned_empty(shape, self.dtype)
-                       for name, shape in self._param_shapes()}
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.reset_parameters()
+        self._rng = make_rng(seed)
+        self._allocate()
 
     def _param_shapes(self):
         yield "weight", (self.out_features, self.in_features)
         if self.bias:
             yield "bias", (self.out_features,)
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return dict(in_features=self.in_features, out_features=self.out_features,
                     bias=self.bias)
 
@@ -251,7 +227,7 @@ class Linear(_Layer):
         return [f"in_features={self.in_features}", f"out_features={self.out_features}",
                 f"bias={self.bias}"]
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Draw weight, then bias, from U(-1/sqrt(in_features), 1/sqrt(in_features))."""
         bound = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
         for p in self.params.values():
@@ -276,31 +252,37 @@ class Linear(_Layer):
             y += self._param("bias")
         return y, w
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> NDArray[Any]:
         """x (..., in_features) -> y (..., out_features), the module's dtype."""
         return self._forward(self._input(x))[0]
 
-    def forward_train(self, x):
+    forward = __call__
+
+    def forward_train(self, x: ArrayLike) -> tuple[NDArray[Any], LayerTape]:
         """(y, tape); ``backward(tape, dy)`` returns dx and adds into grads."""
+        x_user = x
         x = self._input(x)
         y, w = self._forward(x)
         tape = LayerTape()
         tape.owner = self
-        tape.inputs = x
-        tape.weight = w
+        # Copies: backward must see this call's input and weight, whatever
+        # the caller or an optimiser step does to them in between.
+        tape.inputs = private_copy(x, x_user)
+        tape.weight = w.copy()
         tape.out_shape = y.shape
         return y, tape
 
-    def backward(self, tape, dy):
+    def backward(self, tape: LayerTape, dy: ArrayLike) -> NDArray[Any]:
         """dx (the input's shape); adds d loss / d weight and d loss / d bias into grads."""
-        self._check_tape(tape)
+        self._check_layer_tape(tape)
         dy = self._check_dout(tape, dy, "dy")
         x = tape.inputs
         dy2 = dy.reshape(-1, self.out_features)
         x2 = x.reshape(-1, self.in_features)
-        gw = self._grad("weight")
-        gw += np.matmul(dy2.T, x2)  # dW = dy.T @ x over all leading axes
-        if self.bias:
-            gb = self._grad("bias")
-            gb += dy2.sum(axis=0)
+        with self._grads_lock():
+            gw = self._grad_target("weight")
+            gb = self._grad_target("bias") if self.bias else None
+            gw += np.matmul(dy2.T, x2)  # dW = dy.T @ x over all leading axes
+            if gb is not None:
+                gb += dy2.sum(axis=0)
         return np.matmul(dy, tape.weight)  # dx = dy @ W

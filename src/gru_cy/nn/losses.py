@@ -9,10 +9,19 @@ the prediction's dtype.
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from gru_cy.nn.base import shape_str, to_numpy
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    # A reduced loss is a NumPy scalar of the prediction's dtype;
+    # reduction="none" gives one loss per element.
+    _Reduced = tuple[np.floating[Any], NDArray[Any]]
+    _Unreduced = tuple[NDArray[Any], NDArray[Any]]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -42,8 +51,27 @@ def _log_softmax(z):
     return logp, exp / total
 
 
-def cross_entropy(logits, target, weight=None, ignore_index=-100, label_smoothing=0.0,
-                  reduction="mean"):
+@overload
+def cross_entropy(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0,
+                  reduction: Literal["mean", "sum"] = "mean") -> _Reduced: ...
+
+
+@overload
+def cross_entropy(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0, *,
+                  reduction: Literal["none"]) -> _Unreduced: ...
+
+
+@overload
+def cross_entropy(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> _Reduced | _Unreduced: ...
+
+
+def cross_entropy(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> _Reduced | _Unreduced:
     """Softmax cross-entropy as ``torch.nn.functional.cross_entropy``: (loss, dlogits).
 
     logits: (C,), (N, C) or (N, C, d1, ...), classes on axis 1 (axis 0 for 1-D).
@@ -224,7 +252,23 @@ def _cross_entropy_probs(rows, t, class_axis, C, w, eps, dtype):
     return loss, grad
 
 
-def mse_loss(pred, target, reduction="mean"):
+@overload
+def mse_loss(pred: ArrayLike, target: ArrayLike,
+             reduction: Literal["mean", "sum"] = "mean") -> _Reduced: ...
+
+
+@overload
+def mse_loss(pred: ArrayLike, target: ArrayLike, *,
+             reduction: Literal["none"]) -> _Unreduced: ...
+
+
+@overload
+def mse_loss(pred: ArrayLike, target: ArrayLike,
+             reduction: str = "mean") -> _Reduced | _Unreduced: ...
+
+
+def mse_loss(pred: ArrayLike, target: ArrayLike,
+             reduction: str = "mean") -> _Reduced | _Unreduced:
     """Mean squared error as ``torch.nn.functional.mse_loss``: (loss, dpred).
 
     pred and target must have the same shape (PyTorch would broadcast with a

@@ -13,10 +13,23 @@ Per layer and direction, with gate order i, f, g, o::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gru_cy.kernels import _core
-from gru_cy.nn.base import RNNBase, as_float_array, check_int, register_module, shape_str
+from gru_cy.nn.base import (
+    RNNBase, as_float_array, check_int, register_module, shape_str,
+)
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+    from gru_cy.nn.base import Tape
+
+    # (h, c): the state of every layer and direction.
+    _State = tuple[NDArray[Any], NDArray[Any]]
+
 
 
 @register_module
@@ -38,9 +51,11 @@ class LSTM(RNNBase):
     _gates = 4
     _state_names = ("h", "c")
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None,
-                 go_backwards=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0,
+                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 go_backwards: bool = False) -> None:
         if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, (int, np.integer)):
             raise TypeError(
                 f"proj_size should be an integer, got {type(proj_size).__name__}: {proj_size!r}")
@@ -79,7 +94,7 @@ class LSTM(RNNBase):
     def _direction_names(self, sfx):
         return super()._direction_names(sfx) + (("weight_hr" + sfx) if self.proj_size else None,)
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return dict(super()._config(), proj_size=self.proj_size)
 
     def _make_signature(self):
@@ -93,7 +108,9 @@ class LSTM(RNNBase):
 
     # -- the public calls, with the state as a tuple -----------------------------
 
-    def __call__(self, x, hx=None, lengths=None):
+    def __call__(self, x: ArrayLike,  # type: ignore[override]
+                 hx: tuple[ArrayLike, ArrayLike] | None = None,
+                 lengths: ArrayLike | None = None) -> tuple[NDArray[Any], _State]:
         """Inference: (out, (h_n, c_n)). No tape is kept and no dropout applied.
 
         x is (T, B, I), (B, T, I) with batch_first, or unbatched (T, I); hx =
@@ -104,11 +121,15 @@ class LSTM(RNNBase):
 
     forward = __call__
 
-    def forward_train(self, x, hx=None, lengths=None):
+    def forward_train(self, x: ArrayLike,  # type: ignore[override]
+                      hx: tuple[ArrayLike, ArrayLike] | None = None,
+                      lengths: ArrayLike | None = None) -> tuple[NDArray[Any], _State, Tape]:
         """Forward that keeps what backward needs: (out, (h_n, c_n), tape)."""
         return super().forward_train(x, hx, lengths)
 
-    def backward(self, tape, dout=None, dhx=None):
+    def backward(self, tape: Tape, dout: ArrayLike | None = None,
+                 dhx: tuple[ArrayLike | None, ArrayLike | None] | None = None
+                 ) -> tuple[NDArray[Any], _State]:
         """Backpropagate through a forward_train call: (dx, (dh0, dc0)).
 
         dout has the shape of that call's out; dhx = (dh_n, dc_n) the
@@ -123,20 +144,21 @@ class LSTM(RNNBase):
                 f"{type(dhx).__name__}")
         return self._backward_states(tape, dout, tuple(dhx), ("dh_n", "dc_n"))
 
-    def step(self, x_t, hx=None):
+    def step(self, x_t: ArrayLike,  # type: ignore[override]
+             hx: tuple[ArrayLike, ArrayLike] | None = None) -> tuple[NDArray[Any], _State]:
         """Advance every layer by one time step: (y_t, (h, c)).
 
         x_t is (B, I) or unbatched (I,); hx = (h, c) with h (L, B, R) and c
-        (L, B, H) ((L, R) and (L, H) unbatched), or None for zeros. Feeding a
-        sequence one step at a time gives what the whole sequence gives, bit
-        for bit.
+        (L, B, H) ((L, R) and (L, H) unbatched), or None for zeros. How
+        exactly it agrees with the whole-sequence call: README, "step()".
         Inference only; not for bidirectional modules.
         """
-        # RNNBase.step in one frame: the lean path (it declines bidirectional
-        # modules), else the general one.
-        result = (self._lean or self._lean_obj()).step(x_t, hx, self.params)
-        if result is not None:
-            return result
+        # Recurrent.step in one frame: the lean path (unidirectional modules),
+        # else the general one.
+        if not self.bidirectional:
+            result = (self._lean or self._lean_obj()).step(x_t, hx, self.params)
+            if result is not None:
+                return result
         return self._step_general(x_t, hx)
 
     def _state_pair(self, hx):

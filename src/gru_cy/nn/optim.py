@@ -13,10 +13,29 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from gru_cy.nn.base import shape_str, to_numpy
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+
+class Trainable(Protocol):
+    """What an optimiser updates: live ``params`` and ``grads`` under the same
+    names (every gru_cy module, or a user's object shaped alike)."""
+
+    params: dict[str, NDArray[Any]]
+    grads: dict[str, NDArray[Any]]
+
+    def zero_grad(self) -> None: ...
+
+
+# One module or several.
+Modules = Trainable | Iterable[Trainable]
 
 
 def _modules_list(modules):
@@ -67,7 +86,10 @@ class Optimizer:
     # faster per array than the concatenation and copies back cost).
     _one_pass = True
 
-    def __init__(self, modules, **hyper):
+    param_groups: list[dict[str, Any]]
+    state: dict[int, dict[str, Any]]
+
+    def __init__(self, modules: Modules, **hyper: Any) -> None:
         self.modules = _modules_list(modules)
         self.param_groups = [dict(hyper)]
         self.state = {}  # flat parameter index -> {name: array or number}
@@ -103,7 +125,7 @@ class Optimizer:
                 index += 1
         return slots
 
-    def step(self):
+    def step(self) -> None:
         """One update of every parameter with a gradient, in place."""
         hyper = self.param_groups[0]
         slots = [slot for slot in self._slots() if slot[2] is not None]
@@ -181,20 +203,20 @@ class Optimizer:
         raise NotImplementedError
 
     @property
-    def lr(self):
+    def lr(self) -> float:
         return self.param_groups[0]["lr"]
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: float) -> None:
         self.param_groups[0]["lr"] = _number("learning rate", value,
                                              message=f"Invalid learning rate: {value}")
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Zero every module's gradients in place (backward adds into them)."""
         for m in self.modules:
             m.zero_grad()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}, copies."""
         state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
                  for i, s in self.state.items()}
@@ -202,7 +224,7 @@ class Optimizer:
         groups = [dict(g, params=list(range(n))) for g in self.param_groups]
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Resume from ``state_dict()`` (also torch.optim's, whose arrays are tensors)."""
         if not isinstance(state_dict, dict) or "state" not in state_dict \
                 or "param_groups" not in state_dict:
@@ -249,7 +271,7 @@ class Optimizer:
     def _check_hyper(self, **hyper):
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         items = ", ".join(f"{k}={v!r}" for k, v in self.param_groups[0].items())
         return f"{type(self).__name__}({items})"
 
@@ -265,7 +287,8 @@ class SGD(Optimizer):
 
     _one_pass = False
 
-    def __init__(self, modules, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False):
+    def __init__(self, modules: Modules, lr: float, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False) -> None:
         hyper = self._check_hyper(lr=lr, momentum=momentum, dampening=dampening,
                                   weight_decay=weight_decay, nesterov=nesterov)
         super().__init__(modules, **hyper)
@@ -311,7 +334,9 @@ class Adam(Optimizer):
 
     _decoupled = False
 
-    def __init__(self, modules, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, modules: Modules, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         hyper = self._check_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         super().__init__(modules, **hyper)
 
@@ -374,11 +399,14 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, modules, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    def __init__(self, modules: Modules, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
         super().__init__(modules, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
-def clip_grad_norm(modules, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def clip_grad_norm(modules: Modules, max_norm: float, norm_type: float | str = 2.0,
+                   error_if_nonfinite: bool = False) -> np.floating[Any]:
     """Scale every gradient in place so that their joint norm is at most max_norm.
 
     As torch.nn.utils.clip_grad_norm_: the total norm is the norm of the

@@ -9,16 +9,22 @@ with W_ih (H, I_k) and W_hh (H, H).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gru_cy.kernels import _core
-from gru_cy.nn.base import RNNBase, register_module
+from gru_cy.nn.base import OneStateRNN, check_choice, register_module
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
 
 _NONLINEARITIES = ("tanh", "relu")
 
 
 @register_module
-class RNN(RNNBase):
+class RNN(OneStateRNN):
     """Multi-layer Elman recurrent network over NumPy arrays.
 
     Parameters follow ``torch.nn.RNN`` (names, shapes, initialisation
@@ -29,27 +35,29 @@ class RNN(RNNBase):
     last valid step back to the first, and ``out[t]`` stays aligned with
     ``x[t]``.
 
-    ``rnn(x, h0=None, lengths=None) -> (out, h_n)`` runs inference;
+    ``rnn(x, hx=None, lengths=None) -> (out, h_n)`` runs inference (``h0``
+    is an alias of ``hx``);
     ``forward_train`` also returns a tape for ``backward``.
     """
 
     _gates = 1
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
-                 seed=None, go_backwards=False):
-        if not isinstance(nonlinearity, str):
-            raise TypeError(
-                f"nonlinearity should be a str, got {type(nonlinearity).__name__}")
-        if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
-                             "'relu'.")
-        self.nonlinearity = nonlinearity
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 go_backwards: bool = False) -> None:
+        self.nonlinearity = check_choice("nonlinearity", nonlinearity, _NONLINEARITIES)
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed, go_backwards=go_backwards)
 
-    def _config(self):
+    @property
+    def _act(self) -> int:
+        """The kernels' activation code: 0 tanh, 1 relu."""
+        return _NONLINEARITIES.index(self.nonlinearity)
+
+    def _config(self) -> dict[str, Any]:
         return dict(super()._config(), nonlinearity=self.nonlinearity)
 
     def _make_signature(self):

@@ -1,0 +1,137 @@
+"""The one-step cells: gru_cy.GRUCell, LSTMCell and RNNCell against torch.nn's cells.
+
+    python benchmarks/bench_cells.py [--budget SECONDS] [--threads N] [--tag NAME]
+
+Per cell and shape: one step of inference (``cell(x_t, hx)``; torch under no_grad) and one
+step of training (``forward_train`` + ``backward`` with the gradients of x_t, hx and every
+parameter; torch: the cell's forward with x_t and hx requiring gradients, then
+``backward``). Every peer gets the same weights and inputs, runs in this process pinned to the
+same number of threads, and the peers take turns call by call (gru_cy.bench's interleaved
+timer), so a noisy machine slows them alike; medians are reported. Ratios are torch's time
+divided by gru_cy's (> 1: gru_cy is faster). The targets of the cells (10x at B=1, H=64 and
+1.2x at B=64, H=256, inference) are printed beside the measured ratios.
+
+Results: benchmarks/results/cells-<tag>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import gru_cy
+from gru_cy.bench import (Threads, busy_fraction, environment, fmt_seconds, time_interleaved,
+                          write_results)
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# (B, I, H) and the inference speed-up over the torch cell asked at that shape.
+SHAPES = [((1, 64, 64), 10.0), ((8, 128, 128), None), ((64, 256, 256), 1.2)]
+CELLS = ("GRUCell", "LSTMCell", "RNNCell")
+
+
+def run_shape(name, B, I, H, budget):
+    import torch
+
+    ours = getattr(gru_cy, name)(I, H, seed=0)
+    theirs = getattr(torch.nn, name)(I, H)
+    with torch.no_grad():
+        for pname, p in theirs.named_parameters():
+            p.copy_(torch.from_numpy(ours.params[pname]))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    h = rng.standard_normal((B, H)).astype(np.float32)
+    dh = rng.standard_normal((B, H)).astype(np.float32)
+    lstm = name == "LSTMCell"
+    hx = (h, 0.5 * h) if lstm else h
+    dhx = (dh, 0.5 * dh) if lstm else dh
+    tx, th, tdh = torch.from_numpy(x), torch.from_numpy(h), torch.from_numpy(dh)
+    thx = (th, 0.5 * th) if lstm else th
+
+    # The two sides must agree before they are timed.
+    with torch.no_grad():
+        expected = theirs(tx, thx)
+    got = ours(x, hx)
+    for a, b in zip(got if lstm else (got,), expected if lstm else (expected,)):
+        assert np.abs(a - b.numpy()).max() < 1e-4, f"{name}: gru_cy and torch disagree"
+
+    def torch_forward():
+        with torch.no_grad():
+            return theirs(tx, thx)
+
+    def ours_train():
+        _, tape = ours.forward_train(x, hx)
+        return ours.backward(tape, dhx)
+
+    def torch_train():
+        xg = tx.detach().requires_grad_(True)
+        hg = tuple(t.detach().requires_grad_(True) for t in thx) if lstm \
+            else th.detach().requires_grad_(True)
+        theirs.zero_grad()
+        out = theirs(xg, hg)
+        if lstm:
+            torch.autograd.backward(out, (tdh, 0.5 * tdh))
+        else:
+            out.backward(tdh)
+        return xg.grad
+
+    rows = []
+    for mode, fns in (("forward", {"gru_cy": lambda: ours(x, hx), "torch": torch_forward}),
+                      ("train", {"gru_cy": ours_train, "torch": torch_train})):
+        times = time_interleaved(fns, budget)
+        rows.append(dict(cell=name, B=B, I=I, H=H, mode=mode, seconds=times,
+                         ratio=times["torch"] / times["gru_cy"]))
+    return rows
+
+
+def format_table(rows):
+    targets = {(B, I, H): t for (B, I, H), t in SHAPES}
+    lines = [f"{'cell':<9} {'B':>3} {'I':>4} {'H':>4} {'mode':<8} {'gru_cy':>10} {'torch':>10} "
+             f"{'torch x':>8} {'target':>7}", "-" * 72]
+    for r in rows:
+        target = targets.get((r["B"], r["I"], r["H"])) if r["mode"] == "forward" else None
+        lines.append(f"{r['cell']:<9} {r['B']:>3} {r['I']:>4} {r['H']:>4} {r['mode']:<8} "
+                     f"{fmt_seconds(r['seconds']['gru_cy']):>10} "
+                     f"{fmt_seconds(r['seconds']['torch']):>10} {r['ratio']:>7.2f}x "
+                     f"{'' if target is None else f'{target:.1f}x':>7}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=1.5, help="seconds per cell, shape and mode")
+    ap.add_argument("--threads", type=int, default=1, help="threads for every library")
+    ap.add_argument("--tag", default="latest", help="results/cells-<tag>.json|md")
+    args = ap.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: nothing to compare with (pip install torch)")
+        return 1
+    busy = busy_fraction()
+    rows = []
+    with Threads(args.threads):
+        for name in CELLS:
+            for (B, I, H), _ in SHAPES:
+                print(f"  {name} B={B} I={I} H={H} ...", flush=True)
+                rows += run_shape(name, B, I, H, args.budget)
+    table = format_table(rows)
+    print("\n(torch x = torch's time / gru_cy's time: > 1 means gru_cy is faster)")
+    print(table)
+    doc = dict(env=environment(), threads=args.threads, busy_before=busy,
+               busy_after=busy_fraction(), rows=rows)
+    env = doc["env"]
+    paths = write_results(
+        os.path.join(RESULTS, f"cells-{args.tag}"), doc,
+        f"gru_cy cells against torch.nn's cells ({args.tag})",
+        f"{args.threads} thread(s), float32; {env.get('cpu')}; numpy {env.get('numpy')}, "
+        f"torch {env.get('torch')}", table,
+        "torch x = torch's time / gru_cy's time (> 1: gru_cy faster)")
+    print(f"\nresults written to {' and '.join(paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
