@@ -346,7 +346,7 @@ def test_info_names_the_blas_scipy_calls_not_numpys():
             threadpoolctl.threadpool_info = original
     run = subprocess.run([sys.executable, "-m", "gru_cy", "info"], capture_output=True,
                          text=True, timeout=300)
-    assert f"BLAS: {described};" in run.stdout, run.stdout + run.stderr
+    assert f"for the BLAS backend): {described};" in run.stdout, run.stdout + run.stderr
 
 
 def _blas_count():
@@ -419,3 +419,119 @@ def test_own_threads_give_the_one_thread_results():
     assert _core.pool_workers() >= 1, "set_num_threads(2) started no worker"
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- the kernels' thread pool ---------------------------------------------------------------
+
+def _run_python(code, env=None, timeout=120):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=timeout)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip().splitlines()[-1]
+
+
+def test_default_is_the_cores_this_process_may_use():
+    import os
+
+    from gru_cy._threads import available_cores
+
+    n = available_cores()
+    assert 1 <= n <= (os.cpu_count() or n)
+    env = dict(os.environ)
+    env.pop("GRU_CY_NUM_THREADS", None)
+    assert int(_run_python("import gru_cy; print(gru_cy.get_num_threads())", env)) == n
+    if hasattr(os, "sched_setaffinity"):
+        # Restricted to one core: one thread.
+        code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+                "import gru_cy; print(gru_cy.get_num_threads())")
+        assert _run_python(code, env) == "1"
+
+
+def test_the_environment_variable_sets_the_default():
+    import os
+
+    env = dict(os.environ, GRU_CY_NUM_THREADS="3")
+    assert _run_python("import gru_cy; print(gru_cy.get_num_threads())", env) == "3"
+    env["GRU_CY_NUM_THREADS"] = "1"
+    assert _run_python("import gru_cy; print(gru_cy.get_num_threads())", env) == "1"
+
+
+def test_threadpoolctl_lists_and_limits_gru_cy():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not hasattr(threadpoolctl, "register"):
+        pytest.skip("this threadpoolctl takes no controllers of other libraries")
+    before = gru_cy.get_num_threads()
+    try:
+        gru_cy.set_num_threads(2)
+        mine = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "gru_cy"]
+        assert len(mine) == 1 and mine[0]["num_threads"] == 2
+        with threadpoolctl.threadpool_limits(1):
+            assert gru_cy.get_num_threads() == 1
+        assert gru_cy.get_num_threads() == 2
+        with threadpoolctl.threadpool_limits(1, user_api="gru_cy"):
+            assert gru_cy.get_num_threads() == 1
+    finally:
+        gru_cy.set_num_threads(before)
+
+
+def test_a_forked_child_runs_threaded_calls():
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    code = """
+import os, numpy as np, gru_cy
+gru_cy.set_num_threads(2)
+gru = gru_cy.GRU(64, 128, seed=0)
+x = np.random.default_rng(0).standard_normal((50, 32, 64)).astype(np.float32)
+want = gru(x)[0]                         # the pool runs in the parent
+pid = os.fork()
+if pid == 0:
+    ok = np.array_equal(gru(x)[0], want)   # and in the child, from a fresh pool
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    assert _run_python(code, timeout=60) == "0"
+
+
+def test_an_idle_process_uses_no_cpu():
+    """After threaded calls the pool's threads spin briefly, then sleep."""
+    code = """
+import time, resource, numpy as np, gru_cy
+gru_cy.set_num_threads(2)
+gru = gru_cy.GRU(64, 128, seed=0)
+x = np.random.default_rng(0).standard_normal((50, 32, 64)).astype(np.float32)
+for _ in range(3):
+    gru(x)
+time.sleep(0.2)
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(1.0)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime))
+"""
+    pytest.importorskip("resource")
+    assert float(_run_python(code, timeout=60)) < 0.05
+
+
+def test_python_threads_calling_one_module_at_once_agree():
+    """Several Python threads call one module: one call takes the pool, the others run on
+    their own threads; every result is the serial one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gru = gru_cy.GRU(32, 96, num_layers=2, seed=0)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((40, 24, 32)).astype(np.float32) for _ in range(8)]
+    before = gru_cy.get_num_threads()
+    try:
+        gru_cy.set_num_threads(2)
+        serial = [gru(x) for x in xs]
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(gru, xs))
+    finally:
+        gru_cy.set_num_threads(before)
+    for (a, b), (c, d) in zip(serial, threaded):
+        assert np.array_equal(a, c) and np.array_equal(b, d)

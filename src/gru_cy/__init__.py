@@ -1,6 +1,7 @@
 """gru_cy: fast, exact recurrent networks for NumPy (GRU, LSTM, Elman RNN, Jordan).
 
-Cython kernels over BLAS (through SciPy) behind a PyTorch-shaped API::
+Compiled kernels of its own (products, a thread pool, one time loop per cell)
+behind a PyTorch-shaped API::
 
     import numpy as np, gru_cy
     gru = gru_cy.GRU(input_size=8, hidden_size=16, num_layers=2, seed=0)
@@ -27,11 +28,15 @@ if TYPE_CHECKING:
 
     def get_num_threads() -> int: ...
 
+    def set_backend(name: str) -> None: ...
+
+    def get_backend() -> str: ...
+
     # Loaded on first use (below): scikit-learn is an optional extra.
     from gru_cy.estimators import RNNClassifier as RNNClassifier
     from gru_cy.estimators import RNNRegressor as RNNRegressor
 else:
-    from gru_cy._threads import get_num_threads, set_num_threads
+    from gru_cy._threads import get_backend, get_num_threads, set_backend, set_num_threads
 
 # `import gru_cy.losses` and `from gru_cy.optim import Adam` work too.
 _sys.modules.setdefault("gru_cy.losses", losses)
@@ -39,7 +44,7 @@ _sys.modules.setdefault("gru_cy.optim", optim)
 
 __all__ = ["GRU", "LSTM", "RNN", "Jordan", "GRUCell", "LSTMCell", "RNNCell", "Embedding",
            "Linear", "losses", "optim", "load", "load_onnx", "set_num_threads",
-           "get_num_threads", "__version__"]
+           "get_num_threads", "set_backend", "get_backend", "__version__"]
 
 # The scikit-learn estimators load on first use: importing gru_cy never
 # imports scikit-learn, which is an optional extra.

@@ -1,8 +1,9 @@
 """Command line: python -m gru_cy (or gru-cy) [info | bench | convert].
 
-With no arguments (or ``info``): the version, the BLAS in use and its
-thread count, a forward + backward self-check against a NumPy GRU, and
-the time per step of a small model.
+With no arguments (or ``info``): the version, where the products run (the
+kernels' instruction set, or SciPy's BLAS) and on how many threads, a
+forward + backward self-check against a NumPy GRU, and the time per step
+of a small model.
 """
 
 from __future__ import annotations
@@ -70,11 +71,25 @@ def info(out=sys.stdout):
     import gru_cy
     from gru_cy._selfcheck import self_check
 
+    from gru_cy._threads import available_cores
+    from gru_cy.kernels import _core
+
     blas, threads = _blas_info()
     print(f"gru_cy {gru_cy.__version__}", file=out)
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"{platform.machine()}", file=out)
-    print(f"BLAS: {blas}; threads: {threads if threads is not None else 'unknown'}", file=out)
+    if gru_cy.get_backend() == "gru_cy":
+        best = _core.cpu_isa()
+        chosen = _core.isa()
+        note = "" if chosen == best else f" (GRU_CY_ISA; this CPU has {best})"
+        print(f"products: gru_cy's kernels, {chosen}{note}; threads: "
+              f"{gru_cy.get_num_threads()} of the {available_cores()} cores this process "
+              "may use", file=out)
+    else:
+        print("products: SciPy's BLAS (gru_cy.set_backend('blas')); gru_cy's threads: 1",
+              file=out)
+    print(f"BLAS (SciPy's, for the BLAS backend): {blas}; threads: "
+          f"{threads if threads is not None else 'unknown'}", file=out)
     ok = True
     for reset_after in (True, False):
         for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):

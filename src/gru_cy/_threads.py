@@ -1,4 +1,5 @@
-"""gru_cy's threads: how many a call may use, and the BLAS's, read only.
+"""gru_cy's compute settings: the threads a call may use, where the products
+run (set_backend), and the BLAS's thread count, read only.
 
 The kernels run each call on a pool of threads of their own (C, in
 gru_cy.kernels): a layer's work splits along the rows of the batch and along
@@ -7,8 +8,9 @@ depend on the thread count. By default a call may use every core this
 process may run on (its CPU affinity and cgroup CPU quota);
 GRU_CY_NUM_THREADS sets another default, set_num_threads(n) changes it at
 run time and threadpoolctl's threadpool_limits limits it as it limits BLAS
-and OpenMP (gru_cy registers a controller for itself when threadpoolctl is
-imported).
+and OpenMP (gru_cy registers a controller for itself with threadpoolctl
+when that is installed: threadpool_info() lists it with user_api
+"gru_cy").
 
 gru_cy never changes the BLAS's thread count. Its products run on its own
 kernels; with the BLAS backend (gru_cy.set_backend("blas")) they run on
@@ -181,4 +183,58 @@ def get_num_threads():
     return _core.get_threads()
 
 
+_BACKENDS = ("gru_cy", "blas")
+
+
+def set_backend(name):
+    """Where the recurrent modules' products run: "gru_cy" (the default: its
+    own kernels, with the reproducibility guarantees of docs/architecture.md)
+    or "blas" (SciPy's BLAS, with its own threads; gru_cy's then stay at one
+    per call). The environment variable GRU_CY_BACKEND sets it at import."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be 'gru_cy' or 'blas', got {name!r}")
+    _core.set_backend(name)
+
+
+def get_backend():
+    """Where the products run: "gru_cy" or "blas" (see set_backend)."""
+    return _core.backend()
+
+
+def _register_threadpoolctl():
+    """Make threadpoolctl see gru_cy's thread count (threadpool_info lists it,
+    threadpool_limits limits it), when threadpoolctl is installed."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register") or not hasattr(threadpoolctl, "LibController"):
+        return
+
+    class GruCyController(threadpoolctl.LibController):
+        user_api = "gru_cy"
+        internal_api = "gru_cy"
+        filename_prefixes = ("_core",)
+        check_symbols = ("gru_cy_set_num_threads",)
+
+        def get_num_threads(self):
+            get = getattr(self.dynlib, "gru_cy_get_num_threads", None)
+            return None if get is None else get()
+
+        def set_num_threads(self, num_threads):
+            set_ = getattr(self.dynlib, "gru_cy_set_num_threads", None)
+            if set_ is not None:
+                set_(ctypes.c_int(int(num_threads)))
+
+        def get_version(self):
+            from gru_cy._version import __version__
+            return __version__
+
+    threadpoolctl.register(GruCyController)
+
+
 _core.set_threads(_default_threads())
+_backend_env = os.environ.get("GRU_CY_BACKEND", "").strip()
+if _backend_env in _BACKENDS:
+    _core.set_backend(_backend_env)
+_register_threadpoolctl()

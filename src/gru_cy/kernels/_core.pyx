@@ -53,6 +53,8 @@ cdef extern from "rc_gemm.h" nogil:
     long long rc_fma_chains(long long rounds, double *sink)
 
 cdef extern from "rc_pool.h" nogil:
+    int gru_cy_get_num_threads()
+    void gru_cy_set_num_threads(int n)
     void rc_set_spin_us(int us)
     int rc_spin_us()
     int rc_pool_workers()
@@ -117,17 +119,13 @@ rc_set_blas(<rc_sgemm_t>sgemm, <rc_dgemm_t>dgemm)
 
 _ISAS = ("portable", "avx2", "avx512")
 
-# The threads a call may use (gru_cy._threads sets it; 1 until then).
-cdef int _threads = 1
-
-
 def set_threads(int n):
-    global _threads
-    _threads = max(1, n)
+    """The threads a call may use (gru_cy._threads sets it; 1 until then)."""
+    gru_cy_set_num_threads(n)
 
 
 def get_threads():
-    return _threads
+    return gru_cy_get_num_threads()
 
 
 def set_poison(bint on):
@@ -424,7 +422,7 @@ def forward(int cell, int flags, int P, object x, object out, tuple states, tupl
             Ls[d].tape = cnp.PyArray_DATA(_arr(tapes[d], "tape", dtype, rc_tape_elems(&Ls[d]),
                                                True))
     if nthreads <= 0:
-        nthreads = _threads
+        nthreads = gru_cy_get_num_threads()
     with nogil:
         rc = rc_forward(Ls, 1, D, nthreads)
     if rc != 0:
@@ -512,7 +510,7 @@ def backward(int cell, int flags, int P, object x, object dout, tuple dxs, tuple
         Ls[d].tape = cnp.PyArray_DATA(_arr(tapes[d], "tape", dtype, rc_tape_elems(&Ls[d]),
                                            False))
     if nthreads <= 0:
-        nthreads = _threads
+        nthreads = gru_cy_get_num_threads()
     with nogil:
         rc = rc_backward(Ls, D, nthreads)
     if rc != 0:
@@ -613,7 +611,7 @@ cdef class Lean:
         cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(xa), seq = <Py_ssize_t>T * B * R
         cdef Py_ssize_t RB = <Py_ssize_t>R * B, HB = <Py_ssize_t>H * B
         cdef char *bufs = NULL
-        cdef int rc = 0, nthreads = _threads
+        cdef int rc = 0, nthreads = gru_cy_get_num_threads()
         cdef int G = self.G
         if lstm and hx is not None:
             if type(hx) is not tuple or len(<tuple>hx) != 2:

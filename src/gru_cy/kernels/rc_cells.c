@@ -27,7 +27,6 @@
 #include "rc_pool.h"
 #include "rc_cells.h"
 #include "rc_work.h"
-#include "_activations.h"
 
 /* Steps per input-projection product: as many as fit in this many elements
  * of the projection (inference memory stays flat in T). */
@@ -72,6 +71,11 @@ typedef struct {
      * W_ih, W_hh, W2. pk: which of the six are packed (or have a tail). */
     rc_bmat f_ih, f_hh, f_2, b_ih, b_hh, b_2;
     int pk[6];
+    /* Backward: the inputs of the weight gradients as B operands (rows by
+     * time or step), for gradients stored row-major: x, the tape's state
+     * before each step, the GRU's r * h, the input of the second product. */
+    rc_bmat gx[4];
+    int gx_tail[4];
     /* Workspace. */
     void *gi, *gh, *hb1, *sc, *sc2, *bsum, *b2, *zeros;
     void *dgi, *dgh, *d2, *dsc, *gtmp;
@@ -181,7 +185,13 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
         rc_bmat_pack_panels(L->dtype, ops[k], (int)((long long)np * lr / n),
                             (int)((long long)np * (lr + 1) / n));
     }
-    if (backward || lr != 0)
+    if (backward) {
+        for (int k = 0; k < 4; k++)
+            if (cx->gx_tail[k] && k % n == lr)
+                rc_bmat_pack_panels(L->dtype, &cx->gx[k], 0, (cx->gx[k].N + cx->nr - 1) / cx->nr);
+        return;
+    }
+    if (lr != 0)
         return;
     memset(cx->zeros, 0, (size_t)imax(cx->P2, 1) * (L->dtype == RC_F32 ? 4 : 8));
     /* The bias sums (rank 0; read after the layer's barrier). */
@@ -223,57 +233,102 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 
 /* ---- the loops, per element type and instruction set ----------------------------- */
 
+/* Each instruction set's activations (A: their names; MADF / MADD: its
+ * multiply-add, fused where the set has FMA) and loops, for float and
+ * double. */
+#define A(x) x##_portable
+#define MADF(a, b, c) ((a) * (b) + (c))
+#define MADD(a, b, c) ((a) * (b) + (c))
+#include "rc_activations_impl.h"
 #define T float
 #define DT RC_F32
-#define SIGMOID gru_sigmoidf
-#define TANH gru_tanhf
+#define SIGMOID A(sigmoidf)
+#define TANH A(tanhf)
 #define S(x) x##_f32_portable
 #include "rc_loops_impl.h"
 #undef S
-#if RC_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define S(x) x##_f32_avx2
-#include "rc_loops_impl.h"
-#undef S
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
-#define S(x) x##_f32_avx512
-#include "rc_loops_impl.h"
-#undef S
-#pragma GCC pop_options
-#endif
 #undef T
 #undef DT
 #undef SIGMOID
 #undef TANH
-
 #define T double
 #define DT RC_F64
-#define SIGMOID gru_sigmoid
-#define TANH gru_tanh
+#define SIGMOID A(sigmoid)
+#define TANH A(tanh)
 #define S(x) x##_f64_portable
 #include "rc_loops_impl.h"
 #undef S
-#if RC_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define S(x) x##_f64_avx2
-#include "rc_loops_impl.h"
-#undef S
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
-#define S(x) x##_f64_avx512
-#include "rc_loops_impl.h"
-#undef S
-#pragma GCC pop_options
-#endif
 #undef T
 #undef DT
 #undef SIGMOID
 #undef TANH
+#undef A
+#undef MADF
+#undef MADD
+
+#if RC_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define A(x) x##_avx2
+#define MADF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define MADD(a, b, c) __builtin_fma((a), (b), (c))
+#include "rc_activations_impl.h"
+#define T float
+#define DT RC_F32
+#define SIGMOID A(sigmoidf)
+#define TANH A(tanhf)
+#define S(x) x##_f32_avx2
+#include "rc_loops_impl.h"
+#undef S
+#undef T
+#undef DT
+#undef SIGMOID
+#undef TANH
+#define T double
+#define DT RC_F64
+#define SIGMOID A(sigmoid)
+#define TANH A(tanh)
+#define S(x) x##_f64_avx2
+#include "rc_loops_impl.h"
+#undef S
+#undef T
+#undef DT
+#undef SIGMOID
+#undef TANH
+#undef A
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#define A(x) x##_avx512
+#include "rc_activations_impl.h"
+#define T float
+#define DT RC_F32
+#define SIGMOID A(sigmoidf)
+#define TANH A(tanhf)
+#define S(x) x##_f32_avx512
+#include "rc_loops_impl.h"
+#undef S
+#undef T
+#undef DT
+#undef SIGMOID
+#undef TANH
+#define T double
+#define DT RC_F64
+#define SIGMOID A(sigmoid)
+#define TANH A(tanh)
+#define S(x) x##_f64_avx512
+#include "rc_loops_impl.h"
+#undef S
+#undef T
+#undef DT
+#undef SIGMOID
+#undef TANH
+#undef A
+#undef MADF
+#undef MADD
+#pragma GCC pop_options
+#endif
 
 typedef void (*rc_loop_fn)(rc_ctx *cx, int lr);
 
@@ -529,13 +584,27 @@ static void rc_plan(rc_ctx *cx, rc_layer *L, int backward, int max_threads, rc_c
         /* (a thread's block of columns is at most all of them: the pool may
          * give the call fewer threads than asked) */
         const ptrdiff_t block = round_up(imax(GH, P2), nr);
-        int need = 1;
-        const rc_weight gs[3] = {L->g_ih, L->g_hh, L->g2};
-        for (int k = 0; k < 3; k++)
-            if (gs[k].p != NULL && !gs[k].fortran)
-                need = imax(need, imax(I, imax(R, H)));
-        cx->gtmp_per_thread = round_up(block * need, 16);
+        cx->gtmp_per_thread = round_up(block, 16);
         cx->gtmp = carve(c, cx->gtmp_per_thread * max_threads);
+        /* The gradients' inputs, read in place (a tail panel for a width
+         * not a multiple of the panel's) for gradients stored row-major. */
+        const int before = L->cell == RC_GRU && !(L->flags & 1);
+        const int hp = L->cell == RC_GRU ? 2 : L->cell == RC_LSTM ? 3 : 1;
+        const int xk[4] = {-1, hp, before ? 1 : -2, P2 ? (L->cell == RC_LSTM ? 4 : 0) : -2};
+        const int xw[4] = {I, R, H, H};
+        const rc_weight xg[4] = {L->g_ih, L->g_hh, L->g_hh, L->g2};
+        for (int k = 0; k < 4; k++) {
+            cx->gx_tail[k] = 0;
+            memset(&cx->gx[k], 0, sizeof(rc_bmat));
+            if (xk[k] == -2 || xg[k].p == NULL || xg[k].fortran)
+                continue;
+            const void *src = xk[k] < 0 ? L->x
+                              : (const char *)L->tape + cx->tape_off[xk[k]] * c->item;
+            void *tail = xw[k] % nr ? carve(c, (ptrdiff_t)nr * TB) : NULL;
+            rc_bmat_describe(L->dtype, &cx->gx[k], 0, (int)TB, xw[k], c->base ? src : NULL,
+                             xw[k], NULL, tail);
+            cx->gx_tail[k] = tail != NULL;
+        }
     }
 }
 
@@ -615,6 +684,8 @@ static int run(rc_layer *layers, int n_layers, int n_dirs, int nthreads, int bac
         nthreads = 1;
     if (nthreads > RC_MAX_THREADS)
         nthreads = RC_MAX_THREADS;
+    if (rc_backend())
+        nthreads = 1;       /* the BLAS runs its own threads: never both */
     /* Small calls keep their plans on the stack; the row-group barriers are
      * allocated only for a call that may run threads. */
     rc_ctx cx_stack[4];

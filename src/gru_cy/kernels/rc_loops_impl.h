@@ -313,17 +313,23 @@ void S(forward)(rc_ctx *cx, int lr)
 
 /* ---- backward ------------------------------------------------------------------- */
 
-/* G^T[k, j] (+)= sum over rows r < M of X[r, k] * D[r, j] for columns
- * j0 .. j1 of the K x N matrix G^T (a weight gradient, N x K, stored
- * transposed when fortran; otherwise it is staged through tmp, transposed
- * in and out, so that the chains go on from the gradient's values either
- * way). */
+/* A weight gradient G (Nw x Kw) += D^T @ X over the rows r < M, for rows
+ * j0 .. j1 of G: each element one chain over r that goes on from the
+ * gradient's value. G is stored row-major, or transposed when fortran (then
+ * G^T += X^T @ D, columns j0 .. j1); gx: X as a B operand for the
+ * row-major case. */
 static void S(weight_grad)(rc_weight g, int Kw, int Nw, int M, const T *x, ptrdiff_t ldx,
-                           const T *d, ptrdiff_t ldd, int j0, int j1, T *tmp)
+                           const rc_bmat *gx, const T *d, ptrdiff_t ldd, int j0, int j1)
 {
     if (g.p == NULL || j1 <= j0 || Kw <= 0)
         return;
-    rc_bmat bd;
+    T *gp = (T *)g.p;
+    if (!g.fortran) {
+        /* C[j, k] = G[j, k]: A = D^T (a[j, r] = d[r * ldd + j]), B = X */
+        rc_gemm(DT, j1 - j0, M, 0, Kw, d + j0, 1, ldd, gx, 0, 1, gp + (ptrdiff_t)j0 * Kw, Kw);
+        return;
+    }
+    rc_bmat bd;          /* D, its rows padded to whole panels */
     bd.p = d;
     bd.pstride = RC_PANEL_BYTES / (int)sizeof(T);
     bd.ld = ldd;
@@ -333,20 +339,7 @@ static void S(weight_grad)(rc_weight g, int Kw, int Nw, int M, const T *x, ptrdi
     bd.raw = d;
     bd.raw_ld = ldd;
     bd.raw_trans = 0;
-    T *gp = (T *)g.p;
-    if (g.fortran) {
-        rc_gemm(DT, Kw, M, j0, j1 - j0, x, 1, ldx, &bd, 0, 1, gp + j0, Nw);
-        return;
-    }
-    /* gp is G (Nw x Kw) row-major: tmp[k, j - j0] = G[j, k] */
-    const int w = j1 - j0;
-    for (int j = j0; j < j1; j++)
-        for (int k = 0; k < Kw; k++)
-            tmp[(ptrdiff_t)k * w + (j - j0)] = gp[(ptrdiff_t)j * Kw + k];
-    rc_gemm(DT, Kw, M, j0, w, x, 1, ldx, &bd, 0, 1, tmp, w);
-    for (int j = j0; j < j1; j++)
-        for (int k = 0; k < Kw; k++)
-            gp[(ptrdiff_t)j * Kw + k] = tmp[(ptrdiff_t)k * w + (j - j0)];
+    rc_gemm(DT, Kw, M, j0, j1 - j0, x, 1, ldx, &bd, 0, 1, gp + j0, Nw);
 }
 
 /* gb[j] += sum over rows r < M of D[r, j], j0 <= j < j1 (the sum in row
@@ -393,17 +386,17 @@ static void S(gradients)(rc_ctx *cx, int lr)
     }
     /* W_ih: X = x (by time), D = dgi */
     rc_block(GH, n, lr, DT, &j0, &j1);
-    S(weight_grad)(L->g_ih, I, GH, M, (const T *)L->x, I, dgi, ldg, j0, j1, tmp);
+    S(weight_grad)(L->g_ih, I, GH, M, (const T *)L->x, I, &cx->gx[0], dgi, ldg, j0, j1);
     /* the recurrent weight: X = the state before each step (by step), D = dgh */
     const int hp = cell == RC_GRU ? 2 : cell == RC_LSTM ? 3 : 1;
     if (before) {
         /* W_hr, W_hz from h_{t-1}; W_hn from r * h_{t-1} */
-        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, dgh, ldg, j0, j1 < 2 * H ? j1 : 2 * H,
-                       tmp);
-        S(weight_grad)(L->g_hh, R, GH, M, tp[1], H, dgh, ldg, j0 > 2 * H ? j0 : 2 * H, j1,
-                       tmp);
+        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgh, ldg, j0,
+                       j1 < 2 * H ? j1 : 2 * H);
+        S(weight_grad)(L->g_hh, R, GH, M, tp[1], H, &cx->gx[2], dgh, ldg,
+                       j0 > 2 * H ? j0 : 2 * H, j1);
     } else {
-        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, dgh, ldg, j0, j1, tmp);
+        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgh, ldg, j0, j1);
     }
     T *acc = tmp;
     if (cell == RC_GRU) {
@@ -420,7 +413,8 @@ static void S(gradients)(rc_ctx *cx, int lr)
     if (P2) {
         /* LSTM: W_hr from m and dL/dh_t; Jordan: W_hy from h_t and dz */
         rc_block(P2, n, lr, DT, &j0, &j1);
-        S(weight_grad)(L->g2, H, P2, M, tp[cell == RC_LSTM ? 4 : 0], H, d2, ld2, j0, j1, tmp);
+        S(weight_grad)(L->g2, H, P2, M, tp[cell == RC_LSTM ? 4 : 0], H, &cx->gx[3], d2, ld2,
+                       j0, j1);
         if (cell == RC_JORDAN)
             S(bias_grad)((T *)L->gb2, M, d2, ld2, j0, j1, acc);
     }

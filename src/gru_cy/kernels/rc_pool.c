@@ -8,6 +8,18 @@ struct rc_team {
     rc_group all;
 };
 
+static volatile int rc_threads = 1;
+
+int gru_cy_get_num_threads(void)
+{
+    return rc_threads;
+}
+
+void gru_cy_set_num_threads(int n)
+{
+    rc_threads = n < 1 ? 1 : n > RC_MAX_THREADS ? RC_MAX_THREADS : n;
+}
+
 #if defined(_WIN32) || !(defined(__GNUC__) || defined(__clang__))
 
 /* ---- no threads ----------------------------------------------------------- */

@@ -48,6 +48,11 @@ void rc_group_sync(rc_group *g);
 void rc_set_spin_us(int us);
 int rc_spin_us(void);
 
+/* The threads a call may use (1 until set). Exported under these names so
+ * that threadpoolctl can read and limit it like any native thread pool. */
+int gru_cy_get_num_threads(void);
+void gru_cy_set_num_threads(int n);
+
 /* Worker threads the pool has started (0 before the first threaded job, and
  * again in a child process after fork). */
 int rc_pool_workers(void);
