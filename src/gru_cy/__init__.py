@@ -17,6 +17,7 @@ from gru_cy.nn.jordan import Jordan
 from gru_cy.nn.layers import Embedding, Linear
 from gru_cy.nn import losses, optim
 from gru_cy.io import load, load_onnx
+from gru_cy.runtime import InferenceSession
 from gru_cy._threads import get_num_threads, set_num_threads
 
 # `import gru_cy.losses` and `from gru_cy.optim import Adam` work too.
@@ -24,7 +25,7 @@ _sys.modules.setdefault("gru_cy.losses", losses)
 _sys.modules.setdefault("gru_cy.optim", optim)
 
 __all__ = ["GRU", "LSTM", "RNN", "Jordan", "Embedding", "Linear", "losses", "optim", "load",
-           "load_onnx", "set_num_threads", "get_num_threads", "__version__"]
+           "load_onnx", "InferenceSession", "set_num_threads", "get_num_threads", "__version__"]
 
 # The scikit-learn estimators load on first use: importing gru_cy never
 # imports scikit-learn, which is an optional extra.

@@ -90,6 +90,7 @@ class Limits:
     """
 
     def __init__(self, size):
+        self.model_bytes = size
         self.fold_bytes = 0
         self.fold_limit = FOLD_SLACK + FOLD_FACTOR * size
         self.steps = 0
@@ -118,7 +119,22 @@ class Limits:
 
     def external(self, nbytes):
         """A tensor of nbytes stored outside the file: the model is larger than its file."""
+        self.model_bytes += nbytes
         self.fold_limit += FOLD_FACTOR * nbytes
+
+
+def read_initializer(msg, name, base_dir, limits):
+    """A stored tensor (TensorProto msg) as an array, counted against the limits."""
+    code = msg.int(2)
+    itemsize = np.dtype(ONNX_NUMPY[code]).itemsize if code in ONNX_NUMPY else 0
+    dims = msg.ints(1)
+    nbytes = math.prod(dims) * itemsize if all(d >= 0 for d in dims) else 0
+    if msg.int(14) == 1:  # external data: the model is larger than its file
+        limits.external(nbytes)
+    limits.reserve(nbytes, f"initializer {name!r}")
+    value = onnx_tensor(msg, name, base_dir)
+    limits.fold_bytes += value.nbytes
+    return value
 
 
 class Graph:
@@ -209,17 +225,7 @@ class Graph:
         return value
 
     def _initializer(self, name):
-        msg = self.initializers[name]
-        code = msg.int(2)
-        itemsize = np.dtype(ONNX_NUMPY[code]).itemsize if code in ONNX_NUMPY else 0
-        dims = msg.ints(1)
-        nbytes = math.prod(dims) * itemsize if all(d >= 0 for d in dims) else 0
-        if msg.int(14) == 1:  # external data: the model is larger than its file
-            self.limits.external(nbytes)
-        self._reserve(nbytes, f"initializer {name!r}")
-        value = onnx_tensor(msg, name, self.base_dir)
-        self.limits.fold_bytes += value.nbytes
-        return value
+        return read_initializer(self.initializers[name], name, self.base_dir, self.limits)
 
     def _evaluate(self, node, args):
         op = node.op_type
