@@ -67,10 +67,10 @@ class Specialized:
     """The straight-line function of one set of input shapes (its source kept for reading),
     with the arenas of its large intermediate values: one per concurrent run."""
 
-    __slots__ = ("fn", "source", "steps", "new_arena", "arenas")
+    __slots__ = ("fn", "source", "steps", "new_arena", "arenas", "delivery")
 
-    def __init__(self, fn, source, steps, new_arena):
-        self.fn, self.source, self.steps = fn, source, steps
+    def __init__(self, fn, source, steps, new_arena, delivery):
+        self.fn, self.source, self.steps, self.delivery = fn, source, steps, delivery
         self.new_arena = new_arena or None
         self.arenas = []
 
@@ -105,8 +105,18 @@ def specialize(plan, feeds, limit):
                     folded[name] = value
         if step.taint != SHAPE:
             fast.append(step)
-    outputs = [np.asarray(values[o]) for _, o in plan.outputs]
-    return _generate(plan, fast, values, folded, limit), outputs
+    compiled = _generate(plan, fast, values, folded, limit)
+    outputs = [_deliver(values[o], how) for (_, o), how in zip(plan.outputs, compiled.delivery)]
+    return compiled, outputs
+
+
+def _deliver(value, how):
+    """An output as the caller receives it: copied, made contiguous, or as it is."""
+    if how == "copy":
+        return np.array(value, copy=True, order="C")
+    if how == "contiguous":
+        return np.ascontiguousarray(value)
+    return value
 
 
 # Ops whose output, for a stable shape, is their first input reshaped (a view when possible).
@@ -198,21 +208,24 @@ def _generate(plan, fast, values, folded, limit):
                 if n and n in defined and n not in output_names and last.get(n, -1) <= j]
         if dead:
             lines.append(f"    del {', '.join(dead)}")
-    returns = []
+    returns, delivery = [], []
     seen = set()
     for o in output_names:
         v = values[o]
-        expr = name_of(o)
         st = storage_of.get(o)
         shared = st is None or st.fixed or id(st) in seen or any(
             m not in defined for m in st.names)
         if o not in defined or shared or not isinstance(v, np.ndarray) or not v.flags.writeable:
-            expr = f"_array({expr}, copy=True, order='C')"
+            delivery.append("copy")
+            returns.append(f"_array({name_of(o)}, copy=True, order='C')")
         elif not v.flags.c_contiguous:
-            expr = f"_contiguous({expr})"
+            delivery.append("contiguous")
+            returns.append(f"_contiguous({name_of(o)})")
+        else:
+            delivery.append("as is")
+            returns.append(name_of(o))
         if st is not None:
             seen.add(id(st))
-        returns.append(expr)
     params = [f"i{k}" for k in range(len(inputs))] + (["arena"] if buffers else [])
     params += [f"{k}={k}" for k in kernels] + [f"{k}={k}" for k in bound]
     params += ["_array=_array", "_contiguous=_contiguous"]
@@ -220,7 +233,7 @@ def _generate(plan, fast, values, folded, limit):
                        + [f"    return ({', '.join(returns)},)"]) + "\n"
     namespace = dict(kernels, **bound, _array=np.array, _contiguous=np.ascontiguousarray)
     exec(compile(source, "<gru_cy.InferenceSession plan>", "exec"), namespace)  # noqa: S102
-    return Specialized(namespace["run"], source, fast, new_arena)
+    return Specialized(namespace["run"], source, fast, new_arena, delivery)
 
 
 def _storages(plan, values, folded, defined, last, output_names):

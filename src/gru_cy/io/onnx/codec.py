@@ -182,7 +182,10 @@ ONNX_FLOAT, ONNX_INT32, ONNX_INT64, ONNX_DOUBLE, ONNX_BFLOAT16 = 1, 6, 7, 11, 16
 ONNX_NUMPY = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8", 9: "?",
                10: "<f2", 11: "<f8", 12: "<u4", 13: "<u8", 16: "<u2"}
 ONNX_FROM_NUMPY = {np.dtype(np.float32): ONNX_FLOAT, np.dtype(np.float64): ONNX_DOUBLE,
-                    np.dtype(np.int32): ONNX_INT32, np.dtype(np.int64): ONNX_INT64}
+                    np.dtype(np.int32): ONNX_INT32, np.dtype(np.int64): ONNX_INT64,
+                    np.dtype(np.bool_): 9, np.dtype(np.float16): 10, np.dtype(np.int8): 3,
+                    np.dtype(np.uint8): 2, np.dtype(np.int16): 5, np.dtype(np.uint16): 4,
+                    np.dtype(np.uint32): 12, np.dtype(np.uint64): 13}
 MAX_ELEMENTS = 1 << 31
 
 

@@ -411,3 +411,63 @@ def build_cumsum(ctx):
 @op("NonZero", shape_inputs=(0,))
 def build_nonzero(ctx):
     return lambda x: np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
+
+
+# -- sequences (lists of tensors), as the dynamo exporter writes for unrolled loops ----------
+
+@op("SplitToSequence", attrs={"axis": (INT, 0), "keepdims": (INT, 1)}, inputs=(1, 2),
+    shape_inputs=(1,))
+def build_split_to_sequence(ctx):
+    axis, keepdims = ctx["axis"], ctx["keepdims"]
+
+    def split_to_sequence(x, split=None):
+        a = normalize_axis(axis, x.ndim, ctx.label)
+        if split is None:
+            parts = np.split(x, x.shape[a], axis=a)
+            return [np.squeeze(p, axis=a) for p in parts] if not keepdims else parts
+        sizes = as_ints(split, f"{ctx.label}: split")
+        if np.ndim(split) == 0:
+            sizes = [sizes[0]] * (x.shape[a] // sizes[0]) + (
+                [x.shape[a] % sizes[0]] if x.shape[a] % sizes[0] else [])
+        if sum(sizes) != x.shape[a] or any(s < 0 for s in sizes):
+            raise ValueError(f"{ctx.label}: split {sizes} of a dimension of {x.shape[a]}")
+        return np.split(x, np.cumsum(sizes)[:-1], axis=a)
+    return split_to_sequence
+
+
+def _position(seq, index, label):
+    i = as_ints(index, f"{label}: position")
+    if len(i) != 1 or not -len(seq) <= i[0] < len(seq):
+        raise ValueError(f"{label}: position {i} in a sequence of {len(seq)} tensors")
+    return i[0]
+
+
+@op("SequenceAt", inputs=(2, 2))
+def build_sequence_at(ctx):
+    return lambda seq, index: seq[_position(seq, index, ctx.label)]
+
+
+@op("SequenceLength")
+def build_sequence_length(ctx):
+    return lambda seq: np.array(len(seq), dtype=np.int64)
+
+
+@op("SequenceConstruct", inputs=(1, ANY))
+def build_sequence_construct(ctx):
+    return lambda *tensors: list(tensors)
+
+
+@op("ConcatFromSequence", attrs={"axis": (INT, None), "new_axis": (INT, 0)},
+    size=lambda args, attrs: sum(t.size for t in args[0]))
+def build_concat_from_sequence(ctx):
+    axis, new_axis = ctx["axis"], ctx["new_axis"]
+    if axis is None:
+        raise ctx.corrupt("ConcatFromSequence has no axis")
+
+    def concat_from_sequence(seq):
+        if not seq:
+            raise ValueError(f"{ctx.label}: an empty sequence")
+        if new_axis:
+            return np.stack(seq, axis=normalize_axis(axis, seq[0].ndim + 1, ctx.label))
+        return np.concatenate(seq, axis=normalize_axis(axis, seq[0].ndim, ctx.label))
+    return concat_from_sequence
