@@ -221,6 +221,13 @@ def cases():
         attrs=dict(strides=[2], pads=[2, 1], dilations=[2]))
     add("Conv1d_groups", "Conv", [x1, _f(r, 6, 2, 3), _f(r, 6)], input_stored=(1,),
         attrs=dict(group=2, pads=[1, 1]))
+    # Batch 1 runs other paths: patches as columns when short, channels-last when long.
+    add("Conv1d_batch1_short", "Conv", [_f(r, 1, 4, 11), w1, _f(r, 6)], input_stored=(1,),
+        attrs=dict(pads=[1, 1]))
+    add("Conv1d_batch1_long", "Conv", [_f(r, 1, 4, 90), w1, _f(r, 6)], input_stored=(1,),
+        attrs=dict(pads=[2, 0], strides=[1]))
+    add("Conv2d_batch1", "Conv", [_f(r, 1, 3, 5, 6), _f(r, 4, 3, 2, 3)], input_stored=(1,),
+        attrs=dict(pads=[0, 1, 1, 1], dilations=[2, 1]))
     add("Conv1d_depthwise", "Conv", [x1, _f(r, 8, 1, 5), _f(r, 8)], input_stored=(1,),
         attrs=dict(group=4, pads=[2, 2], strides=[3]))
     add("Conv1d_same_upper", "Conv", [x1, w1], input_stored=(1,),

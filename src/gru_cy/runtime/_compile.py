@@ -27,7 +27,7 @@ from gru_cy.runtime._plan import DATA, FAILURES, SHAPE, _Values
 # A run may allocate no tensor larger than this many bytes per byte of the model and
 # its inputs, plus the slack (a file can ask for any shape; real models stay far below).
 TENSOR_FACTOR = 64
-TENSOR_SLACK = 256 << 20
+TENSOR_SLACK = 64 << 20
 
 
 def tensor_limit(model_bytes, feeds):
@@ -105,7 +105,14 @@ def specialize(plan, feeds, limit):
                     folded[name] = value
         if step.taint != SHAPE:
             fast.append(step)
-    compiled = _generate(plan, fast, values, folded, limit)
+    # Steps whose results only fed the folded shape computations are dead now.
+    needed = {o for _, o in plan.outputs}
+    live = []
+    for step in reversed(fast):
+        if any(o in needed for o in step.outputs if o):
+            live.append(step)
+            needed.update(n for n in step.inputs if n)
+    compiled = _generate(plan, live[::-1], values, folded, limit)
     outputs = [_deliver(values[o], how) for (_, o), how in zip(plan.outputs, compiled.delivery)]
     return compiled, outputs
 
@@ -230,7 +237,7 @@ def _generate(plan, fast, values, folded, limit):
     params += [f"{k}={k}" for k in kernels] + [f"{k}={k}" for k in bound]
     params += ["_array=_array", "_contiguous=_contiguous"]
     source = "\n".join([f"def run({', '.join(params)}):"] + lines
-                       + [f"    return ({', '.join(returns)},)"]) + "\n"
+                       + [f"    return ({''.join(r + ', ' for r in returns)})"]) + "\n"
     namespace = dict(kernels, **bound, _array=np.array, _contiguous=np.ascontiguousarray)
     exec(compile(source, "<gru_cy.InferenceSession plan>", "exec"), namespace)  # noqa: S102
     return Specialized(namespace["run"], source, fast, new_arena, delivery)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from gru_cy.runtime._windows import conv_output_shape, pad_spatial, shifted_views
 
 __all__ = ["Packed", "PackedConv", "pack", "matmul_packed", "matmul", "gemm", "pack_conv",
-           "conv", "conv_output_shape"]
+           "conv"]
 
 
 class Packed:
@@ -63,11 +64,14 @@ def matmul_packed(a, packed, bias=None, out=None):
 
 def matmul(a, b, bias=None, out=None):
     """a @ b (+ bias) with np.matmul's semantics, both operands computed at run time."""
-    if b.ndim == 2 and a.ndim > 2:
-        # One product over every row instead of NumPy's loop over the leading axes.
-        rows = a.reshape(-1, a.shape[-1])
-        y = np.matmul(rows, b, out=None if out is None else out.reshape(rows.shape[0], -1))
-        y = y.reshape(a.shape[:-1] + (b.shape[1],))
+    if b.ndim == 2 and a.ndim >= 2:
+        # One product over every row (np.dot: straight to the BLAS) instead of NumPy's
+        # loop over the leading axes.
+        rows = a.reshape(-1, a.shape[-1]) if a.ndim > 2 else a
+        if rows.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul: operands of shapes {a.shape} and {b.shape}")
+        y = np.dot(rows, b, out=None if out is None else out.reshape(rows.shape[0], -1))
+        y = y.reshape(a.shape[:-1] + (b.shape[1],)) if a.ndim > 2 else y
     else:
         y = np.matmul(a, b, out=out)
     if bias is not None:
@@ -86,13 +90,18 @@ def gemm(a, b, c=None, alpha=1.0, beta=1.0, trans_a=False, trans_b=False):
 
 
 class PackedConv:
-    """A convolution's weights (M, C/group, *kernel), arranged once: per group the
-    matrix (C/group * K, M/group) of the patch product, or the taps (M/group, K)
-    when a group reads one channel."""
+    """A convolution's weights (M, C/group, *kernel), arranged once.
 
-    __slots__ = ("weights", "group", "kernel", "out_channels", "in_per_group", "depthwise")
+    Patches are taken channels-last, so the weights become per group the matrix
+    (K * C/group, M/group), rows ordered (kernel position, channel); a group that
+    reads one channel (depthwise) keeps its taps (M/group, K).
+    """
+
+    __slots__ = ("weights", "group", "kernel", "out_channels", "in_per_group", "depthwise",
+                 "views")
 
     def __init__(self, w, group):
+        self.views = {}   # the kernel positions' slices, by input shape and geometry
         M, Cg = w.shape[:2]
         self.kernel = tuple(int(k) for k in w.shape[2:])
         self.group, self.out_channels, self.in_per_group = group, M, Cg
@@ -102,7 +111,9 @@ class PackedConv:
         if self.depthwise:
             taps = np.array(w.reshape(group, Mg, K), order="C", copy=True)
         else:
-            taps = np.array(w.reshape(group, Mg, Cg * K).transpose(0, 2, 1), order="C",
+            # (G, Mg, Cg, *kernel) -> (G, Mg, *kernel, Cg) -> (G, K * Cg, Mg)
+            grouped = np.moveaxis(w.reshape((group, Mg, Cg) + self.kernel), 2, -1)
+            taps = np.array(grouped.reshape(group, Mg, K * Cg).transpose(0, 2, 1), order="C",
                             copy=True)
         taps.setflags(write=False)
         self.weights = taps
@@ -113,67 +124,68 @@ def pack_conv(w, group):
     return PackedConv(w, int(group))
 
 
-def conv_output_shape(spatial, kernel, strides, dilations, pads):
-    """Output sizes of a convolution or pooling window over padded inputs (may be <= 0)."""
-    nd = len(kernel)
-    return [(spatial[i] + pads[i] + pads[i + nd] - ((kernel[i] - 1) * dilations[i] + 1))
-            // strides[i] + 1 for i in range(nd)]
-
-
-def _windows(x, kernel, strides, dilations, out):
-    """A read-only view (N, C, *out, *kernel) of every window of x (N, C, *spatial)."""
-    nd = len(kernel)
-    sN, sC = x.strides[:2]
-    sp = x.strides[2:]
-    return as_strided(x, shape=x.shape[:2] + tuple(out) + tuple(kernel),
-                      strides=(sN, sC) + tuple(sp[i] * strides[i] for i in range(nd))
-                      + tuple(sp[i] * dilations[i] for i in range(nd)), writeable=False)
-
-
 def conv(x, packed, strides, dilations, pads, bias=None):
     """Conv of x (N, C, *spatial) with packed weights: (N, M, *out).
 
-    pads is (begin per axis..., end per axis...) of zeros; bias (M,) or None.
+    strides, dilations: tuples per spatial axis; pads (begin per axis..., end per
+    axis...) of zeros; bias (M,) or None.
     """
-    nd = len(packed.kernel)
-    if any(pads):
-        x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)])
+    key = (x.shape, strides, dilations, pads)
+    geometry = packed.views.get(key)
+    if geometry is None:
+        out = conv_output_shape(x.shape[2:], packed.kernel, strides, dilations, pads)
+        if any(o <= 0 for o in out):
+            raise ValueError(f"the kernel {list(packed.kernel)} (dilations {list(dilations)}) "
+                             f"is larger than the padded input {list(x.shape[2:])}")
+        # One short sequence: patches as columns, (K * C, L), one product into (M, L).
+        columns = x.shape[0] == 1 and packed.group == 1 and math.prod(out) <= 64
+        first = 2 if packed.depthwise or columns else 1
+        if len(packed.views) > 64:   # many input shapes: start over
+            packed.views.clear()
+        geometry = packed.views[key] = (tuple(out), shifted_views(
+            packed.kernel, strides, dilations, out, first), columns)
+    out, views, columns = geometry
     N = x.shape[0]
     G, M = packed.group, packed.out_channels
     Mg = M // G
-    out = conv_output_shape(x.shape[2:], packed.kernel, strides, dilations, [0] * (2 * nd))
-    if any(o <= 0 for o in out):
-        raise ValueError(f"the kernel {list(packed.kernel)} (dilations {list(dilations)}) is "
-                         f"larger than the padded input {list(x.shape[2:])}")
     L = math.prod(out)
-    windows = _windows(x, packed.kernel, strides, dilations, out)
     dtype = np.result_type(x.dtype, packed.weights.dtype)
     if packed.depthwise:
         # Each group reads one channel: a weighted sum of the kernel's shifted views.
+        xp = pad_spatial(x, pads)
         taps = packed.weights                                          # (G, Mg, K)
         y = np.zeros((N, G, Mg, L), dtype=dtype)
-        for k, index in enumerate(np.ndindex(*packed.kernel)):
-            view = windows[(slice(None),) * (2 + nd) + index]          # (N, G, *out)
-            y += view.reshape(N, G, 1, L) * taps[None, :, :, k, None]
+        for k, index in enumerate(views):
+            y += xp[index].reshape(N, G, 1, L) * taps[None, :, :, k, None]
         y = y.reshape(N, M, L)
+        if bias is not None:
+            y += bias.reshape(M, 1)
+        return y.reshape((N, M) + out)
+    C = x.shape[1]
+    Cg = packed.in_per_group
+    K = math.prod(packed.kernel)
+    if columns:
+        xp = pad_spatial(x, pads)
+        cols = np.concatenate([xp[index] for index in views], axis=1).reshape(K * C, L)
+        y = np.dot(packed.weights[0].T, cols)
+        if bias is not None:
+            y += bias.reshape(M, 1)
+        return y.reshape((1, M) + out)
+    # Patches channels-last: x as (N, *padded, C), each patch (*kernel, C) one row
+    # (im2col: the kernel's shifted views side by side, one copy).
+    xt = pad_spatial(x, pads, channels_last=True)
+    if G == 1:
+        cols = (np.concatenate([xt[index] for index in views], axis=-1) if K > 1
+                else xt[views[0]]).reshape(N * L, K * C)
+        y = np.dot(cols, packed.weights[0])                             # (N * L, M)
+        if bias is not None:
+            y += bias
+        y = np.ascontiguousarray(y.reshape(N, L, M).transpose(0, 2, 1))
     else:
-        Cg = packed.in_per_group
-        Kc = Cg * math.prod(packed.kernel)
-        # (N, G, Cg, *out, *kernel) -> patches (N, G, L, Cg * K): the one copy of im2col.
-        grouped = windows.reshape((N, G, Cg) + tuple(out) + packed.kernel)
-        axes = (0, 1) + tuple(range(3, 3 + nd)) + (2,) + tuple(range(3 + nd, 3 + 2 * nd))
-        cols = grouped.transpose(axes).reshape(N, G, L, Kc)
-        if G == 1:
-            y = np.matmul(cols.reshape(N * L, Kc), packed.weights[0])   # (N * L, M)
-            if bias is not None:
-                y += bias
-            y = np.ascontiguousarray(y.reshape(N, L, M).transpose(0, 2, 1))
-        else:
-            y = np.matmul(cols, packed.weights)                         # (N, G, L, Mg)
-            if bias is not None:
-                y += bias.reshape(G, 1, Mg)
-            y = np.ascontiguousarray(y.transpose(0, 1, 3, 2)).reshape(N, M, L)
-        bias = None
-    if bias is not None:
-        y += bias.reshape(M, 1)
-    return y.reshape((N, M) + tuple(out))
+        grouped = np.stack([xt[index] for index in views], axis=-2).reshape(N, L, K, G, Cg)
+        cols = grouped.transpose(3, 0, 1, 2, 4).reshape(G, N * L, K * Cg)
+        y = np.matmul(cols, packed.weights)                             # (G, N * L, Mg)
+        if bias is not None:
+            y += bias.reshape(G, 1, Mg)
+        y = np.ascontiguousarray(y.reshape(G, N, L, Mg).transpose(1, 0, 3, 2))
+    return y.reshape((N, M) + out)

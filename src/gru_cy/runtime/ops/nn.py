@@ -13,6 +13,7 @@ import numpy as np
 
 from gru_cy.runtime import _products
 from gru_cy.runtime._registry import FLOAT, INT, INTS, STRING, normalize_axis, op
+from gru_cy.runtime._windows import pad_spatial, shifted_views, window_geometry
 
 
 # -- MatMul, Gemm ---------------------------------------------------------------
@@ -102,39 +103,6 @@ def _window_attrs(ctx, nd):
     return list(strides), list(dilations), list(pads)
 
 
-def window_geometry(spatial, kernel, strides, dilations, pads, auto_pad, ceil_mode=False):
-    """(output sizes, pads begin + end) of a sliding window, as Conv and the pools define them.
-
-    With ceil_mode a last, partial window is kept if it starts inside the input or its
-    leading padding.
-    """
-    nd = len(kernel)
-    span = [(kernel[i] - 1) * dilations[i] + 1 for i in range(nd)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = [-(-spatial[i] // strides[i]) for i in range(nd)]
-        total = [max((out[i] - 1) * strides[i] + span[i] - spatial[i], 0) for i in range(nd)]
-        small = [t // 2 for t in total]
-        big = [t - t // 2 for t in total]
-        pads = small + big if auto_pad == "SAME_UPPER" else big + small
-        return out, pads
-    if auto_pad == "VALID":
-        pads = [0] * (2 * nd)
-    out = []
-    for i in range(nd):
-        room = spatial[i] + pads[i] + pads[i + nd] - span[i]
-        n = (-(-room // strides[i]) if ceil_mode else room // strides[i]) + 1
-        if ceil_mode and (n - 1) * strides[i] >= spatial[i] + pads[i]:
-            n -= 1
-        out.append(n)
-    return out, list(pads)
-
-
-def _spatial_check(ctx, x, nd):
-    if x.ndim != nd + 2:
-        raise ValueError(f"{ctx.label}: input of shape {x.shape}, expected (N, C, "
-                         f"{nd} spatial axes)")
-
-
 def _conv_size(args, attrs):
     x, w = args[0], args[1]
     nd = w.ndim - 2
@@ -171,13 +139,19 @@ def build_conv(ctx):
     auto_pad = ctx["auto_pad"]
     packed = _products.pack_conv(w_const, group)
     C = w_const.shape[1] * group
+    strides, dilations = tuple(strides), tuple(dilations)
+    fixed_pads = tuple(pads) if auto_pad in ("NOTSET", "VALID") else None
+    if auto_pad == "VALID":
+        fixed_pads = (0,) * (2 * nd)
 
     def conv(x, _w, b=None):
-        _spatial_check(ctx, x, nd)
-        if x.shape[1] != C:
-            raise ValueError(f"{ctx.label}: input has {x.shape[1]} channels, W expects {C}")
-        _, p = window_geometry(x.shape[2:], w_const.shape[2:], strides, dilations, pads,
-                               auto_pad)
+        if x.ndim != nd + 2 or x.shape[1] != C:
+            raise ValueError(f"{ctx.label}: input of shape {x.shape}, expected (N, {C}, "
+                             f"{nd} spatial axes)")
+        p = fixed_pads
+        if p is None:
+            p = tuple(window_geometry(x.shape[2:], w_const.shape[2:], strides, dilations,
+                                      pads, auto_pad)[1])
         return _products.conv(x, packed, strides, dilations, p, b)
     return conv
 
@@ -195,19 +169,6 @@ def _pool_size(args, attrs):
     return x.shape[0] * x.shape[1] * math.prod(max(o, 0) for o in out) * math.prod(kernel)
 
 
-def _pool_windows(x, kernel, strides, dilations, pads, out, fill):
-    """Windows (N, C, *out, *kernel) of x padded with fill, enough for every output."""
-    nd = len(kernel)
-    widths = [(0, 0), (0, 0)]
-    for i in range(nd):
-        need = (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
-        end = max(need - x.shape[2 + i] - pads[i], pads[i + nd])
-        widths.append((pads[i], end))
-    if any(b or e for b, e in widths):
-        x = np.pad(x, widths, mode="constant", constant_values=fill)
-    return _products._windows(x, kernel, strides, dilations, out), widths
-
-
 def _build_pool(ctx, kind):
     kernel = ctx["kernel_shape"]
     if not kernel or any(k < 1 for k in kernel):
@@ -220,35 +181,55 @@ def _build_pool(ctx, kind):
     if kind == "max" and len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
         raise ctx.unsupported("the Indices output", "it computes the pooled values only")
     count_pad = bool(ctx.attrs.get("count_include_pad", 0))
-    axes = tuple(range(2 + nd, 2 + 2 * nd))
+    n_out = len(ctx.node.outputs)
+    plans = {}
 
-    def pool(x):
-        _spatial_check(ctx, x, nd)
-        out, p = window_geometry(x.shape[2:], kernel, strides, dilations, pads, auto_pad,
+    def plan(shape):
+        """(pads begin + end, with the extra room of ceil_mode windows; output sizes; the
+        views of each kernel position; for averages, how many elements each window holds)."""
+        out, p = window_geometry(shape[2:], kernel, strides, dilations, pads, auto_pad,
                                  ceil_mode)
         if any(o <= 0 for o in out):
             raise ValueError(f"{ctx.label}: the window {kernel} does not fit the input "
-                             f"{list(x.shape[2:])}")
+                             f"{list(shape[2:])}")
+        room = [max((out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
+                    - shape[2 + i] - p[i], p[i + nd]) for i in range(nd)]
+        padded = tuple(p[:nd]) + tuple(room)
+        views = shifted_views(kernel, strides, dilations, out)
+        count = None
+        if kind == "average":
+            # The input's elements, plus the explicit padding with count_include_pad; never
+            # the extra room a ceil_mode window reaches into.
+            ones = np.ones((1, 1) + shape[2:], np.float64)
+            if count_pad:
+                ones = pad_spatial(ones, list(p), fill=1)
+                ones = pad_spatial(ones, [0] * nd + [room[i] - p[i + nd] for i in range(nd)])
+            else:
+                ones = pad_spatial(ones, padded)
+            count = sum(ones[v] for v in views)
+        if len(plans) > 64:
+            plans.clear()
+        plans[shape] = (padded, tuple(out), views, count)
+        return plans[shape]
+
+    def pool(x):
+        if x.ndim != nd + 2:
+            raise ValueError(f"{ctx.label}: input of shape {x.shape}, expected (N, C, "
+                             f"{nd} spatial axes)")
+        padded, out, views, count = plans.get(x.shape) or plan(x.shape)
         if kind == "max":
             fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-            windows, _ = _pool_windows(x, kernel, strides, dilations, p, out, fill)
-            return windows.max(axis=axes)
-        windows, widths = _pool_windows(x, kernel, strides, dilations, p, out, 0)
-        total = windows.sum(axis=axes, dtype=x.dtype)
-        # How many elements each window averages: the input's, plus the explicit padding
-        # with count_include_pad; never the extra room a ceil_mode window reaches into.
-        ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
-        if count_pad:
-            ones = np.pad(ones, [(0, 0), (0, 0)] + [(p[i], p[i + nd]) for i in range(nd)],
-                          constant_values=1)
-            extra = [(0, 0), (0, 0)] + [(0, widths[2 + i][1] - p[i + nd]) for i in range(nd)]
-            ones = np.pad(ones, extra)
-            count = _products._windows(ones, kernel, strides, dilations, out).sum(axis=axes)
+            xp = pad_spatial(x, padded, fill=fill)
+            y = xp[views[0]].copy()
+            for v in views[1:]:
+                np.maximum(y, xp[v], out=y)
         else:
-            mask, _ = _pool_windows(ones, kernel, strides, dilations, p, out, 0)
-            count = mask.sum(axis=axes)
-        total /= count
-        return total
+            xp = pad_spatial(x, padded)
+            y = xp[views[0]].copy()
+            for v in views[1:]:
+                y += xp[v]
+            y /= count.astype(y.dtype)
+        return y if n_out == 1 else (y, None)
     return pool
 
 

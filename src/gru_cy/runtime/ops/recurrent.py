@@ -34,15 +34,23 @@ def _build(ctx):
     module = module_of(cell, [layer], batch_first=layout == 1)
     run = recurrent_runner(module, ctx.precision, ctx.label)
     dtype = module.dtype
-    n_states = len(cell.states)
+    lstm = len(cell.states) == 2
     n_out = len(ctx.node.outputs)
     label = ctx.label
 
-    def recurrent(X, W=None, R=None, B=None, seq_lens=None, *states):
+    def state(value, name, batch):
+        """An initial state as the module takes it: (D, B, H), contiguous, its dtype."""
+        s = np.ascontiguousarray(value if layout == 0 else value.transpose(1, 0, 2), dtype)
+        if s.shape != (D, batch, H):
+            raise ValueError(f"{label}: initial_{name} has shape {value.shape}, expected "
+                             f"{(D, batch, H) if layout == 0 else (batch, D, H)}")
+        return s
+
+    def recurrent(X, W=None, R=None, B=None, seq_lens=None, h0=None, c0=None, P=None):
         if X.ndim != 3:
             raise ValueError(f"{label}: X has shape {X.shape}, expected 3-D")
-        T, batch = (X.shape[0], X.shape[1]) if layout == 0 else (X.shape[1], X.shape[0])
-        x = np.ascontiguousarray(X, dtype=dtype)
+        x = np.ascontiguousarray(X, dtype)
+        T, batch = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
         lengths = None
         if seq_lens is not None:
             if seq_lens.shape != (batch,) or seq_lens.dtype.kind not in "iu":
@@ -50,33 +58,29 @@ def _build(ctx):
                                  f"{seq_lens.dtype}, expected ({batch},) integers")
             if batch and seq_lens.min() < T:
                 lengths = seq_lens
-        given = [None if s is None else
-                 np.ascontiguousarray(s if layout == 0 else s.transpose(1, 0, 2), dtype=dtype)
-                 for s in states[:n_states]]
-        given += [None] * (n_states - len(given))
-        if all(s is None for s in given):
-            hx = None
+        if lstm:
+            if h0 is None and c0 is None:
+                hx = None
+            else:
+                zeros = np.zeros((D, batch, H), dtype)
+                hx = (zeros if h0 is None else state(h0, "h", batch),
+                      zeros if c0 is None else state(c0, "c", batch))
+            out, (h_n, c_n) = run(x, hx, lengths)
+            finals = (h_n, c_n)
         else:
-            shapes = [(D, batch, H)] * n_states
-            hx = [np.zeros(shape, dtype) if s is None else s for s, shape in zip(given, shapes)]
-            for s, shape, (name, _, _) in zip(hx, shapes, cell.states):
-                if s.shape != shape:
-                    raise ValueError(f"{label}: initial_{name} has shape {s.shape} (seen as "
-                                     f"(D, B, H)), expected {shape}")
-            hx = hx[0] if n_states == 1 else tuple(hx)
-        out, final = run(x, hx, lengths)
-        final = (final,) if n_states == 1 else tuple(final)
+            out, h_n = run(x, None if h0 is None else state(h0, "h", batch), lengths)
+            finals = (h_n,)
         if lengths is not None and batch and lengths.min() == 0:
-            empty = lengths == 0
-            for f in final:
-                f[:, empty] = 0
+            for f in finals:   # ONNX Runtime's final state of an empty sequence
+                f[:, lengths == 0] = 0
         if layout == 0:
             Y = out.reshape(T, batch, D, H).transpose(0, 2, 1, 3)
         else:
             Y = out.reshape(batch, T, D, H)
-            final = tuple(f.transpose(1, 0, 2) for f in final)
-        results = (Y,) + final
-        return results[0] if n_out == 1 else results[:n_out]
+            finals = tuple(f.transpose(1, 0, 2) for f in finals)
+        if n_out == 1:
+            return Y
+        return ((Y,) + finals)[:n_out]
     return recurrent
 
 

@@ -102,19 +102,21 @@ _TINY_SUM = 1e-30
 
 
 def _shifted_exp(x, axis, out):
-    """(exp(x - c), c) with c the maximum of the whole tensor when that keeps every row's sum
-    of exponentials well inside float range, else each row's maximum.
+    """(exp(x - c), c, sum over axis) with c the maximum of the whole tensor when that keeps
+    every row's sum of exponentials well inside float range, else each row's maximum.
 
     ONNX's Softmax is invariant to the shift; the whole tensor's maximum is one vectorised
-    reduction where a maximum per short row is a slow loop in NumPy.
+    reduction where a maximum per short row is a slow loop in NumPy (with few rows, the
+    maximum per row costs less than the check).
     """
-    peak = np.maximum.reduce(x, axis=None)
-    if np.isfinite(peak):
-        e = np.subtract(x, peak, out=out)
-        np.exp(e, out=e)
-        total = np.add.reduce(e, axis=axis, keepdims=True)
-        if np.minimum.reduce(total, axis=None) > _TINY_SUM:
-            return e, peak, total
+    if x.size > 16 * x.shape[axis]:
+        peak = np.maximum.reduce(x, axis=None)
+        if np.isfinite(peak):
+            e = np.subtract(x, peak, out=out)
+            np.exp(e, out=e)
+            total = np.add.reduce(e, axis=axis, keepdims=True)
+            if np.minimum.reduce(total, axis=None) > _TINY_SUM:
+                return e, peak, total
     peak = np.maximum.reduce(x, axis=axis, keepdims=True)
     e = np.subtract(x, peak, out=out)
     np.exp(e, out=e)

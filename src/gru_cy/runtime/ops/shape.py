@@ -100,12 +100,15 @@ def build_unsqueeze(ctx):
 @op("Transpose", attrs={"perm": (INTS, None)})
 def build_transpose(ctx):
     perm = ctx["perm"]
+    if perm is None:
+        return lambda x: x.transpose()
+    if sorted(perm) != list(range(len(perm))):
+        raise ctx.corrupt(f"perm {perm} is not a permutation")
+    perm = tuple(perm)
 
     def transpose(x):
-        if perm is None:
-            return x.transpose()
-        if sorted(perm) != list(range(x.ndim)):
-            raise ValueError(f"{ctx.label}: perm {perm} for a {x.ndim}-D input")
+        if x.ndim != len(perm):
+            raise ValueError(f"{ctx.label}: perm {list(perm)} for a {x.ndim}-D input")
         return x.transpose(perm)
     return transpose
 
@@ -182,6 +185,25 @@ def onnx_slices(shape, starts, ends, axes, steps, label):
 def build_slice(ctx):
     attr = ctx["starts"], ctx["ends"], ctx["axes"]
     label = ctx.label
+    stored = [ctx.const(i) if ctx.has_input(i) else None for i in range(1, 5)]
+    if all(v is not None or not ctx.has_input(i + 1) for i, v in enumerate(stored)) and (
+            ctx.has_input(1) or attr[0] is not None):
+        # Stored bounds: the slices depend on the input's shape only, worked out once per shape.
+        if ctx.has_input(1):
+            bounds = [None if v is None else as_ints(v, f"{label}: {what}")
+                      for v, what in zip(stored, ("starts", "ends", "axes", "steps"))]
+        else:
+            bounds = [attr[0], attr[1], attr[2], None]
+        if bounds[0] is None or bounds[1] is None:
+            raise ctx.corrupt("Slice has no starts or ends")
+        by_shape = {}
+
+        def slice_stored(x, *_):
+            index = by_shape.get(x.shape)
+            if index is None:
+                index = by_shape[x.shape] = onnx_slices(x.shape, *bounds, label)
+            return x[index]
+        return slice_stored
 
     def slice_(x, starts=None, ends=None, axes=None, steps=None):
         if starts is None or ends is None:
