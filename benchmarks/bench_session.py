@@ -182,7 +182,8 @@ def main(argv=None):
         per_run = {k: overhead[10][k] - 10 * per_node[k] for k in overhead[10]}
         print(f"per node: gru_cy {per_node['gru_cy'] * 1e6:.2f} us, onnxruntime "
               f"{per_node['onnxruntime'] * 1e6:.2f} us; fixed per run: gru_cy "
-              f"{per_run['gru_cy'] * 1e6:.2f} us, onnxruntime {per_run['onnxruntime'] * 1e6:.2f} us")
+              f"{per_run['gru_cy'] * 1e6:.2f} us, onnxruntime "
+              f"{per_run['onnxruntime'] * 1e6:.2f} us")
     env["busy_after"] = busy_fraction()
     result = dict(environment=env, rows=rows, per_node=per_node, per_run=per_run,
                   chain={str(k): v for k, v in overhead.items()})

@@ -14,6 +14,7 @@ same checks run on fresh exports, and against PyTorch's own outputs.
 import glob
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -119,6 +120,16 @@ def test_stream_starts_from_zeros_named_by_the_other_inputs():
         Stream(session, {"h0": "h"})
 
 
+def test_a_stack_of_nodes_runs_as_one_module():
+    """The TorchScript exporter writes a 2-layer GRU as two nodes joined by a Squeeze, their
+    initial states slices of h0: one step on a 2-layer module, whose results the golden
+    test above holds to ONNX Runtime's."""
+    session = gru_cy.InferenceSession(os.path.join(GOLDEN, "session_text_gru_torchscript.onnx"))
+    kinds = [s.op_type for s in session._plan.steps]
+    assert kinds.count("GRU") == 1 and kinds.count("Squeeze") == 1 and "Slice" not in kinds
+    assert " + " in next(s.label for s in session._plan.steps if s.op_type == "GRU")
+
+
 def test_inputs_and_outputs_describe_the_graph():
     session = gru_cy.InferenceSession(os.path.join(GOLDEN,
                                                    "session_text_gru_torchscript.onnx"))
@@ -189,3 +200,30 @@ def test_live_streaming_against_onnx_runtime(ort, tmp_path):
     probs, h_n = _stream(gru_cy.InferenceSession(path), feeds["tokens"], feeds["h0"])
     np.testing.assert_allclose(probs, np.concatenate(ref_probs, axis=1), **TOL)
     np.testing.assert_allclose(h_n, h, **TOL)
+
+
+def test_live_keras_export_against_onnx_runtime(ort, tmp_path, monkeypatch):
+    """Keras 3's own ONNX export (through torch.onnx with the torch backend)."""
+    if os.environ.get("KERAS_BACKEND", "torch") != "torch":
+        pytest.skip("Keras 3 exports to ONNX here through its torch backend")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((None, 6))
+    x = keras.layers.GRU(8, return_sequences=True)(inputs)
+    x = keras.layers.LSTM(5)(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.predict(np.zeros((2, 4, 6), np.float32), verbose=0)
+    path = str(tmp_path / "keras.onnx")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.export(path, format="onnx", verbose=False)
+    except Exception as exc:  # noqa: BLE001  (an export this Keras cannot make)
+        pytest.skip(f"Keras's ONNX export failed: {exc!r}")
+    session = gru_cy.InferenceSession(path)
+    reference = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for B, T in ((2, 4), (3, 9)):
+        x = np.random.default_rng(T).standard_normal((B, T, 6)).astype(np.float32)
+        for g, e in zip(session.run(None, {name: x}), reference.run(None, {name: x})):
+            np.testing.assert_allclose(g, e, **TOL)

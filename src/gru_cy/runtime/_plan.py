@@ -31,6 +31,7 @@ from gru_cy.io.onnx.codec import Corrupt
 from gru_cy.io.onnx.graph import Limits, read_initializer
 from gru_cy.runtime._model import DEFAULT_DOMAINS, GraphDef
 from gru_cy.runtime._registry import OPS, BuildContext, Unsupported
+from gru_cy.runtime.ops.recurrent import fuse_stacks
 
 CONST, SHAPE, DATA = 0, 1, 2
 SHAPE_OF = ("Shape", "Size")
@@ -44,13 +45,13 @@ class Step:
     """One node (or fused pair of nodes) to run: kernel(*inputs) -> outputs."""
 
     __slots__ = ("label", "op_type", "spec", "attrs", "kernel", "inputs", "outputs", "taint",
-                 "stable", "guarded")
+                 "stable", "meta")
 
-    def __init__(self, label, op_type, spec, attrs, kernel, inputs, outputs, taint, stable):
+    def __init__(self, label, op_type, spec, attrs, kernel, inputs, outputs, taint, stable,
+                 meta=None):
         self.label, self.op_type, self.spec, self.attrs = label, op_type, spec, attrs
         self.kernel, self.inputs, self.outputs = kernel, inputs, outputs
-        self.taint, self.stable = taint, stable
-        self.guarded = False
+        self.taint, self.stable, self.meta = taint, stable, meta
 
     def call(self, values):
         """The step's outputs (a tuple) from the dict of values."""
@@ -147,8 +148,10 @@ class Planner:
             if internal is None:
                 raise Corrupt(f"graph output {vi.name!r} is computed by no node")
             outputs.append((vi, internal))
-        steps = _fuse_matmul_add(_live_steps(steps, [o for _, o in outputs]), self.consts,
-                                 [o for _, o in outputs])
+        names = [o for _, o in outputs]
+        steps = _fuse_matmul_add(_live_steps(steps, names), self.consts, names)
+        steps = fuse_stacks(steps, self.consts, names, self.precision, _stack_step)
+        steps = _live_steps(steps, names)   # the Slices of a fused stack's state are dead
         return Plan(steps, self.consts, self.taint, self.stable, inputs, outputs, self.limits)
 
     # -- graphs and nodes --------------------------------------------------------------
@@ -288,7 +291,8 @@ class Planner:
         if node.op_type in SHAPE_OF and taint != CONST:
             taint = SHAPE if self.stable[inputs[0]] else DATA
         outputs = [scope.define(n) if n else "" for n in node.outputs]
-        step = Step(label, node.op_type, spec, ctx.attrs, kernel, inputs, outputs, taint, stable)
+        step = Step(label, node.op_type, spec, ctx.attrs, kernel, inputs, outputs, taint, stable,
+                    ctx.meta)
         if taint == CONST and not spec.heavy:
             self._fold(step, consts)
             return
@@ -429,6 +433,12 @@ def _live_steps(steps, outputs):
             live.append(step)
             needed.update(n for n in step.inputs if n)
     return live[::-1]
+
+
+def _stack_step(chain, kernel, inputs, outputs, label):
+    """The step of a stack of recurrent nodes run as one module (ops.recurrent.fuse_stacks)."""
+    return Step(label, chain[0].op_type, chain[0].spec, {}, kernel, inputs, outputs,
+                max(s.taint for s in chain), all(s.stable for s in chain))
 
 
 def _fuse_matmul_add(steps, consts, outputs):

@@ -86,6 +86,7 @@ class BuildContext:
         self.precision = precision
         self.label = node.label()
         self.attrs = read_attrs(node, spec, base_dir)
+        self.meta = None                # what a builder tells the planner about its node
 
     def __getitem__(self, name):
         return self.attrs[name]

@@ -46,7 +46,8 @@ def pad_spatial(x, pads, fill=0, channels_last=False):
     inner = tuple(slice(pads[i], pads[i] + x.shape[2 + i]) for i in range(nd))
     padded = tuple(x.shape[2 + i] + pads[i] + pads[i + nd] for i in range(nd))
     if channels_last:
-        shape, index = (x.shape[0],) + padded + (x.shape[1],), (slice(None),) + inner + (slice(None),)
+        shape = (x.shape[0],) + padded + (x.shape[1],)
+        index = (slice(None),) + inner + (slice(None),)
         src = x.transpose((0,) + tuple(range(2, x.ndim)) + (1,))
     else:
         shape, index, src = x.shape[:2] + padded, (slice(None), slice(None)) + inner, x

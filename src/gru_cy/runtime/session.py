@@ -31,7 +31,7 @@ __all__ = ["InferenceSession", "NodeArg"]
 
 # Specialisations kept per session (one per set of input shapes; least recently used
 # dropped first).
-MAX_SPECIALIZATIONS = 64
+MAX_SPECIALIZATIONS = 32
 
 
 class NodeArg:
@@ -48,7 +48,7 @@ class NodeArg:
 
 
 class _Input:
-    __slots__ = ("name", "dtype", "dims", "fixed")
+    __slots__ = ("name", "dtype", "dims", "fixed", "rank")
 
     def __init__(self, vi):
         self.name = vi.name
@@ -62,6 +62,7 @@ class _Input:
         self.dtype = np.dtype(ONNX_NUMPY[code]).newbyteorder("=") if code in ONNX_NUMPY \
             else None
         self.dims = vi.dims
+        self.rank = None if vi.dims is None else len(vi.dims)
         self.fixed = None if vi.dims is None else [
             (i, d) for i, d in enumerate(vi.dims) if isinstance(d, int) and d >= 0]
 
@@ -84,7 +85,7 @@ class InferenceSession:
                  sess_options: Any = None, provider_options: Any = None,
                  **kwargs: Any) -> None:
         if not isinstance(precision, str):   # ort.InferenceSession(path, SessionOptions())
-            sess_options, precision = precision, "fp32"
+            precision = "fp32"
         self._precision = check_precision(precision)
         data, source, base_dir = read_source(path_or_bytes)
         self._source = source
@@ -132,8 +133,8 @@ class InferenceSession:
             input_feed: dict[str, Any], run_options: Any = None) -> list[np.ndarray]:
         """The outputs named (all, for None or an empty list), in that order."""
         feeds = self._check_feeds(input_feed)
-        selection = self._select(output_names)
-        key = tuple(a.shape for a in feeds)
+        selection = self._select(output_names) if output_names else None
+        key = tuple([a.shape for a in feeds])
         compiled = self._specialized.get(key)
         if compiled is None:
             outputs = self._first_run(key, feeds)
@@ -142,6 +143,8 @@ class InferenceSession:
                 outputs = compiled.run(*feeds)
             except Exception as exc:  # noqa: BLE001  (named by the checked walk below)
                 outputs = self._checked_run(feeds, exc)
+        if selection is None:
+            return list(outputs)
         return [outputs[k] for k in selection]
 
     # -- internals -------------------------------------------------------------------------
@@ -166,8 +169,6 @@ class InferenceSession:
         return [np.array(values[o], copy=True) for _, o in self._plan.outputs]
 
     def _select(self, output_names):
-        if not output_names:
-            return range(len(self._output_args))
         key = tuple(output_names) if not isinstance(output_names, str) else None
         if key is None:
             raise TypeError(f"output_names must be a list of names or None, got "
@@ -185,24 +186,21 @@ class InferenceSession:
         if not isinstance(input_feed, dict):
             raise TypeError(f"input_feed must be a dict of input name -> array, got "
                             f"{type(input_feed).__name__}")
-        inputs = self._inputs
-        if len(input_feed) != len(inputs):
+        if len(input_feed) != len(self._inputs):
             self._feed_names(input_feed)
         feeds = []
-        for inp in inputs:
-            try:
-                value = input_feed[inp.name]
-            except KeyError:
-                self._feed_names(input_feed)
-                raise
+        for inp in self._inputs:
+            value = input_feed.get(inp.name)
             if type(value) is not np.ndarray:
+                if value is None:
+                    self._feed_names(input_feed)
                 value = self._as_array(inp, value)
-            if inp.dtype is not None and value.dtype != inp.dtype:
+            if value.dtype != inp.dtype and inp.dtype is not None:
                 raise ValueError(f"input {inp.name!r}: expected {_type_words(inp.dtype)}, got "
                                  f"{_type_words(value.dtype)}")
             if inp.fixed is not None:
-                if value.ndim != len(inp.dims):
-                    raise ValueError(f"input {inp.name!r}: expected a {len(inp.dims)}-D tensor "
+                if value.ndim != inp.rank:
+                    raise ValueError(f"input {inp.name!r}: expected a {inp.rank}-D tensor "
                                      f"of shape {_shape(inp.dims)}, got shape {value.shape}")
                 for i, d in inp.fixed:
                     if value.shape[i] != d:
@@ -215,7 +213,7 @@ class InferenceSession:
     def _feed_names(self, input_feed):
         expected = set(self._input_index)
         unknown = [n for n in input_feed if n not in expected]
-        missing = [n for n in self._input_index if n not in input_feed]
+        missing = [n for n in self._input_index if input_feed.get(n) is None]
         if unknown:
             raise ValueError(f"unknown input name(s) {unknown}; the model's inputs are "
                              f"{list(self._input_index)}")

@@ -39,8 +39,9 @@ def _mean(x, axis, keepdims):
 
 
 _REDUCE = {"ReduceSum": np.add.reduce, "ReduceMean": _mean, "ReduceMax": np.maximum.reduce,
-           "ReduceMin": np.minimum.reduce, "ReduceProd": np.multiply.reduce, "ReduceSumSquare": _sum_square, "ReduceL1": _l1,
-           "ReduceL2": _l2, "ReduceLogSum": _log_sum, "ReduceLogSumExp": _log_sum_exp}
+           "ReduceMin": np.minimum.reduce, "ReduceProd": np.multiply.reduce,
+           "ReduceSumSquare": _sum_square, "ReduceL1": _l1, "ReduceL2": _l2,
+           "ReduceLogSum": _log_sum, "ReduceLogSumExp": _log_sum_exp}
 
 
 @op(tuple(_REDUCE), attrs={"axes": (INTS, None), "keepdims": (INT, 1),
@@ -107,8 +108,16 @@ def _shifted_exp(x, axis, out):
 
     ONNX's Softmax is invariant to the shift; the whole tensor's maximum is one vectorised
     reduction where a maximum per short row is a slow loop in NumPy (with few rows, the
-    maximum per row costs less than the check).
+    maximum per row costs less than the check). One row of float32 or float64 (a streaming
+    call) needs no shift when its exponentials stay well inside float range: the values are
+    capped at 80 first, and a sum outside (1e-30, 1e30) means they did not.
     """
+    if x.size == x.shape[axis] and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        e = np.minimum(x, x.dtype.type(80), out=out)
+        np.exp(e, out=e)
+        total = np.add.reduce(e, axis=axis, keepdims=True)
+        if 1e-30 < total.item() < 1e30:
+            return e, 0, total
     if x.size > 16 * x.shape[axis]:
         peak = np.maximum.reduce(x, axis=None)
         if np.isfinite(peak):

@@ -231,8 +231,7 @@ def build_gather(ctx):
     def gather(data, indices, out=None):
         if indices.dtype.kind not in "iu":
             raise ValueError(f"{ctx.label}: indices of type {indices.dtype}")
-        return np.asarray(np.take(data, indices, axis=normalize_axis(axis, data.ndim, ctx.label),
-                                  out=out))
+        return np.asarray(data.take(indices, normalize_axis(axis, data.ndim, ctx.label), out))
     return gather
 
 
