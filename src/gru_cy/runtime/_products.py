@@ -119,6 +119,18 @@ class PackedConv:
         self.weights = taps
 
 
+def patch_positions(spatial, kernel, strides, dilations, pads, out):
+    """(padded shape, index of the input inside it, the flat positions (L * K,) each output's
+    patch reads in the padded input, output-major then kernel-position-major)."""
+    nd = len(kernel)
+    padded = tuple(spatial[i] + pads[i] + pads[i + nd] for i in range(nd))
+    inner = tuple(slice(pads[i], pads[i] + spatial[i]) for i in range(nd))
+    grids = np.meshgrid(*[np.arange(o) for o in out], *[np.arange(k) for k in kernel],
+                        indexing="ij")
+    coords = tuple(grids[i] * strides[i] + grids[nd + i] * dilations[i] for i in range(nd))
+    return padded, inner, np.ravel_multi_index(coords, padded).reshape(-1)
+
+
 def pack_conv(w, group):
     """Arrange a constant convolution weight (M, C/group, *kernel) once."""
     return PackedConv(w, int(group))
@@ -137,13 +149,15 @@ def conv(x, packed, strides, dilations, pads, bias=None):
         if any(o <= 0 for o in out):
             raise ValueError(f"the kernel {list(packed.kernel)} (dilations {list(dilations)}) "
                              f"is larger than the padded input {list(x.shape[2:])}")
-        # One short sequence: patches as columns, (K * C, L), one product into (M, L).
-        columns = x.shape[0] == 1 and packed.group == 1 and math.prod(out) <= 64
-        first = 2 if packed.depthwise or columns else 1
+        # One short sequence: its patches gathered at once (the flat positions they read in
+        # the padded input, channels-last), one product.
+        columns = None
+        if x.shape[0] == 1 and packed.group == 1 and math.prod(out) <= 64:
+            columns = patch_positions(x.shape[2:], packed.kernel, strides, dilations, pads, out)
         if len(packed.views) > 64:   # many input shapes: start over
             packed.views.clear()
         geometry = packed.views[key] = (tuple(out), shifted_views(
-            packed.kernel, strides, dilations, out, first), columns)
+            packed.kernel, strides, dilations, out, 2 if packed.depthwise else 1), columns)
     out, views, columns = geometry
     N = x.shape[0]
     G, M = packed.group, packed.out_channels
@@ -164,13 +178,15 @@ def conv(x, packed, strides, dilations, pads, bias=None):
     C = x.shape[1]
     Cg = packed.in_per_group
     K = math.prod(packed.kernel)
-    if columns:
-        xp = pad_spatial(x, pads)
-        cols = np.concatenate([xp[index] for index in views], axis=1).reshape(K * C, L)
-        y = np.dot(packed.weights[0].T, cols)
+    if columns is not None:
+        padded_shape, inner, positions = columns
+        flat = np.zeros(padded_shape + (C,), dtype=x.dtype)
+        flat[inner] = x[0].transpose(tuple(range(1, x.ndim - 1)) + (0,))
+        cols = flat.reshape(-1, C)[positions].reshape(L, K * C)
+        y = np.dot(cols, packed.weights[0])                             # (L, M)
         if bias is not None:
-            y += bias.reshape(M, 1)
-        return y.reshape((1, M) + out)
+            y += bias
+        return y.T.reshape((1, M) + out)
     # Patches channels-last: x as (N, *padded, C), each patch (*kernel, C) one row
     # (im2col: the kernel's shifted views side by side, one copy).
     xt = pad_spatial(x, pads, channels_last=True)
