@@ -166,6 +166,17 @@ def cases():
     add("CumSum_exclusive_reverse", "CumSum", [_f(r, 3, 4), np.array(0, np.int64)],
         attrs=dict(exclusive=1, reverse=1))
     add("NonZero", "NonZero", [np.array([[1, 0, 2], [0, 0, 3]], F32)])
+    data = _f(r, 3, 4)
+    add("ScatterElements", "ScatterElements",
+        [data, np.array([[1, -1], [0, 2], [3, 0]], np.int64), _f(r, 3, 2)], attrs=dict(axis=1))
+    add("ScatterElements_add", "ScatterElements",
+        [data, np.array([[1, 2, 0, 1]], np.int64), _f(r, 1, 4)],
+        attrs=dict(axis=0, reduction="add"), opset=16)
+    add("ScatterND", "ScatterND", [data, np.array([[2], [0]], np.int64), _f(r, 2, 4)])
+    add("ScatterND_elements_mul", "ScatterND",
+        [data, np.array([[0, 1], [2, 3], [0, 1]], np.int64), _f(r, 3)],
+        attrs=dict(reduction="mul"), opset=16)
+    add("GatherND", "GatherND", [_f(r, 2, 3, 4), np.array([[1, 2], [0, -1]], np.int64)])
 
     r = _rng("reduce")
     x = _f(r, 2, 3, 4)

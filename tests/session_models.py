@@ -73,6 +73,24 @@ def _modules():
             scores = self.tags(self.drop(y))
             return scores.argmax(-1), scores, h.transpose(0, 1).reshape(tokens.shape[0], -1)
 
+    class PackedTagger(nn.Module):
+        """Embedding -> packed sequences of unequal lengths -> bidirectional 2-layer LSTM ->
+        Linear per token (the export sorts by length: TopK, ScatterElements)."""
+
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 6, padding_idx=0)
+            self.lstm = nn.LSTM(6, 7, num_layers=2, bidirectional=True, batch_first=True)
+            self.out = nn.Linear(14, 3)
+
+        def forward(self, tokens, lengths):
+            packed = nn.utils.rnn.pack_padded_sequence(self.emb(tokens), lengths,
+                                                       batch_first=True, enforce_sorted=False)
+            y, (h, _) = self.lstm(packed)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True,
+                                                    total_length=tokens.shape[1])
+            return self.out(y), h
+
     class SpectrogramRNN(nn.Module):
         """Conv2d over (freq, time) -> flatten the frequencies -> Elman RNN -> mean -> Linear."""
 
@@ -89,7 +107,8 @@ def _modules():
             return self.out(y.mean(dim=1))
 
     return dict(text_gru=TextClassifier, speech_conv_lstm=SpeechEncoder,
-                tagger_bilstm=Tagger, tagger_bigru=BiGRUTagger, spectrogram_rnn=SpectrogramRNN)
+                tagger_bilstm=Tagger, tagger_bigru=BiGRUTagger, spectrogram_rnn=SpectrogramRNN,
+                tagger_packed=PackedTagger)
 
 
 # name -> (input names, output names, example input maker, dynamic axes)
@@ -116,6 +135,12 @@ def _specs():
                          lambda B, T: {"tokens": tokens(30, B, T)},
                          {"tokens": {0: "batch", 1: "time"}, "tags": {0: "batch", 1: "time"},
                           "scores": {0: "batch", 1: "time"}, "summary": {0: "batch"}}),
+        "tagger_packed": (["tokens", "lengths"], ["scores", "h_n"],
+                          lambda B, T: {"tokens": tokens(20, B, T),
+                                        "lengths": np.maximum(np.arange(B, 0, -1) * T // B, 1)
+                                        .astype(np.int64)[::-1].copy()},
+                          {"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                           "scores": {0: "batch", 1: "time"}, "h_n": {1: "batch"}}),
         "spectrogram_rnn": (["spec"], ["logits"],
                             lambda B, T: {"spec": np.random.default_rng(T).standard_normal(
                                 (B, 1, 16, T)).astype(np.float32)},
@@ -124,6 +149,8 @@ def _specs():
 
 
 MODELS = sorted(_specs())
+# Models the dynamo exporter cannot export (torch.export refuses packed sequences).
+TORCHSCRIPT_ONLY = ("tagger_packed",)
 
 
 def make(name, seed=0):

@@ -492,3 +492,78 @@ def build_concat_from_sequence(ctx):
             return np.stack(seq, axis=normalize_axis(axis, seq[0].ndim + 1, ctx.label))
         return np.concatenate(seq, axis=normalize_axis(axis, seq[0].ndim, ctx.label))
     return concat_from_sequence
+
+
+# -- scatter and gather by index tensors (exports of sorting, packing, index assignment) ------
+
+_SCATTER_REDUCTIONS = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum,
+                       "min": np.minimum}
+
+
+def _reduction(ctx):
+    name = ctx["reduction"]
+    if name not in _SCATTER_REDUCTIONS:
+        raise ctx.unsupported(f"reduction={name!r}", "it reads none, add, mul, max, min")
+    return _SCATTER_REDUCTIONS[name]
+
+
+def _in_range(index, dim, label):
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise ValueError(f"{label}: indices of type {index.dtype}")
+    if index.size and (index.min() < -dim or index.max() >= dim):
+        raise ValueError(f"{label}: an index out of range for a dimension of {dim}")
+    return np.where(index < 0, index + dim, index)
+
+
+@op("ScatterElements", attrs={"axis": (INT, 0), "reduction": (STRING, "none")}, inputs=(3, 3))
+def build_scatter_elements(ctx):
+    axis, reduce = ctx["axis"], _reduction(ctx)
+
+    def scatter_elements(data, indices, updates):
+        a = normalize_axis(axis, data.ndim, ctx.label)
+        if indices.shape != updates.shape or indices.ndim != data.ndim:
+            raise ValueError(f"{ctx.label}: indices {indices.shape}, updates {updates.shape} "
+                             f"for data {data.shape}")
+        index = list(np.indices(indices.shape, sparse=True))
+        index[a] = _in_range(indices, data.shape[a], ctx.label)
+        out = data.copy()
+        if reduce is None:
+            out[tuple(index)] = updates
+        else:
+            reduce.at(out, tuple(index), updates)
+        return out
+    return scatter_elements
+
+
+@op("ScatterND", attrs={"reduction": (STRING, "none")}, inputs=(3, 3))
+def build_scatter_nd(ctx):
+    reduce = _reduction(ctx)
+
+    def scatter_nd(data, indices, updates):
+        k = indices.shape[-1] if indices.ndim else 0
+        if not 1 <= k <= data.ndim or updates.shape != indices.shape[:-1] + data.shape[k:]:
+            raise ValueError(f"{ctx.label}: indices {indices.shape}, updates {updates.shape} "
+                             f"for data {data.shape}")
+        index = tuple(_in_range(indices[..., i], data.shape[i], ctx.label) for i in range(k))
+        out = data.copy()
+        if reduce is None:
+            out[index] = updates
+        else:
+            reduce.at(out, index, updates)
+        return out
+    return scatter_nd
+
+
+@op("GatherND", attrs={"batch_dims": (INT, 0)}, inputs=(2, 2))
+def build_gather_nd(ctx):
+    if ctx["batch_dims"] != 0:
+        raise ctx.unsupported(f"batch_dims={ctx['batch_dims']}", "it gathers with batch_dims=0")
+
+    def gather_nd(data, indices):
+        k = indices.shape[-1] if indices.ndim else 0
+        if not 1 <= k <= data.ndim:
+            raise ValueError(f"{ctx.label}: indices {indices.shape} for data {data.shape}")
+        return np.asarray(data[tuple(_in_range(indices[..., i], data.shape[i], ctx.label)
+                                     for i in range(k))])
+    return gather_nd
