@@ -25,9 +25,10 @@ def _rng(name):
 
 class Case:
     def __init__(self, name, op, inputs, attrs=None, n_out=1, opset=17, input_stored=(),
-                 reference="onnx"):
+                 reference="onnx", outer=None):
         self.name, self.op, self.inputs = name, op, inputs
-        self.attrs = attrs or {}
+        self.attrs = attrs or {}         # a callable value is called with onnx.helper
+        self.outer = outer or {}         # graph inputs the node reads only from its subgraphs
         self.n_out, self.opset = n_out, opset
         self.input_stored = input_stored    # inputs stored in the file in every variant
         self.reference = reference
@@ -289,7 +290,23 @@ def cases():
         [x1, _f(r, 4, 11), _f(r, 4, 11)], attrs=dict(axis=1, epsilon=1e-3), n_out=3)
     add("LayerNormalization_no_bias", "LayerNormalization", [x1, _f(r, 11)])
     add("InstanceNormalization", "InstanceNormalization", [x2, _f(r, 3), _f(r, 3)])
+
+    # If: the branches read a tensor of the enclosing graph; the condition fed at run (the
+    # branch is chosen then), or stored (the session keeps only the chosen branch).
+    outer = {"z": _f(r, 2, 3)}
+    for cond in (True, False):
+        add(f"If_{cond}", "If", [np.array(cond)], outer=outer, n_out=2,
+            attrs=dict(then_branch=lambda h: _branch(h, "Relu", "Neg"),
+                       else_branch=lambda h: _branch(h, "Sigmoid", "Abs")))
     return out
+
+
+def _branch(helper, first, second):
+    """A branch of an If: two outputs computed from the enclosing graph's z."""
+    nodes = [helper.make_node(first, ["z"], ["a"]), helper.make_node(second, ["a"], ["b"])]
+    return helper.make_graph(nodes, f"{first}_{second}", [],
+                             [helper.make_tensor_value_info("a", 1, None),
+                              helper.make_tensor_value_info("b", 1, None)])
 
 
 RECURRENT_INPUTS = {"GRU": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
@@ -344,9 +361,13 @@ def build(case, stored, onnx):
             feeds[name] = value
             graph_inputs.append(helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype), value.shape))
+    for name, value in case.outer.items():
+        feeds[name] = value
+        graph_inputs.append(helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape))
     outputs = [f"y{k}" for k in range(case.n_out)]
-    attrs = {k: numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v
-             for k, v in case.attrs.items()}
+    attrs = {k: numpy_helper.from_array(v) if isinstance(v, np.ndarray) else
+             v(helper) if callable(v) else v for k, v in case.attrs.items()}
     node = helper.make_node(case.op, names, outputs, **attrs)
     graph = helper.make_graph([node], case.name, graph_inputs,
                               [helper.make_tensor_value_info(o, 0, None) for o in outputs],

@@ -252,6 +252,16 @@ def test_outputs_never_alias_inputs_constants_or_each_other():
     np.testing.assert_array_equal(session.run(["b"], {"x": x})[0], np.ones(3))
 
 
+def test_an_output_is_never_overwritten_by_a_later_node():
+    nodes = [onnx_node("Relu", ["x"], ["a"], "relu"), onnx_node("Neg", ["a"], ["b"], "neg"),
+             onnx_node("Exp", ["b"], ["c"], "exp")]
+    session = gru_cy.InferenceSession(model(nodes, outputs=("a", "c")))
+    for _ in range(3):
+        a, c = session.run(None, {"x": X - 2})
+        np.testing.assert_array_equal(a, np.maximum(X - 2, 0))
+        np.testing.assert_allclose(c, np.exp(-np.maximum(X - 2, 0)), rtol=1e-6)
+
+
 def test_chains_reuse_buffers_without_changing_results():
     nodes = [onnx_node("MatMul", ["x", "w"], ["m"], "mm"),
              onnx_node("Add", ["m", "b"], ["s"], "add"), onnx_node("Relu", ["s"], ["r"], "relu"), onnx_node("Mul", ["r", "r"], ["q"], "sq"),

@@ -176,7 +176,8 @@ def _generate(plan, fast, values, folded, limit):
                 and isinstance(result, np.ndarray) and a.flags.writeable
                 and a.flags.c_contiguous and a.shape == result.shape
                 and a.dtype == result.dtype and plan.stable.get(n, False)
-                and plan.taint.get(n) == DATA and not st.fixed and st.end == j)
+                and plan.taint.get(n) == DATA and not st.fixed and not st.output
+                and st.end == j)
 
     kernels, inplace = {}, {}
     for j, step in enumerate(fast):
