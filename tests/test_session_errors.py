@@ -363,3 +363,76 @@ def test_loader_golden_files_run_whole(path):
     for arg, got in zip(session.get_outputs(), outputs):
         np.testing.assert_allclose(got, arrays[arg.name], rtol=1e-5, atol=1e-5,
                                    err_msg=arg.name)
+
+
+# ---------------------------------------------------------------------------
+# buffer reuse on random graphs, against NumPy node by node
+
+
+_UNARY_NUMPY = {"Relu": lambda a: np.maximum(a, 0), "Neg": np.negative, "Tanh": np.tanh,
+                "Abs": np.abs, "Identity": lambda a: a, "Sigmoid": lambda a: 1 / (1 + np.exp(-a))}
+_BINARY_NUMPY = {"Add": np.add, "Mul": np.multiply, "Sub": np.subtract}
+
+
+def _random_graph(rng, n_nodes, R, C):
+    """Nodes over (R, C) float tensors: unary, binary, transposes and reshapes, a Split; some
+    intermediates are outputs too. Returns (model bytes, output names, reference function)."""
+    nodes, steps, values = [], [], ["x"]
+    inits = {"k": rng.standard_normal((R, C)).astype(F32),
+             "flat": np.array([R * C], np.int64), "back": np.array([R, C], np.int64)}
+    for i in range(n_nodes):
+        kind = rng.choice(["unary", "binary", "transpose", "reshape", "split"],
+                          p=[0.35, 0.35, 0.1, 0.1, 0.1])
+        a = str(rng.choice(values))
+        out = f"v{i}"
+        if kind == "unary":
+            op = str(rng.choice(sorted(_UNARY_NUMPY)))
+            nodes.append(onnx_node(op, [a], [out], out))
+            steps.append((out, lambda env, a=a, op=op: _UNARY_NUMPY[op](env[a])))
+        elif kind == "binary":
+            b = str(rng.choice(values + ["k"]))
+            op = str(rng.choice(sorted(_BINARY_NUMPY)))
+            nodes.append(onnx_node(op, [a, b], [out], out))
+            steps.append((out, lambda env, a=a, b=b, op=op: _BINARY_NUMPY[op](env[a], env[b])))
+        elif kind == "transpose":   # twice: back to (R, C) through a transposed view
+            nodes += [onnx_node("Transpose", [a], [out + "t"], out + "t", perm=[1, 0]),
+                      onnx_node("Transpose", [out + "t"], [out], out, perm=[1, 0])]
+            steps.append((out, lambda env, a=a: env[a].T.T))
+        elif kind == "reshape":
+            nodes += [onnx_node("Reshape", [a, "flat"], [out + "f"], out + "f"),
+                      onnx_node("Reshape", [out + "f", "back"], [out], out)]
+            steps.append((out, lambda env, a=a: env[a].reshape(-1).reshape(R, C)))
+        else:                       # halves of the columns, joined again
+            nodes += [onnx_node("Split", [a], [out + "l", out + "r"], out + "s", axis=1),
+                      onnx_node("Concat", [out + "r", out + "l"], [out], out, axis=1)]
+            steps.append((out, lambda env, a=a: np.concatenate(
+                [env[a][:, C // 2:], env[a][:, :C // 2]], axis=1)))
+        values.append(out)
+    extra = rng.choice(values[1:], size=1 if R > 8 else 3)
+    outputs = sorted({values[-1]} | {str(v) for v in extra})
+
+    def reference(x):
+        env = {"x": x, "k": inits["k"]}
+        for name, fn in steps:
+            env[name] = fn(env)
+        return [env[o] for o in outputs]
+    data = model(nodes, inits, inputs=(("x", 1, [R, C]),), outputs=outputs)
+    return data, outputs, reference
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_graphs_reuse_buffers_safely(seed):
+    """Small tensors (in-place writes) and large ones (buffers kept between runs too)."""
+    rng = np.random.default_rng(seed)
+    R, C = (4, 6) if seed % 2 else (64, 256)
+    data, outputs, reference = _random_graph(rng, int(rng.integers(3, 14)), R, C)
+    session = gru_cy.InferenceSession(data)
+    for run in range(3):
+        x = rng.standard_normal((R, C)).astype(F32)
+        kept = x.copy()
+        got = session.run(None, {"x": x})
+        for name, g, e in zip(outputs, got, reference(kept)):
+            np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6, err_msg=f"{name}, run {run}")
+        np.testing.assert_array_equal(x, kept)
+        for g in got:   # outputs are the caller's: writing them changes nothing later
+            g[...] = np.nan
