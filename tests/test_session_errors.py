@@ -240,13 +240,17 @@ def test_outputs_never_alias_inputs_constants_or_each_other():
     nodes = [onnx_node("Identity", ["x"], ["a"], "a"), onnx_node("Identity", ["k"], ["b"], "b"),
              onnx_node("Relu", ["x"], ["c"], "c"), onnx_node("Identity", ["c"], ["d"], "d")]
     session = gru_cy.InferenceSession(model(nodes, {"k": np.ones(3, F32)},
-                                            outputs=("a", "b", "c", "d")))
+                                            outputs=("a", "b", "c", "d", "k", "x")))
     x = X.copy()
     for _ in range(2):
-        a, b, c, d = session.run(None, {"x": x})
+        a, b, c, d, k, x_out = session.run(None, {"x": x})
+        np.testing.assert_array_equal(k, np.ones(3))
+        np.testing.assert_array_equal(x_out, X)
         a[:] = -1
         b[:] = -1
         c[:] = -7
+        k[:] = 5
+        x_out[:] = 3
         np.testing.assert_array_equal(x, X)
         np.testing.assert_array_equal(d, X)
     np.testing.assert_array_equal(session.run(["b"], {"x": x})[0], np.ones(3))
@@ -314,6 +318,19 @@ def test_if_with_a_stored_condition_is_replaced_by_its_branch():
     session = gru_cy.InferenceSession(data)
     np.testing.assert_array_equal(session.run(None, {"x": X})[0], X * 2)
     assert not any(s.op_type == "If" for s in session._plan.steps)
+
+
+def test_if_branches_giving_stored_tensors():
+    def stored(value):
+        return graph_bytes([], {"out": np.full((2, 3), value, F32)}, inputs=(),
+                           outputs=("out",))
+    data = model([if_node("c", stored(1.0), stored(2.0), outputs=("t",)),
+                  onnx_node("Add", ["x", "t"], ["y"], "add")],
+                 inputs=(("x", 1, [2, 3]), ("c", 9, [])))
+    session = gru_cy.InferenceSession(data)
+    for c in (True, False):
+        np.testing.assert_array_equal(session.run(None, {"x": X, "c": np.array(c)})[0],
+                                      X + (1 if c else 2))
 
 
 def test_if_on_the_input_shape_and_on_data():

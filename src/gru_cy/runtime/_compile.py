@@ -13,8 +13,13 @@ decides which buffers are reused:
   the result's shape and type;
 - a value is released (``del``) right after its last reader, so NumPy recycles
   its memory for the next allocations;
+- a large intermediate value (``ARENA_MIN_BYTES``) of an operator that writes
+  into a given buffer gets one kept between runs (an arena per concurrent run;
+  values whose spans do not overlap share a buffer), so that the C allocator does
+  not hand those pages back to the system and fault them in again every call;
 - an output that is a constant, a graph input or a view of one is copied, so
-  the caller never receives memory the session or the caller's inputs own.
+  the caller never receives memory the session or the caller's inputs own; no
+  output lives in an arena or is overwritten by a later step.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from gru_cy.io.onnx.codec import Corrupt
-from gru_cy.runtime._plan import DATA, FAILURES, SHAPE, _Values
+from gru_cy.runtime._plan import DATA, FAILURES, SHAPE, _live_steps, _Values
 
 # A run may allocate no tensor larger than this many bytes per byte of the model and
 # its inputs, plus the slack (a file can ask for any shape; real models stay far below).
@@ -106,13 +111,8 @@ def specialize(plan, feeds, limit):
         if step.taint != SHAPE:
             fast.append(step)
     # Steps whose results only fed the folded shape computations are dead now.
-    needed = {o for _, o in plan.outputs}
-    live = []
-    for step in reversed(fast):
-        if any(o in needed for o in step.outputs if o):
-            live.append(step)
-            needed.update(n for n in step.inputs if n)
-    compiled = _generate(plan, live[::-1], values, folded, limit)
+    live = _live_steps(fast, [o for _, o in plan.outputs])
+    compiled = _generate(plan, live, values, folded, limit)
     outputs = [_deliver(values[o], how) for (_, o), how in zip(plan.outputs, compiled.delivery)]
     return compiled, outputs
 

@@ -147,6 +147,7 @@ class Planner:
             internal = scope.resolve(vi.name)
             if internal is None:
                 raise Corrupt(f"graph output {vi.name!r} is computed by no node")
+            self.const(internal)   # a stored tensor given out as it is: decode it now
             outputs.append((vi, internal))
         names = [o for _, o in outputs]
         steps = _fuse_matmul_add(_live_steps(steps, names), self.consts, names)
@@ -360,6 +361,8 @@ class Planner:
             outs = [sub.resolve(vi.name) for vi in graph.outputs]
             if None in outs:
                 raise Corrupt(f"{node.label()}: a branch output is computed by no node")
+            for o in outs:
+                self.const(o)   # a stored tensor given out as it is: decode it now
             planned.append((sub_steps, outs, sub.escaped))
         implicit = sorted(set().union(*(esc for _, _, esc in planned))
                           - {n for n in self.taint if self.taint[n] == CONST})
