@@ -72,16 +72,16 @@ class Specialized:
     """The straight-line function of one set of input shapes (its source kept for reading),
     with the arenas of its large intermediate values: one per concurrent run."""
 
-    __slots__ = ("fn", "source", "steps", "new_arena", "arenas", "delivery")
+    __slots__ = ("fn", "source", "steps", "new_arena", "arenas", "delivery", "run")
 
     def __init__(self, fn, source, steps, new_arena, delivery):
         self.fn, self.source, self.steps, self.delivery = fn, source, steps, delivery
         self.new_arena = new_arena or None
         self.arenas = []
+        # run(*feeds) -> outputs: the function itself when it needs no arena
+        self.run = fn if self.new_arena is None else self._run_in_arena
 
-    def run(self, *feeds):
-        if self.new_arena is None:
-            return self.fn(*feeds)
+    def _run_in_arena(self, *feeds):
         arenas = self.arenas
         try:
             arena = arenas.pop()
