@@ -265,10 +265,16 @@ def session_seeds():
         with open(path, "rb") as f:
             models.append(f.read())
     ops = os.path.join(GOLDEN, "session_ops.npz")
-    if os.path.exists(ops):
+    if os.path.exists(ops):   # every array in one blob, indexed by meta (make_golden_session)
+        import json
+
         with np.load(ops, allow_pickle=False) as data:
-            keys = sorted(k for k in data.files if k.endswith("::model"))
-            models += [data[k].tobytes() for k in keys[::4]]
+            index = json.loads(str(data["meta"]))["arrays"]
+            blob = data["blob"].tobytes()
+        keys = sorted(k for k in index if k.endswith("::model"))
+        for k in keys[::4]:
+            offset, _, shape = index[k]
+            models.append(blob[offset:offset + int(np.prod(shape))])
     return models + folding_seeds()
 
 

@@ -4,13 +4,15 @@ Run from anywhere:  python tests/make_golden_session.py
 Needs onnx and onnxruntime; tests/test_session_ops.py reads the file without either.
 
 For every case of tests/session_cases.py, twice (inputs fed at run time, then every
-input stored in the file), and every recurrent case, the file holds (plain arrays,
-allow_pickle=False), under the key prefix ``<case>::``:
+input stored in the file), and every recurrent case, the file holds, under the key
+prefix ``<case>::``:
   model        uint8, the serialized ModelProto
   in::<name>   each input fed to the run
   out<k>       output k from the reference: onnx.reference.ReferenceEvaluator, or ONNX
                Runtime where the case says so (and for recurrent nodes)
-and ``meta``, a 0-d str: JSON {"onnx": version, "onnxruntime": version}.
+Thousands of small arrays are stored as two (allow_pickle=False): ``blob``, every array's
+bytes one after the other (uint8), and ``meta``, a 0-d str: JSON {"onnx": version,
+"onnxruntime": version, "arrays": {key: [offset, dtype, shape]}}.
 """
 
 import json
@@ -57,8 +59,15 @@ def main():
         for name, op, attrs, inputs, n_out in recurrent_cases():
             model, feeds = build_recurrent(name, op, attrs, inputs, n_out, onnx)
             store(name, model, feeds, expected(model, feeds, "ort"))
-    meta = {"onnx": onnx.__version__, "onnxruntime": ort.__version__}
-    np.savez_compressed(GOLDEN, meta=np.array(json.dumps(meta)), **arrays)
+    index, chunks, offset = {}, [], 0
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        index[key] = [offset, value.dtype.str, list(value.shape)]
+        chunks.append(value.tobytes())
+        offset += value.nbytes
+    meta = {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "arrays": index}
+    blob = np.frombuffer(b"".join(chunks), np.uint8)
+    np.savez_compressed(GOLDEN, meta=np.array(json.dumps(meta)), blob=blob)
     print(f"{GOLDEN}: {len(arrays)} arrays, {os.path.getsize(GOLDEN)} bytes")
 
 

@@ -23,11 +23,14 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def _golden():
+    """{case: {part: array}} from the file's blob and index (tests/make_golden_session.py)."""
     with np.load(GOLDEN, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays.pop("meta")))
+        meta = json.loads(str(data["meta"]))
+        blob = data["blob"].tobytes()
     grouped = {}
-    for key, value in arrays.items():
+    for key, (offset, dtype, shape) in meta.pop("arrays").items():
+        count = int(np.prod(shape))
+        value = np.frombuffer(blob, np.dtype(dtype), count, offset).reshape(shape).copy()
         case, _, part = key.partition("::")
         grouped.setdefault(case, {})[part] = value
     return meta, grouped
