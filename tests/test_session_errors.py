@@ -355,13 +355,17 @@ def test_if_on_the_input_shape_and_on_data():
 # load_onnx points at InferenceSession; the recurrent golden files run whole
 
 
-def test_load_onnx_of_a_whole_model_points_at_the_session():
+def test_load_onnx_of_a_whole_model_points_at_the_session(tmp_path, capsys):
     path = os.path.join(GOLDEN, "session_text_gru_torchscript.onnx")
     with pytest.raises(ValueError, match="InferenceSession"):
         gru_cy.load_onnx(path)
     path = os.path.join(GOLDEN, "session_speech_conv_lstm_torchscript.onnx")
     with pytest.raises(ValueError, match="InferenceSession"):
         gru_cy.load_onnx(path)
+    from gru_cy.io.convert import convert_cli
+
+    assert convert_cli(path, str(tmp_path / "lstm.npz")) == 1
+    assert "InferenceSession" in capsys.readouterr().err
 
 
 LOADER_GOLDEN = sorted(p for p in glob.glob(os.path.join(GOLDEN, "*onnx_*.onnx"))

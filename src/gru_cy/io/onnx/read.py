@@ -193,8 +193,7 @@ def _recurrent_nodes(graph, cls, source):
                          f"nodes; a gru_cy module stacks layers of one kind; "
                          f"{WHOLE_MODEL_HINT}")
     cell = found[0][0]
-    others = sorted({n.op_type for n in graph.nodes}
-                    - STACK_PLUMBING - {cell.op_type})
+    others = sorted({n.op_type for n in graph.nodes} - STACK_PLUMBING - {cell.op_type})
     if others:
         raise ValueError(f"{source} holds more than a stack of {cell.op_type} layers (its other "
                          f"operators: {', '.join(others)}); {WHOLE_MODEL_HINT}")
@@ -215,7 +214,9 @@ def load_onnx(path: str | os.PathLike[str] | bytes | IO[bytes], *, cls: type | N
     from files in the model's folder (pass a path, not bytes). Attributes it
     cannot honour (other activations, clip, activation_alpha/beta) raise
     NotImplementedError naming them; anything that is not such a graph
-    raises ValueError. No onnx package is needed.
+    raises ValueError, and so does a graph holding more than the stack (an
+    embedding before it, a head after it: gru_cy.InferenceSession runs such
+    whole models). No onnx package is needed.
 
     Calling the module: ONNX's sequence_lens is ``lengths``; initial_h
     (D, B, H) per node is ``h0`` (L*D, B, H), and ``out`` (T, B, D*H) is
