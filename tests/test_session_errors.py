@@ -457,3 +457,20 @@ def test_random_graphs_reuse_buffers_safely(seed):
         np.testing.assert_array_equal(x, kept)
         for g in got:   # outputs are the caller's: writing them changes nothing later
             g[...] = np.nan
+
+
+def test_shapes_of_inputs_with_fixed_dimensions_fold_at_load():
+    nodes = [onnx_node("Shape", ["x"], ["s"], "shape"),
+             onnx_node("ConstantOfShape", ["s"], ["zeros"], "zeros"),
+             onnx_node("Add", ["x", "zeros"], ["y"], "add")]
+    session = gru_cy.InferenceSession(model(nodes, inputs=(("x", 1, [2, 3]),)))
+    assert [s.op_type for s in session._plan.steps] == ["Add"]
+    np.testing.assert_array_equal(session.run(None, {"x": X})[0], X)
+    # a huge declared input costs nothing to fold its shape
+    big = model([onnx_node("Shape", ["x"], ["y"], "shape")], inputs=(("x", 1, [1, 1 << 40]),))
+    session = gru_cy.InferenceSession(big)
+    with pytest.raises(ValueError, match="axis 0 must be 1"):
+        session.run(None, {"x": X})
+    symbolic = gru_cy.InferenceSession(model(nodes))   # x: ["B", 3]: folded at the first run
+    assert [s.op_type for s in symbolic._plan.steps] == ["Shape", "ConstantOfShape", "Add"]
+    np.testing.assert_array_equal(symbolic.run(None, {"x": X})[0], X)

@@ -126,6 +126,7 @@ class Planner:
         self.stable = {}
         self._graphs = {}
         self._prefixes = 0
+        self.static = {}     # graph input -> its declared shape, when every dimension is fixed
 
     # -- the main graph ---------------------------------------------------------------
 
@@ -139,6 +140,8 @@ class Planner:
                 raise Corrupt(f"graph input {vi.name!r} is declared twice")
             internal = scope.define(vi.name)
             self.taint[internal], self.stable[internal] = DATA, True
+            if vi.dims is not None and all(isinstance(d, int) and d >= 0 for d in vi.dims):
+                self.static[internal] = tuple(vi.dims)   # run checks the feeds against it
             inputs.append((vi, internal))
         steps = []
         self._plan_graph(graph, scope, steps)
@@ -291,6 +294,16 @@ class Planner:
             if k < len(inputs) and inputs[k])
         if node.op_type in SHAPE_OF and taint != CONST:
             taint = SHAPE if self.stable[inputs[0]] else DATA
+            if inputs[0] in self.static:
+                # The shape of an input whose every dimension is declared: folded now, on a
+                # stand-in of that shape that holds no memory.
+                shape = self.static[inputs[0]]
+                try:
+                    consts = [np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape,
+                                                              (0,) * len(shape))]
+                    taint = CONST
+                except ValueError:   # a shape NumPy cannot even describe: left to the run
+                    pass
         outputs = [scope.define(n) if n else "" for n in node.outputs]
         step = Step(label, node.op_type, spec, ctx.attrs, kernel, inputs, outputs, taint, stable,
                     ctx.meta)

@@ -22,13 +22,14 @@ def _axes_of(ctx, attr_axes, value, what="axes"):
     return None if attr_axes is None else list(attr_axes)
 
 
-@op("Shape", attrs={"start": (INT, 0), "end": (INT, None)})
+@op("Shape", attrs={"start": (INT, 0), "end": (INT, None)},
+    size=lambda args, attrs: args[0].ndim)
 def build_shape(ctx):
     start, end = ctx["start"], ctx["end"]
     return lambda x: np.array(x.shape[start:end], dtype=np.int64)
 
 
-@op("Size")
+@op("Size", size=lambda args, attrs: 1)
 def build_size(ctx):
     return lambda x: np.array(x.size, dtype=np.int64)
 
