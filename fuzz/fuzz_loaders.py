@@ -1,4 +1,5 @@
-"""Fuzz target for gru_cy's file loaders: gru_cy.load (.npz) and gru_cy.load_onnx.
+"""Fuzz target for gru_cy's file loaders: gru_cy.load (.npz), gru_cy.load_onnx and
+gru_cy.InferenceSession (whole ONNX models, loaded and run).
 
     pip install atheris                      # the coverage-guided fuzzer (libFuzzer)
     python fuzz/fuzz_loaders.py -max_total_time=60 [-jobs=N] [CORPUS_DIR ...]
@@ -8,23 +9,29 @@ or, with no atheris, a plain random-mutation loop over the same seeds:
     python fuzz/fuzz_loaders.py --plain --seconds 60
 
 fuzz/run.sh wraps both with a time limit. Each input is one byte choosing the
-loader (even: .npz, odd: .onnx) followed by the file's bytes, which are
-written to a file and handed to the loader by path, as a user would. The
-seed corpus is made at start-up from modules saved by gru_cy itself (and the
-ONNX files in tests/golden/, when present), so mutations start from valid
-files and reach deep into the parsers.
+loader (its value modulo 3: 0 .npz, 1 load_onnx, 2 InferenceSession) followed
+by the file's bytes, which are written to a file and handed to the loader by
+path, as a user would. The seed corpus is made at start-up from modules saved
+by gru_cy itself (and the ONNX files in tests/golden/, when present: the
+recurrent stacks for both ONNX loaders, the whole exported models and the
+single-operator models of the session's tests for InferenceSession), so
+mutations start from valid files and reach deep into the parsers.
 
 The contract checked: whatever the bytes, a loader either returns a module
 that runs, or raises ValueError (NotImplementedError for an ONNX feature
-gru_cy cannot honour). Any other exception is a finding, and so is a crash
-or a hang, which libFuzzer reports with the input that caused it.
+gru_cy cannot honour). A session that loads is run once on inputs of its
+declared types (symbolic dimensions 2, unknown ones 1): it returns, or raises
+ValueError. Any other exception is a finding, and so is a crash or a hang,
+which libFuzzer reports with the input that caused it.
 
 Memory is part of the contract. Loading an ONNX file may allocate at most
 what its size allows (constant folding: gru_cy.io.onnx.graph's FOLD_FACTOR
 bytes per byte of the model plus FOLD_SLACK; decoding adds a bounded
 factor), so each ONNX input runs under tracemalloc and a peak above
-``_onnx_memory_bound(size)`` is a finding, as is a MemoryError from either
-loader (each checks sizes against the file before allocating). The seeds
+``_onnx_memory_bound(size)`` is a finding, as is a MemoryError from any
+loader (each checks sizes against the file before allocating). A session's run
+may add what gru_cy.runtime allows a run (``_run_memory_bound``: a few
+tensors of its per-tensor limit for these small inputs). The seeds
 include hand-made graphs that fold big constants (ConstantOfShape, Expand,
 Concat, Gather, Cast, deep chains) so that mutations probe those limits.
 The process also caps its own address space (GRU_CY_FUZZ_MEMORY_MB,
@@ -77,7 +84,11 @@ if callable(getattr(gru_cy, "load", None)):
     LOADERS["npz"] = gru_cy.load
 if callable(getattr(gru_cy, "load_onnx", None)):
     LOADERS["onnx"] = gru_cy.load_onnx
-ALLOWED = {"npz": (ValueError,), "onnx": (ValueError, NotImplementedError)}
+if callable(getattr(gru_cy, "InferenceSession", None)):
+    LOADERS["session"] = gru_cy.InferenceSession
+KINDS = ("npz", "onnx", "session")
+ALLOWED = {"npz": (ValueError,), "onnx": (ValueError, NotImplementedError),
+           "session": (ValueError, NotImplementedError)}
 # GRU_CY_FUZZ_ALLOW=NotImplementedError,KeyError lets the hunt go past findings
 # already reported (names of built-in exceptions, comma-separated).
 _EXTRA = tuple(getattr(builtins, name.strip())
@@ -101,6 +112,43 @@ def _onnx_memory_bound(size):
     return FOLD_SLACK + (FOLD_FACTOR + 56) * size + (8 << 20)
 
 
+def _run_memory_bound(size):
+    """What running a loaded session on small inputs may add: its tensors stay below the
+    runtime's per-tensor limit, and a run holds a few of them at once."""
+    try:
+        from gru_cy.runtime._compile import TENSOR_FACTOR, TENSOR_SLACK
+    except ImportError:
+        TENSOR_FACTOR, TENSOR_SLACK = 64, 64 << 20
+    return 4 * (TENSOR_SLACK + TENSOR_FACTOR * (size + (1 << 16)))
+
+
+_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
+          "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+          "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def _feeds(session):
+    """Inputs of the declared types and ranks: small values, symbolic dimensions 2."""
+    feeds = {}
+    for arg in session.get_inputs():
+        dims = [d if isinstance(d, int) and 0 <= d <= 64 else (2 if isinstance(d, str) else 1)
+                for d in (arg.shape or [])]
+        dtype = _TYPES.get(arg.type, np.float32)
+        feeds[arg.name] = (np.arange(int(np.prod(dims)), dtype=np.int64) % 3).astype(
+            dtype).reshape(dims)
+    return feeds
+
+
+def _check_session(session):
+    """A loaded session runs on inputs of its declared types, or says why not."""
+    try:
+        with np.errstate(all="ignore"):
+            outputs = session.run(None, _feeds(session))
+    except ValueError:
+        return
+    assert isinstance(outputs, list) and all(isinstance(o, np.ndarray) for o in outputs)
+
+
 def _cap_memory():
     try:
         import resource
@@ -120,17 +168,21 @@ def check_one(data: bytes):
     stats["inputs"] += 1
     if not data or not LOADERS:
         return
-    kind = "npz" if data[0] % 2 == 0 else "onnx"
+    kind = KINDS[data[0] % 3]
     if kind not in LOADERS:
         kind = next(iter(LOADERS))
-    path = os.path.join(_WORKDIR, "input." + kind)
+    path = os.path.join(_WORKDIR, "input." + ("npz" if kind == "npz" else "onnx"))
     with open(path, "wb") as f:
         f.write(data[1:])
-    trace = kind == "onnx" and not tracemalloc.is_tracing()
+    trace = kind != "npz" and not tracemalloc.is_tracing()
     if trace:
         tracemalloc.start()
+    bound = _onnx_memory_bound(len(data) - 1)
     try:
         gru = LOADERS[kind](path)
+        if kind == "session":
+            bound += _run_memory_bound(len(data) - 1)
+            _check_session(gru)
     except ALLOWED[kind]:
         stats["rejected"] += 1
         return
@@ -143,12 +195,13 @@ def check_one(data: bytes):
         if trace:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-            bound = _onnx_memory_bound(len(data) - 1)
             stats["peak_of_bound"] = max(stats["peak_of_bound"], round(peak / bound, 3))
             if peak > bound:
-                raise AssertionError(f"loading a {len(data) - 1}-byte ONNX file allocated "
-                                     f"{peak} bytes, above {bound}")
+                raise AssertionError(f"loading (and running) a {len(data) - 1}-byte ONNX file "
+                                     f"allocated {peak} bytes, above {bound}")
     stats["loaded"] += 1
+    if kind == "session":
+        return
     try:
         from gru_cy.nn.base import MODULES
         modules = tuple(MODULES.values())
@@ -203,7 +256,30 @@ def seeds():
             with open(path, "rb") as f:
                 made.append(b"\x01" + f.read())
         made += [b"\x01" + model for model in folding_seeds()]
+    if "session" in LOADERS:
+        made += [b"\x02" + model for model in session_seeds()]
     return made
+
+
+def session_seeds():
+    """Whole models for InferenceSession: the recurrent files, the exported models and a
+    sample of the single-operator models of the session's tests, and the folding seeds."""
+    models = []
+    for path in sorted(glob.glob(os.path.join(GOLDEN, "*.onnx"))):
+        with open(path, "rb") as f:
+            models.append(f.read())
+    ops = os.path.join(GOLDEN, "session_ops.npz")
+    if os.path.exists(ops):   # every array in one blob, indexed by meta (make_golden_session)
+        import json
+
+        with np.load(ops, allow_pickle=False) as data:
+            index = json.loads(str(data["meta"]))["arrays"]
+            blob = data["blob"].tobytes()
+        keys = sorted(k for k in index if k.endswith("::model"))
+        for k in keys[::4]:
+            offset, _, shape = index[k]
+            models.append(blob[offset:offset + int(np.prod(shape))])
+    return models + folding_seeds()
 
 
 def folding_seeds():

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz gru_cy's file loaders (gru_cy.load, gru_cy.load_onnx) for a bounded time.
+# Fuzz gru_cy's file loaders (gru_cy.load, gru_cy.load_onnx, gru_cy.InferenceSession)
+# for a bounded time.
 #
 #   fuzz/run.sh [SECONDS] [extra libFuzzer flags]      (default: 60 seconds)
 #

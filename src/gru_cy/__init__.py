@@ -20,6 +20,7 @@ from gru_cy.nn.cells import GRUCell, LSTMCell, RNNCell
 from gru_cy.nn.layers import Embedding, Linear
 from gru_cy.nn import losses, optim
 from gru_cy.io import load, load_onnx
+from gru_cy.runtime import InferenceSession
 
 if TYPE_CHECKING:
     # The thread budget's signatures as type checkers see them (the
@@ -43,8 +44,8 @@ _sys.modules.setdefault("gru_cy.losses", losses)
 _sys.modules.setdefault("gru_cy.optim", optim)
 
 __all__ = ["GRU", "LSTM", "RNN", "Jordan", "GRUCell", "LSTMCell", "RNNCell", "Embedding",
-           "Linear", "losses", "optim", "load", "load_onnx", "set_num_threads",
-           "get_num_threads", "set_backend", "get_backend", "__version__"]
+           "Linear", "losses", "optim", "load", "load_onnx", "InferenceSession",
+           "set_num_threads", "get_num_threads", "set_backend", "get_backend", "__version__"]
 
 # The scikit-learn estimators load on first use: importing gru_cy never
 # imports scikit-learn, which is an optional extra.

@@ -182,7 +182,10 @@ ONNX_FLOAT, ONNX_INT32, ONNX_INT64, ONNX_DOUBLE, ONNX_BFLOAT16 = 1, 6, 7, 11, 16
 ONNX_NUMPY = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8", 9: "?",
                10: "<f2", 11: "<f8", 12: "<u4", 13: "<u8", 16: "<u2"}
 ONNX_FROM_NUMPY = {np.dtype(np.float32): ONNX_FLOAT, np.dtype(np.float64): ONNX_DOUBLE,
-                    np.dtype(np.int32): ONNX_INT32, np.dtype(np.int64): ONNX_INT64}
+                    np.dtype(np.int32): ONNX_INT32, np.dtype(np.int64): ONNX_INT64,
+                    np.dtype(np.bool_): 9, np.dtype(np.float16): 10, np.dtype(np.int8): 3,
+                    np.dtype(np.uint8): 2, np.dtype(np.int16): 5, np.dtype(np.uint16): 4,
+                    np.dtype(np.uint32): 12, np.dtype(np.uint64): 13}
 MAX_ELEMENTS = 1 << 31
 
 
@@ -269,17 +272,17 @@ def onnx_tensor(msg, what, base_dir=None):
 
 
 # AttributeProto.AttributeType codes gru_cy reads, and their names in messages.
-ATTR_FLOAT, ATTR_INT, ATTR_STRING, ATTR_TENSOR, ATTR_FLOATS, ATTR_INTS, ATTR_STRINGS = \
-    1, 2, 3, 4, 6, 7, 8
-ATTR_NAMES = {1: "a float", 2: "an integer", 3: "a string", 4: "a tensor", 6: "a list of floats",
-              7: "a list of integers", 8: "a list of strings"}
+ATTR_FLOAT, ATTR_INT, ATTR_STRING, ATTR_TENSOR, ATTR_GRAPH, ATTR_FLOATS, ATTR_INTS, \
+    ATTR_STRINGS = 1, 2, 3, 4, 5, 6, 7, 8
+ATTR_NAMES = {1: "a float", 2: "an integer", 3: "a string", 4: "a tensor", 5: "a graph",
+              6: "a list of floats", 7: "a list of integers", 8: "a list of strings"}
 
 
 def attr_kind(msg):
     """An AttributeProto's type (by its type field, or by the field present)."""
     kind = msg.int(20, 0)
     if kind == 0:  # old writers leave the type out: use whichever field is set
-        for field, k in ((2, 1), (3, 2), (4, 3), (5, 4), (7, 6), (8, 7), (9, 8)):
+        for field, k in ((2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (7, 6), (8, 7), (9, 8)):
             if msg.has(field):
                 kind = k
                 break
@@ -287,7 +290,8 @@ def attr_kind(msg):
 
 
 def attr_value(msg, base_dir=None):
-    """The value of an AttributeProto (Unreadable for kinds gru_cy never needs)."""
+    """The value of an AttributeProto (a graph as its undecoded GraphProto ``Msg``;
+    Unreadable for kinds gru_cy never needs)."""
     kind = attr_kind(msg)
     if kind == 1:
         return msg.float(2)
@@ -300,6 +304,11 @@ def attr_value(msg, base_dir=None):
         if tensor is None:
             raise Corrupt(f"attribute {msg.string(1)!r} has no tensor")
         return onnx_tensor(tensor, msg.string(1), base_dir)
+    if kind == 5:
+        graph = msg.message(6)
+        if graph is None:
+            raise Corrupt(f"attribute {msg.string(1)!r} has no graph")
+        return graph
     if kind == 6:
         return [float(v) for v in msg.floats(7)]
     if kind == 7:
@@ -317,6 +326,42 @@ class Unreadable:
 
     def __repr__(self):
         return f"<attribute of type {self.kind}>"
+
+
+# TypeProto fields of the kinds of values a graph can hold besides tensors.
+VALUE_KINDS = {4: "a sequence", 5: "a map", 8: "a sparse tensor", 9: "an optional"}
+
+
+def read_value_info(msg):
+    """A ValueInfoProto as (name, element type, dims, kind).
+
+    kind is "tensor", or VALUE_KINDS' description of another kind of value;
+    element type is the TensorProto data type code, 0 when not given; dims is
+    None for an unknown rank, else one entry per axis: an int (dim_value), a
+    str (dim_param) or None (neither).
+    """
+    name = msg.string(1)
+    type_proto = msg.message(2)
+    if type_proto is None:
+        return name, 0, None, "tensor"
+    tensor = type_proto.message(1)
+    if tensor is None:
+        for field, kind in VALUE_KINDS.items():
+            if type_proto.has(field):
+                return name, 0, None, kind
+        return name, 0, None, "tensor"
+    shape = tensor.message(2)
+    dims = None
+    if shape is not None:
+        dims = []
+        for dim in shape.messages(1):
+            if dim.has(1):
+                dims.append(dim.int(1))
+            elif dim.has(2):
+                dims.append(dim.string(2))
+            else:
+                dims.append(None)
+    return name, tensor.int(1), dims, "tensor"
 
 
 def read_source(source):

@@ -82,11 +82,66 @@ _ARITY = {"Identity": 1, "Dropout": 1, "Cast": 1, "Concat": 1, "Transpose": 1, "
           "ConstantOfShape": 1, "Expand": 2}
 
 
+class Limits:
+    """The budget of loading one model of ``size`` bytes (see the module docstring).
+
+    ``fold_bytes`` is what folding has allocated so far, ``steps`` the steps
+    the graph walks have taken; beyond a limit, ``Corrupt`` says which.
+    """
+
+    def __init__(self, size):
+        self.model_bytes = size
+        self.fold_bytes = 0
+        self.fold_limit = FOLD_SLACK + FOLD_FACTOR * size
+        self.steps = 0
+        self.step_limit = STEP_SLACK + STEP_FACTOR * size
+
+    def step(self, count=1):
+        self.steps += count
+        if self.steps > self.step_limit:
+            raise Corrupt(f"walking the graph takes more than {self.step_limit} steps, the limit "
+                          f"for a model of this size ({STEP_FACTOR} per byte plus {STEP_SLACK})")
+
+    def reserve(self, nbytes, what):
+        """Refuse, before allocating, memory beyond the folding limit."""
+        if self.fold_bytes + nbytes > self.fold_limit:
+            raise Corrupt(
+                f"constant folding would exceed its memory limit: {what} needs {nbytes} bytes "
+                f"with {self.fold_bytes} of {self.fold_limit} in use (the limit is {FOLD_FACTOR} "
+                f"bytes per byte of the model plus {FOLD_SLACK >> 20} MiB)")
+
+    def charge(self, value, args, what):
+        """Count value's memory unless it is a view of an argument's."""
+        if any(a is not None and np.may_share_memory(value, a) for a in args):
+            return
+        self.reserve(value.nbytes, what)
+        self.fold_bytes += value.nbytes
+
+    def external(self, nbytes):
+        """A tensor of nbytes stored outside the file: the model is larger than its file."""
+        self.model_bytes += nbytes
+        self.fold_limit += FOLD_FACTOR * nbytes
+
+
+def read_initializer(msg, name, base_dir, limits):
+    """A stored tensor (TensorProto msg) as an array, counted against the limits."""
+    code = msg.int(2)
+    itemsize = np.dtype(ONNX_NUMPY[code]).itemsize if code in ONNX_NUMPY else 0
+    dims = msg.ints(1)
+    nbytes = math.prod(dims) * itemsize if all(d >= 0 for d in dims) else 0
+    if msg.int(14) == 1:  # external data: the model is larger than its file
+        limits.external(nbytes)
+    limits.reserve(nbytes, f"initializer {name!r}")
+    value = onnx_tensor(msg, name, base_dir)
+    limits.fold_bytes += value.nbytes
+    return value
+
+
 class Graph:
     """The main graph of a model: nodes, initializers, constant folding, tracing.
 
-    ``size`` is the model's size in bytes, which sets the limits (see the
-    module docstring); ``fold_bytes`` is what folding has allocated so far.
+    ``size`` is the model's size in bytes, which sets the limits (``limits``,
+    see the module docstring).
     """
 
     def __init__(self, model, base_dir=None, size=0):
@@ -110,33 +165,10 @@ class Graph:
                 if out:
                     self.producer[out] = (node, i)
         self._folded = {}
-        self.fold_bytes = 0
-        self.fold_limit = FOLD_SLACK + FOLD_FACTOR * size
-        self.steps = 0
-        self.step_limit = STEP_SLACK + STEP_FACTOR * size
-
-    # -- limits
-
-    def _step(self):
-        self.steps += 1
-        if self.steps > self.step_limit:
-            raise Corrupt(f"walking the graph takes more than {self.step_limit} steps, the limit "
-                          f"for a model of this size ({STEP_FACTOR} per byte plus {STEP_SLACK})")
-
-    def _reserve(self, nbytes, what):
-        """Refuse, before allocating, memory beyond the folding limit."""
-        if self.fold_bytes + nbytes > self.fold_limit:
-            raise Corrupt(
-                f"constant folding would exceed its memory limit: {what} needs {nbytes} bytes "
-                f"with {self.fold_bytes} of {self.fold_limit} in use (the limit is {FOLD_FACTOR} "
-                f"bytes per byte of the model plus {FOLD_SLACK >> 20} MiB)")
-
-    def _charge(self, value, args, what):
-        """Count value's memory unless it is a view of an argument's."""
-        if any(a is not None and np.may_share_memory(value, a) for a in args):
-            return
-        self._reserve(value.nbytes, what)
-        self.fold_bytes += value.nbytes
+        self.limits = Limits(size)
+        self._step = self.limits.step
+        self._reserve = self.limits.reserve
+        self._charge = self.limits.charge
 
     # -- folding
 
@@ -193,17 +225,7 @@ class Graph:
         return value
 
     def _initializer(self, name):
-        msg = self.initializers[name]
-        code = msg.int(2)
-        itemsize = np.dtype(ONNX_NUMPY[code]).itemsize if code in ONNX_NUMPY else 0
-        dims = msg.ints(1)
-        nbytes = math.prod(dims) * itemsize if all(d >= 0 for d in dims) else 0
-        if msg.int(14) == 1:  # external data: the model is larger than its file
-            self.fold_limit += FOLD_FACTOR * nbytes
-        self._reserve(nbytes, f"initializer {name!r}")
-        value = onnx_tensor(msg, name, self.base_dir)
-        self.fold_bytes += value.nbytes
-        return value
+        return read_initializer(self.initializers[name], name, self.base_dir, self.limits)
 
     def _evaluate(self, node, args):
         op = node.op_type

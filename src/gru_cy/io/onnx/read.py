@@ -28,9 +28,31 @@ __all__ = ["load_onnx"]
 
 _D_BY_DIRECTION = {"forward": 1, "reverse": 1, "bidirectional": 2}
 
+# The operators exporters write around a stack of recurrent nodes: layout changes, the
+# shape arithmetic of a zero initial state, the folding of the weights, and to_onnx's
+# handling of zero-length sequences. Any other operator is a part of the model that a
+# gru_cy module cannot hold.
+STACK_PLUMBING = frozenset({
+    "Identity", "Dropout", "Cast", "Concat", "Transpose", "Unsqueeze", "Squeeze", "Reshape",
+    "Slice", "Gather", "Split", "Shape", "ConstantOfShape", "Expand", "Constant", "Equal",
+    "Where"})
+WHOLE_MODEL_HINT = ("gru_cy.load_onnx reads a stack of recurrent layers; run the whole model "
+                    "with gru_cy.InferenceSession(path)")
 
-def _read_node(graph, node, cell):
-    """The configuration and weights of one recurrent node."""
+
+def read_recurrent_node(node, cell, const):
+    """The configuration and weights of one recurrent node (load_onnx and
+    gru_cy.runtime share it).
+
+    ``const(name)`` is the value of a tensor stored in the file (or folded
+    from stored tensors), None when it is computed from graph inputs. Returns
+    a dict: direction, D, H, I, layout, extra (the cell's constructor
+    arguments, also spread into the dict), has_bias, params (per direction
+    (w_ih, w_hh, b_ih, b_hh) in gru_cy's gate order, biases None without B),
+    dtype, node, op, and inputs (the node's input names, padded with "" up to
+    the last initial state). Attributes gru_cy cannot honour raise
+    NotImplementedError naming them; values no writer produces, ValueError.
+    """
     where = node.label()
     G, op = cell.gates, cell.op_type
     direction = node.attr("direction", "forward")
@@ -53,7 +75,7 @@ def _read_node(graph, node, cell):
     for label, name in zip(("W", "R", "B"), inputs[1:4]):
         if not name:
             continue
-        value = graph.const(name)
+        value = const(name)
         if value is None:
             raise ValueError(f"{where}: its {label} input {name!r} is computed from graph inputs, "
                              f"not stored in the file; gru_cy needs the weights as constants")
@@ -75,15 +97,6 @@ def _read_node(graph, node, cell):
     B = arrays.get("B")
     if B is not None and B.shape != (D, 2 * G * H):
         raise ValueError(f"{where}: B has shape {B.shape}, expected ({D}, {2 * G * H})")
-    name = inputs[4]
-    if name and graph.const(name) is not None:
-        raise NotImplementedError(
-            f"{where}: sequence_lens is a constant stored in the graph; pass lengths= when "
-            f"calling the gru_cy module instead")
-    for state, index, _ in cell.states:
-        name = inputs[index]
-        if name:
-            _check_initial_state(graph, name, f"initial_{state}", where)
     back = inverse(cell.perm)
     params = []
     for d in range(D):
@@ -92,7 +105,44 @@ def _read_node(graph, node, cell):
         params.append((permute_gates(W[d], back), permute_gates(R[d], back), b_ih, b_hh))
     return dict(direction=direction, D=D, H=H, I=W.shape[2], extra=extra, **extra, layout=layout,
                 has_bias=B is not None, params=params, dtype=float_dtype(W.dtype), node=node,
-                op=op)
+                op=op, inputs=inputs)
+
+
+def _read_node(graph, node, cell):
+    """read_recurrent_node, and what a module without state cannot take: a stored
+    sequence_lens or a stored non-zero initial state."""
+    layer = read_recurrent_node(node, cell, graph.const)
+    where, inputs = node.label(), layer["inputs"]
+    name = inputs[4]
+    if name and graph.const(name) is not None:
+        raise NotImplementedError(
+            f"{where}: sequence_lens is a constant stored in the graph; pass lengths= when "
+            f"calling the gru_cy module instead, or run the whole model with "
+            f"gru_cy.InferenceSession")
+    for state, index, _ in cell.states:
+        name = inputs[index]
+        if name:
+            _check_initial_state(graph, name, f"initial_{state}", where)
+    return layer
+
+
+def module_of(cell, layers, batch_first, cls=None, dtype=None):
+    """The gru_cy module of one stack of recurrent nodes (read_recurrent_node's dicts)."""
+    cls = module_class(cls, kind_of(ONNX_CELLS, cell))
+    first = layers[0]
+    bias = any(lay["has_bias"] for lay in layers)
+    stacked = []
+    for layer in layers:
+        zeros = np.zeros(cell.gates * layer["H"], layer["params"][0][0].dtype)
+        stacked.append([(w_ih, w_hh, zeros if b_ih is None else b_ih,
+                         zeros if b_hh is None else b_hh)
+                        for w_ih, w_hh, b_ih, b_hh in layer["params"]])
+    config = dict(input_size=int(first["I"]), hidden_size=int(first["H"]),
+                  num_layers=len(layers), bias=bias, batch_first=bool(batch_first),
+                  bidirectional=first["D"] == 2, go_backwards=first["direction"] == "reverse",
+                  **first["extra"])
+    dt = float_dtype(dtype if dtype is not None else first["dtype"])
+    return build(cls, config, stack_state(stacked, bias), dt)
 
 
 def _check_initial_state(graph, name, label, where):
@@ -136,10 +186,17 @@ def _recurrent_nodes(graph, cls, source):
         raise ValueError(
             f"{source}: no ONNX {ops} node in the graph (its operators: "
             f"{', '.join(kinds) or 'none'}); gru_cy reads graphs whose recurrent part is {ops} "
-            f"nodes, as torch.onnx.export(..., dynamo=False) writes for torch.nn.{ops}{hint}")
+            f"nodes, as torch.onnx.export(..., dynamo=False) writes for torch.nn.{ops}{hint}; "
+            f"to run a whole model, use gru_cy.InferenceSession(path)")
     if len(found) > 1:
         raise ValueError(f"{source}: the graph holds {' and '.join(c.op_type for c, _ in found)} "
-                         f"nodes; a gru_cy module stacks layers of one kind")
+                         f"nodes; a gru_cy module stacks layers of one kind; "
+                         f"{WHOLE_MODEL_HINT}")
+    cell = found[0][0]
+    others = sorted({n.op_type for n in graph.nodes} - STACK_PLUMBING - {cell.op_type})
+    if others:
+        raise ValueError(f"{source} holds more than a stack of {cell.op_type} layers (its other "
+                         f"operators: {', '.join(others)}); {WHOLE_MODEL_HINT}")
     return found[0]
 
 
@@ -157,7 +214,9 @@ def load_onnx(path: str | os.PathLike[str] | bytes | IO[bytes], *, cls: type | N
     from files in the model's folder (pass a path, not bytes). Attributes it
     cannot honour (other activations, clip, activation_alpha/beta) raise
     NotImplementedError naming them; anything that is not such a graph
-    raises ValueError. No onnx package is needed.
+    raises ValueError, and so does a graph holding more than the stack (an
+    embedding before it, a head after it: gru_cy.InferenceSession runs such
+    whole models). No onnx package is needed.
 
     Calling the module: ONNX's sequence_lens is ``lengths``; initial_h
     (D, B, H) per node is ``h0`` (L*D, B, H), and ``out`` (T, B, D*H) is
@@ -174,22 +233,8 @@ def load_onnx(path: str | os.PathLike[str] | bytes | IO[bytes], *, cls: type | N
     except Corrupt as exc:  # what malformed bytes raise (codec, graph); not our own bugs
         raise ValueError(f"{source} is not a readable ONNX model ({type(exc).__name__}: "
                          f"{exc})") from exc
-    cls = module_class(cls, kind_of(ONNX_CELLS, cell))
-    first = layers[0]
-    bias = any(lay["has_bias"] for lay in layers)
-    stacked = []
-    for layer in layers:
-        zeros = np.zeros(cell.gates * layer["H"], layer["params"][0][0].dtype)
-        stacked.append([(w_ih, w_hh, zeros if b_ih is None else b_ih,
-                         zeros if b_hh is None else b_hh)
-                        for w_ih, w_hh, b_ih, b_hh in layer["params"]])
-    config = dict(input_size=int(first["I"]), hidden_size=int(first["H"]),
-                  num_layers=len(layers), bias=bias,
-                  batch_first=batch_first_found if batch_first is None else bool(batch_first),
-                  bidirectional=first["D"] == 2, go_backwards=first["direction"] == "reverse",
-                  **first["extra"])
-    dt = float_dtype(dtype if dtype is not None else first["dtype"])
-    return build(cls, config, stack_state(stacked, bias), dt)
+    return module_of(cell, layers, batch_first_found if batch_first is None else batch_first,
+                     cls, dtype)
 
 
 def _check_stack(graph, layers, source):
@@ -202,7 +247,7 @@ def _check_stack(graph, layers, source):
         if graph.producer.get(src) != (prev, 0):
             raise ValueError(
                 f"{source}: {layer['node'].label()} does not read the Y output of "
-                f"{prev.label()}; gru_cy loads one stack of {op} layers")
+                f"{prev.label()}; {WHOLE_MODEL_HINT}")
         for key in ("direction", "H", "layout", *first["extra"]):
             if layer[key] != first[key]:
                 raise ValueError(
@@ -225,13 +270,10 @@ def _check_stack(graph, layers, source):
                              f"the tensor is transposed by {perms}, expected {allowed[-1]}")
     src, perms = graph.trace(first["node"].inputs[0])
     if src in graph.producer or src in graph.initializers:
-        import warnings
-
-        warnings.warn(f"{source}: the first {op} node reads the output of "
-                      f"{graph.producer[src][0].label() if src in graph.producer else src!r}, "
-                      f"not a graph input; the gru_cy module holds the {op} layers only",
-                      stacklevel=3)
-        return first["layout"] == 1
+        raise ValueError(f"{source}: the first {op} node reads the output of "
+                         f"{graph.producer[src][0].label() if src in graph.producer else src!r}, "
+                         f"not a graph input: the file holds more than a stack of {op} layers; "
+                         f"{WHOLE_MODEL_HINT}")
     if first["layout"] == 1:
         return not perms
     return perms == [(1, 0, 2)]
