@@ -2,7 +2,9 @@
 
 GRU_CY_DEBUG=1 at build time turns Cython's bounds, wraparound and
 initialisation checks back on and compiles the C helpers without
-optimisation and with debug information, for the debug test run. Release
+optimisation and with debug information, for the debug test run;
+GRU_CY_PROFILE=1 keeps the release optimisation and adds symbols, for
+profilers. Release
 builds (the default) carry no debug information and are stripped, which
 makes the wheel about 4x smaller.
 """
@@ -14,6 +16,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("GRU_CY_DEBUG", "0") not in ("", "0")
+# GRU_CY_PROFILE=1: the release build's optimisation with its symbols kept
+# (for perf and valgrind).
+PROFILE = os.environ.get("GRU_CY_PROFILE", "0") not in ("", "0")
 
 directives = {
     "language_level": 3,
@@ -40,6 +45,8 @@ else:
                      "-pthread"]
     if DEBUG:
         compile_args += ["-DGRU_CY_DEBUG=1"]
+    elif PROFILE:
+        compile_args += ["-g"]
     elif sys.platform.startswith("linux"):
         # Strip the static symbol table (the module's exported PyInit_*
         # lives in the dynamic one, which stays).

@@ -78,7 +78,7 @@ typedef struct {
     int gx_tail[4];
     /* Workspace. */
     void *gi, *gh, *hb1, *sc, *sc2, *bsum, *b2, *zeros;
-    void *dgi, *dgh, *d2, *dsc, *gtmp;
+    void *dgi, *dgh, *d2, *dgs, *d2s, *dsc, *gtmp;
     ptrdiff_t ldg, ld2, gtmp_per_thread;
     ptrdiff_t tape_off[RC_TAPE_ARRAYS], tape_ld[RC_TAPE_ARRAYS];
     int tape_kind[RC_TAPE_ARRAYS];
@@ -575,9 +575,14 @@ static void rc_plan(rc_ctx *cx, rc_layer *L, int backward, int max_threads, rc_c
     } else {
         cx->ldg = round_up(GH, nr);
         cx->ld2 = round_up(imax(P2, 1), nr);
+        /* By time: the gates' gradients, the reset_after GRU's n gate at
+         * the recurrent product, the second product's output gradients; by
+         * step (two buffers each): what the step's products read. */
         cx->dgi = carve(c, TB * cx->ldg);
-        cx->dgh = carve(c, TB * cx->ldg);
+        cx->dgh = L->cell == RC_GRU && (L->flags & 1) ? carve(c, TB * cx->ldg) : NULL;
         cx->d2 = P2 ? carve(c, TB * cx->ld2) : NULL;
+        cx->dgs = carve(c, 2 * (ptrdiff_t)B * cx->ldg);
+        cx->d2s = P2 ? carve(c, 2 * (ptrdiff_t)B * cx->ld2) : NULL;
         cx->dsc = carve(c, (ptrdiff_t)B * H);
         /* Per thread: the bias sums, and the transposing stage of a weight
          * gradient not stored transposed. */

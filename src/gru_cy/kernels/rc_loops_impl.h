@@ -10,7 +10,9 @@
  * (the products, then the gate math) and writes its units of the new state
  * into the state's second buffer (the buffers alternate, so no thread
  * overwrites a state another still reads); threads that share rows meet at
- * the end of the step. */
+ * the end of the step. The tape and the gradients of the input side are
+ * indexed by time (rows t * B + b); what a step's product reads lives in
+ * per-step scratch arrays (rows b). */
 
 #include "rc_gates_impl.h"
 
@@ -133,6 +135,14 @@ void S(forward)(rc_ctx *cx, int lr)
     rc_prepare_common(cx, lr, 0);
     for (int b = b0; b < b1; b++)
         memcpy(ROW(hb[1], b, R) + r0, CROW(hb[0], b, R) + r0, (size_t)(r1 - r0) * sizeof(T));
+    /* Tape rows of padded times (no step writes them) hold finite zeros for
+     * the weight-gradient products. */
+    if (train && len != NULL)
+        for (int b = b0; b < b1; b++)
+            for (int t = (int)len[b]; t < cx->max_len; t++)
+                for (int k = 0; k < RC_TAPE_ARRAYS; k++)
+                    if (tp[k] != NULL)
+                        S(zero_tape_row)(cx, k, tp[k], (ptrdiff_t)t * B + b, &rg);
     rc_sync_layer(cx);
 
     int t0 = 0, count = 0, n_act = b1 - b0;
@@ -162,14 +172,9 @@ void S(forward)(rc_ctx *cx, int lr)
                      ROW(gh, b0, GH), GH);
         for (int b = b0; b < b1; b++) {
             const int t = rc_time(len, T_, reverse, s, b);
-            const ptrdiff_t srow = (ptrdiff_t)s * B + b;
-            if (t < 0) {
-                if (train)
-                    for (int k = 0; k < RC_TAPE_ARRAYS; k++)
-                        if (tp[k] != NULL)
-                            S(zero_tape_row)(cx, k, tp[k], srow, &rg);
+            if (t < 0)
                 continue;
-            }
+            const ptrdiff_t srow = (ptrdiff_t)t * B + b;      /* the tape's row */
             const T *gir = ROW(gi, (ptrdiff_t)(t - t0) * B + b, GH) + u0;
             const T *ghr = ROW(gh, b, GH) + u0;
             T *outr = (T *)L->out + ((ptrdiff_t)t * B + b) * out_ld;
@@ -194,16 +199,18 @@ void S(forward)(rc_ctx *cx, int lr)
                                          NULL, 0);
                     }
                 } else {
+                    /* r * h goes to the scratch rows the second product reads */
                     T *g = train ? ROW(tp[0], srow, GH) + u0 : ROW(sc2, b, 2 * H) + u0;
-                    T *rh = train ? ROW(tp[1], srow, H) + u0 : ROW(sc, b, H) + u0;
+                    T *rh = ROW(sc, b, H) + u0;
                     S(gru_fwd_rz)(nu, gir, gir + H, ghr, ghr + H, bsum + u0, bsum + H + u0,
                                   hpr + u0, g, g + H, rh);
+                    if (train)
+                        memcpy(ROW(tp[1], srow, H) + u0, rh, (size_t)nu * sizeof(T));
                 }
                 break;
             case RC_LSTM: {
                 T *g = train ? ROW(tp[0], srow, GH) + u0 : NULL;
-                T *m = P2 ? (train ? ROW(tp[4], srow, H) : ROW(sc, b, H)) + u0
-                          : ROW(hn, b, R) + u0;
+                T *m = P2 ? ROW(sc, b, H) + u0 : ROW(hn, b, R) + u0;
 #define LSTM_FWD(TRAIN, OUT)                                                            \
     S(lstm_fwd)(nu, gir, gir + H, gir + 2 * H, gir + 3 * H, ghr, ghr + H, ghr + 2 * H,          \
                 ghr + 3 * H, bsum + u0, bsum + H + u0, bsum + 2 * H + u0, bsum + 3 * H + u0,     \
@@ -223,6 +230,8 @@ void S(forward)(rc_ctx *cx, int lr)
                         LSTM_FWD(0, 1);
                 }
 #undef LSTM_FWD
+                if (train && P2)
+                    memcpy(ROW(tp[4], srow, H) + u0, m, (size_t)nu * sizeof(T));
                 if (train)
                     memcpy(ROW(tp[3], srow, R) + r0, hpr + r0, (size_t)(r1 - r0) * sizeof(T));
                 break;
@@ -236,10 +245,12 @@ void S(forward)(rc_ctx *cx, int lr)
                 }
                 break;
             default: {  /* Jordan: h_t = act(x W_ih^T + y_{t-1} W_yh^T + b_ih) */
-                T *hj = (train ? ROW(tp[0], srow, H) : ROW(sc, b, H)) + u0;
+                T *hj = ROW(sc, b, H) + u0;
                 S(act_fwd)(act, nu, gir, ghr, bsum + u0, hj, NULL, 0);
-                if (train)
+                if (train) {
+                    memcpy(ROW(tp[0], srow, H) + u0, hj, (size_t)nu * sizeof(T));
                     memcpy(ROW(tp[1], srow, R) + r0, hpr + r0, (size_t)(r1 - r0) * sizeof(T));
+                }
             }
             }
         }
@@ -250,20 +261,18 @@ void S(forward)(rc_ctx *cx, int lr)
                 rc_group_sync(grp);
             if (before) {
                 /* gh_n = (r * h) @ W_hn^T, rows of W_hh 2H .. 3H */
-                const T *rh = train ? ROW(tp[1], (ptrdiff_t)s * B + b0, H) : ROW(sc, b0, H);
-                S(gate_gemm)(nb, H, rh, H, &cx->f_hh, H, 2, 3, u0, u1, ROW(gh, b0, GH), GH);
+                S(gate_gemm)(nb, H, ROW(sc, b0, H), H, &cx->f_hh, H, 2, 3, u0, u1,
+                             ROW(gh, b0, GH), GH);
             } else if (nq > 0) {
                 /* LSTM: p = m @ W_hr^T; Jordan: z = h_t @ W_hy^T (own outputs) */
-                const T *in = train ? ROW(tp[cell == RC_LSTM ? 4 : 0], (ptrdiff_t)s * B + b0, H)
-                                    : ROW(sc, b0, H);
-                rc_gemm(DT, nb, H, q0, nq, in, H, 1, &cx->f_2, 0, 0, ROW(sc2, b0, P2) + q0,
-                        P2);
+                rc_gemm(DT, nb, H, q0, nq, ROW(sc, b0, H), H, 1, &cx->f_2, 0, 0,
+                        ROW(sc2, b0, P2) + q0, P2);
             }
             for (int b = b0; b < b1; b++) {
                 const int t = rc_time(len, T_, reverse, s, b);
                 if (t < 0)
                     continue;
-                const ptrdiff_t srow = (ptrdiff_t)s * B + b;
+                const ptrdiff_t srow = (ptrdiff_t)t * B + b;  /* the tape's row */
                 T *outr = (T *)L->out + ((ptrdiff_t)t * B + b) * out_ld;
                 if (before) {
                     const T *gir = ROW(gi, (ptrdiff_t)(t - t0) * B + b, GH) + u0;
@@ -302,13 +311,6 @@ void S(forward)(rc_ctx *cx, int lr)
             memcpy(ROW(hb[0], b, R) + r0, CROW(hb[1], b, R) + r0,
                    (size_t)(r1 - r0) * sizeof(T));
     }
-    /* Tape rows of the steps past the longest sequence. */
-    if (train)
-        for (int s = cx->max_len; s < T_; s++)
-            for (int b = b0; b < b1; b++)
-                for (int k = 0; k < RC_TAPE_ARRAYS; k++)
-                    if (tp[k] != NULL)
-                        S(zero_tape_row)(cx, k, tp[k], (ptrdiff_t)s * B + b, &rg);
 }
 
 /* ---- backward ------------------------------------------------------------------- */
@@ -387,28 +389,34 @@ static void S(gradients)(rc_ctx *cx, int lr)
     /* W_ih: X = x (by time), D = dgi */
     rc_block(GH, n, lr, DT, &j0, &j1);
     S(weight_grad)(L->g_ih, I, GH, M, (const T *)L->x, I, &cx->gx[0], dgi, ldg, j0, j1);
-    /* the recurrent weight: X = the state before each step (by step), D = dgh */
+    /* the recurrent weight: X = the state before each step, D = dgi (the
+     * reset_after GRU's n gate: dgh) */
     const int hp = cell == RC_GRU ? 2 : cell == RC_LSTM ? 3 : 1;
-    if (before) {
-        /* W_hr, W_hz from h_{t-1}; W_hn from r * h_{t-1} */
-        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgh, ldg, j0,
+    const int jn = j0 > 2 * H ? j0 : 2 * H;         /* the GRU's n columns: jn .. j1 */
+    if (cell == RC_GRU) {
+        /* W_hr, W_hz from h_{t-1}; W_hn from r * h_{t-1} (reset_before) or
+         * h_{t-1} */
+        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgi, ldg, j0,
                        j1 < 2 * H ? j1 : 2 * H);
-        S(weight_grad)(L->g_hh, R, GH, M, tp[1], H, &cx->gx[2], dgh, ldg,
-                       j0 > 2 * H ? j0 : 2 * H, j1);
+        if (before)
+            S(weight_grad)(L->g_hh, R, GH, M, tp[1], H, &cx->gx[2], dgi, ldg, jn, j1);
+        else
+            S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgh, ldg, jn, j1);
     } else {
-        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgh, ldg, j0, j1);
+        S(weight_grad)(L->g_hh, R, GH, M, tp[hp], R, &cx->gx[1], dgi, ldg, j0, j1);
     }
     T *acc = tmp;
-    if (cell == RC_GRU) {
-        S(bias_grad)((T *)L->gb_ih, M, dgi, ldg, j0, j1, acc);
-        S(bias_grad)((T *)L->gb_hh, M, dgh, ldg, j0, j1, acc);
-    } else if (cell == RC_JORDAN) {
+    if (cell == RC_JORDAN) {
         S(bias_grad)((T *)L->gb_ih, M, dgi, ldg, j0, j1, acc);
     } else if (L->gb_ih != NULL && j1 > j0) {
-        /* b_ih and b_hh enter together: one sum for both */
+        /* b_ih and b_hh have the same gradient (but the reset_after GRU's
+         * b_hn): one sum for both */
         S(bias_grad)((T *)L->gb_ih, M, dgi, ldg, j0, j1, acc);
-        for (int j = j0; j < j1; j++)
+        const int jh = cell == RC_GRU && !before ? (j1 < jn ? j1 : jn) : j1;
+        for (int j = j0; j < jh; j++)
             ((T *)L->gb_hh)[j] += acc[j - j0];
+        if (cell == RC_GRU && !before)
+            S(bias_grad)((T *)L->gb_hh, M, dgh, ldg, jn, j1, acc);
     }
     if (P2) {
         /* LSTM: W_hr from m and dL/dh_t; Jordan: W_hy from h_t and dz */
@@ -433,8 +441,13 @@ void S(backward)(rc_ctx *cx, int lr)
     rc_group *grp = &cx->rgroups[rg.group];
     const int sync = cx->n_ug > 1;
     const int before = cell == RC_GRU && !(L->flags & 1);
+    const int after = cell == RC_GRU && (L->flags & 1);
     const int act = L->flags & 15, out_act = (L->flags >> 4) & 15;
     const ptrdiff_t ldg = cx->ldg, ld2 = cx->ld2, dout_ld = L->dout_ld;
+    /* By time: dgi (the gates' gradients, which are also those of the
+     * recurrent product but for the reset_after GRU's n gate: dgh), d2.
+     * Per step (rows b; two buffers that alternate, so that no thread
+     * overwrites what another's product still reads): dgs, d2s. */
     T *dgi = (T *)cx->dgi, *dgh = (T *)cx->dgh, *d2 = (T *)cx->d2, *dsc = (T *)cx->dsc;
     T *dh = (T *)L->dh;
     const T *tp[RC_TAPE_ARRAYS];
@@ -442,13 +455,18 @@ void S(backward)(rc_ctx *cx, int lr)
         tp[k] = cx->tape_off[k] < 0 ? NULL : (const T *)L->tape + cx->tape_off[k];
 
     rc_prepare_common(cx, lr, 1);
-    /* Input-side gradients of padded times (no step visits them) are zero. */
+    /* Gradients of padded times (no step visits them) are zero. */
     if (len != NULL)
         for (int b = b0; b < b1; b++)
-            for (int t = (int)len[b]; t < T_; t++)
+            for (int t = (int)len[b]; t < cx->max_len; t++) {
+                const ptrdiff_t trow = (ptrdiff_t)t * B + b;
                 for (int g = 0; g < G; g++)
-                    memset(ROW(dgi, (ptrdiff_t)t * B + b, ldg) + g * H + u0, 0,
-                           (size_t)nu * sizeof(T));
+                    memset(ROW(dgi, trow, ldg) + g * H + u0, 0, (size_t)nu * sizeof(T));
+                if (after)
+                    memset(ROW(dgh, trow, ldg) + 2 * H + u0, 0, (size_t)nu * sizeof(T));
+                if (P2)
+                    memset(ROW(d2, trow, ld2) + q0, 0, (size_t)nq * sizeof(T));
+            }
     rc_sync_layer(cx);
 
     int n_act = prefix ? 0 : b1 - b0;
@@ -457,39 +475,40 @@ void S(backward)(rc_ctx *cx, int lr)
             while (b0 + n_act < b1 && len[b0 + n_act] > s)
                 n_act++;
         const int nb = n_act;
-        T *dgh_s = ROW(dgh, (ptrdiff_t)s * B, ldg);
+        T *dgs = ROW(cx->dgs, (ptrdiff_t)(s & 1) * B, ldg);
         if (P2) {
             /* The gradient at the second product's output, own columns:
              * LSTM dL/dh_t = dh + dout; Jordan dz = (dy + dout) out_act'(y_t).
              * The state's gradient restarts from the products below. */
+            T *d2s = ROW(cx->d2s, (ptrdiff_t)(s & 1) * B, ld2);
             for (int b = b0; b < b1; b++) {
                 const int t = rc_time(len, T_, reverse, s, b);
-                T *d = ROW(d2, (ptrdiff_t)s * B + b, ld2) + q0;
+                T *d = ROW(d2s, b, ld2) + q0;
                 if (t < 0) {
                     memset(d, 0, (size_t)nq * sizeof(T));
                     continue;
                 }
-                const T *dor = (const T *)L->dout + ((ptrdiff_t)t * B + b) * dout_ld + q0;
+                const ptrdiff_t trow = (ptrdiff_t)t * B + b;
+                const T *dor = (const T *)L->dout + trow * dout_ld + q0;
                 T *dhr = ROW(dh, b, R) + q0;
                 if (cell == RC_LSTM)
                     for (int j = 0; j < nq; j++)
                         d[j] = dhr[j] + dor[j];
                 else
-                    S(act_grad)(out_act, nq, CROW(tp[2], (ptrdiff_t)s * B + b, R) + q0, dhr,
-                                dor, d);
+                    S(act_grad)(out_act, nq, CROW(tp[2], trow, R) + q0, dhr, dor, d);
                 memset(dhr, 0, (size_t)nq * sizeof(T));
+                memcpy(ROW(d2, trow, ld2) + q0, d, (size_t)nq * sizeof(T));
             }
             if (sync)
                 rc_group_sync(grp);
-            /* dm (LSTM) or da before act' (Jordan) = d2_s @ W2, own units */
-            S(gate_gemm)(nb, P2, ROW(d2, (ptrdiff_t)s * B + b0, ld2), ld2, &cx->b_2, H, 0, 1,
-                         u0, u1, ROW(dsc, b0, H), H);
+            /* dm (LSTM) or da before act' (Jordan) = d2 @ W2, own units */
+            S(gate_gemm)(nb, P2, ROW(d2s, b0, ld2), ld2, &cx->b_2, H, 0, 1, u0, u1,
+                         ROW(dsc, b0, H), H);
         }
         /* The gates' backward, own units. */
         for (int b = b0; b < b1; b++) {
             const int t = rc_time(len, T_, reverse, s, b);
-            const ptrdiff_t srow = (ptrdiff_t)s * B + b;
-            T *dghr = ROW(dgh_s, b, ldg);
+            T *dghr = ROW(dgs, b, ldg);
             if (t < 0) {
                 for (int g = 0; g < G; g++)
                     memset(dghr + g * H + u0, 0, (size_t)nu * sizeof(T));
@@ -501,20 +520,23 @@ void S(backward)(rc_ctx *cx, int lr)
             T *dhr = ROW(dh, b, R);
             switch (cell) {
             case RC_GRU: {
-                const T *g = CROW(tp[0], srow, GH) + u0;
-                if (!before)
-                    S(gru_bwd_after)(nu, g, g + H, g + 2 * H, CROW(tp[1], srow, H) + u0,
-                                     CROW(tp[2], srow, H) + u0, dor + u0, dhr + u0, dgir,
+                const T *g = CROW(tp[0], trow, GH) + u0;
+                if (!before) {
+                    S(gru_bwd_after)(nu, g, g + H, g + 2 * H, CROW(tp[1], trow, H) + u0,
+                                     CROW(tp[2], trow, H) + u0, dor + u0, dhr + u0, dgir,
                                      dgir + H, dgir + 2 * H, dghr + u0, dghr + H + u0,
                                      dghr + 2 * H + u0);
-                else
-                    S(gru_bwd_n)(nu, g + H, g + 2 * H, CROW(tp[2], srow, H) + u0, dor + u0,
+                    memcpy(ROW(dgh, trow, ldg) + 2 * H + u0, dghr + 2 * H + u0,
+                           (size_t)nu * sizeof(T));
+                } else {
+                    S(gru_bwd_n)(nu, g + H, g + 2 * H, CROW(tp[2], trow, H) + u0, dor + u0,
                                  dhr + u0, dgir + H, dgir + 2 * H, dghr + H + u0,
                                  dghr + 2 * H + u0);
+                }
                 break;
             }
             case RC_LSTM: {
-                const T *g = CROW(tp[0], srow, GH) + u0;
+                const T *g = CROW(tp[0], trow, GH) + u0;
                 T *dm = ROW(dsc, b, H) + u0;
                 if (!P2) {
                     /* dm = dh + dout; dh restarts from the product below */
@@ -523,20 +545,20 @@ void S(backward)(rc_ctx *cx, int lr)
                         dhr[u0 + j] = 0;
                     }
                 }
-                S(lstm_bwd)(nu, dm, g, g + H, g + 2 * H, g + 3 * H, CROW(tp[1], srow, H) + u0,
-                            CROW(tp[2], srow, H) + u0, ROW(L->dc, b, H) + u0, dgir, dgir + H,
+                S(lstm_bwd)(nu, dm, g, g + H, g + 2 * H, g + 3 * H, CROW(tp[1], trow, H) + u0,
+                            CROW(tp[2], trow, H) + u0, ROW(L->dc, b, H) + u0, dgir, dgir + H,
                             dgir + 2 * H, dgir + 3 * H, dghr + u0, dghr + H + u0,
                             dghr + 2 * H + u0, dghr + 3 * H + u0);
                 break;
             }
             case RC_RNN:
-                S(act_bwd)(act, nu, CROW(tp[0], srow, H) + u0, dhr + u0, dor + u0, dgir,
+                S(act_bwd)(act, nu, CROW(tp[0], trow, H) + u0, dhr + u0, dor + u0, dgir,
                            dghr + u0);
                 memset(dhr + u0, 0, (size_t)nu * sizeof(T));
                 break;
             default: {  /* Jordan: da = (dz @ W_hy) * act'(h_t) */
                 T *da = ROW(dsc, b, H) + u0;
-                S(act_scale)(act, nu, CROW(tp[0], srow, H) + u0, da);
+                S(act_scale)(act, nu, CROW(tp[0], trow, H) + u0, da);
                 memcpy(dgir, da, (size_t)nu * sizeof(T));
                 memcpy(dghr + u0, da, (size_t)nu * sizeof(T));
             }
@@ -544,29 +566,29 @@ void S(backward)(rc_ctx *cx, int lr)
         }
         if (sync)
             rc_group_sync(grp);
-        /* Back to the state: dh (own state columns) += dgh_s @ W_hh. */
+        /* Back to the state: dh (own state columns) += dgs @ W_hh. */
         if (before) {
             /* drh = dgh_n @ W_hn; then the r gate; then the r and z rows */
             if (nb > 0 && nu > 0)
-                rc_gemm(DT, nb, H, u0, nu, dgh_s + (ptrdiff_t)b0 * ldg + 2 * H, ldg, 1,
+                rc_gemm(DT, nb, H, u0, nu, dgs + (ptrdiff_t)b0 * ldg + 2 * H, ldg, 1,
                         &cx->b_hh, 2 * H, 0, ROW(dsc, b0, H) + u0, H);
             for (int b = b0; b < b1; b++) {
                 const int t = rc_time(len, T_, reverse, s, b);
                 if (t < 0)
                     continue;
-                const ptrdiff_t srow = (ptrdiff_t)s * B + b, trow = (ptrdiff_t)t * B + b;
-                const T *g = CROW(tp[0], srow, GH) + u0;
-                S(gru_bwd_rz)(nu, g, g + H, CROW(tp[2], srow, H) + u0, ROW(dsc, b, H) + u0,
+                const ptrdiff_t trow = (ptrdiff_t)t * B + b;
+                const T *g = CROW(tp[0], trow, GH) + u0;
+                S(gru_bwd_rz)(nu, g, g + H, CROW(tp[2], trow, H) + u0, ROW(dsc, b, H) + u0,
                               ROW(dh, b, R) + u0, ROW(dgi, trow, ldg) + u0,
-                              ROW(dgh_s, b, ldg) + u0);
+                              ROW(dgs, b, ldg) + u0);
             }
             if (sync)
                 rc_group_sync(grp);
             if (nb > 0 && r1 > r0)
-                rc_gemm(DT, nb, 2 * H, r0, r1 - r0, dgh_s + (ptrdiff_t)b0 * ldg, ldg, 1,
+                rc_gemm(DT, nb, 2 * H, r0, r1 - r0, dgs + (ptrdiff_t)b0 * ldg, ldg, 1,
                         &cx->b_hh, 0, 1, ROW(dh, b0, R) + r0, R);
         } else if (nb > 0 && r1 > r0) {
-            rc_gemm(DT, nb, GH, r0, r1 - r0, dgh_s + (ptrdiff_t)b0 * ldg, ldg, 1, &cx->b_hh,
+            rc_gemm(DT, nb, GH, r0, r1 - r0, dgs + (ptrdiff_t)b0 * ldg, ldg, 1, &cx->b_hh,
                     0, 1, ROW(dh, b0, R) + r0, R);
         }
     }
