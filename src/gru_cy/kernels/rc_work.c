@@ -1,19 +1,27 @@
 /* Workspace memory for the kernels (rc_work.h). */
 
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L     /* posix_memalign, in a strict C mode too */
+#endif
 #include <stdlib.h>
 
 #include "rc_work.h"
 
-/* Aligned blocks and an atomic pointer swap: MSVC's names, else the
- * POSIX / GCC ones. */
+/* An atomic pointer swap: MSVC's name, else GCC's (clang too). */
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
-#include <malloc.h>
 #define RC_SWAP(slot, p) _InterlockedExchangePointer((void *volatile *)(slot), (p))
+#else
+#define RC_SWAP(slot, p) __atomic_exchange_n((slot), (p), __ATOMIC_ACQ_REL)
+#endif
+
+/* Aligned blocks: the Windows C runtime's functions (MSVC and MinGW),
+ * else POSIX's. */
+#if defined(_WIN32)
+#include <malloc.h>
 static void *rc_aligned_alloc(size_t bytes) { return _aligned_malloc(bytes, 64); }
 static void rc_aligned_free(void *p) { _aligned_free(p); }
 #else
-#define RC_SWAP(slot, p) __atomic_exchange_n((slot), (p), __ATOMIC_ACQ_REL)
 static void *rc_aligned_alloc(size_t bytes)
 {
     void *p = NULL;
