@@ -1,5 +1,5 @@
-"""The kernels' workspaces: the extension keeps the block its last call
-released and hands it to the next call (rc_work_alloc in kernels/rc_work.c). A
+"""The kernels' workspaces: each extension keeps the block its last call
+released and hands it to the next call (rc_work_alloc in _layout.c). A
 reused block holds whatever the previous call left in it, of any shape or
 type; no result may depend on that. Each call below is repeated after other
 calls that filled the cached block with their own data, and must give the
