@@ -538,8 +538,9 @@ static void rc_plan(rc_ctx *cx, rc_layer *L, int backward, int max_threads, rc_c
         const int K = Ks[k], N = Ns[k];
         if (N == 0 || ws[k].p == NULL)
             continue;
-        if (!backward && ws[k].packed != NULL) {
+        if (!backward && (ws[k].packed != NULL || ws[k].q != NULL)) {
             rc_bmat_describe(L->dtype, fs[k], 1, K, N, ws[k].p, K, (void *)ws[k].packed, NULL);
+            fs[k]->q = ws[k].q;
             cx->pk[k] = 0;
         } else if (!backward) {
             /* forward: B = W^T (K x N) */

@@ -47,6 +47,9 @@ typedef struct {
      * the packing between calls (a cache, frozen weights) spares the call
      * packing it again. */
     const void *packed;
+    /* The weight packed as bfloat16 or int8 (rc_qgemm.h; forward only,
+     * float32 only), or NULL; packed and p are then not read. */
+    const struct rc_qmat *q;
 } rc_weight;
 
 /* Elements rc_pack_weight writes for an (N, K) weight. */

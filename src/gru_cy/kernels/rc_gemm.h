@@ -50,6 +50,9 @@ typedef struct {
     const void *raw;
     ptrdiff_t raw_ld;
     int raw_trans;
+    /* Weights packed as bfloat16 or int8 (rc_qgemm.h), or NULL: then
+     * rc_gemm runs rc_qgemm on them (float32 A and C only). */
+    const struct rc_qmat *q;
 } rc_bmat;
 
 /* Elements rc_pack writes for a K x N matrix (an upper bound for float and
