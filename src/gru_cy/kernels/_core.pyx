@@ -390,10 +390,13 @@ def forward(int cell, int flags, int P, object x, object out, tuple states, tupl
     T, B, I = xa.shape[0], xa.shape[1], xa.shape[2]
     _arr(x, "x", dtype, 0, False)
     w0 = (<tuple>weights[0])[1]
-    if not isinstance(w0, cnp.ndarray) or (<cnp.ndarray>w0).ndim != 2:
-        raise ValueError("forward: w_hh must be a 2-D array")
     G = 3 if cell == RC_GRU else (4 if cell == RC_LSTM else 1)
-    H = (<cnp.ndarray>w0).shape[0] // G
+    if type(w0) is PackedWeight:
+        H = (<PackedWeight>w0).N // G
+    elif not isinstance(w0, cnp.ndarray) or (<cnp.ndarray>w0).ndim != 2:
+        raise ValueError("forward: w_hh must be a 2-D array")
+    else:
+        H = (<cnp.ndarray>w0).shape[0] // G
     _dims(cell, H, P, &G, &R)
     oa = _arr(out, "out", dtype, 0, True)
     if oa.ndim != 3 or oa.shape[0] != T or oa.shape[1] != B or oa.shape[2] < D * R:

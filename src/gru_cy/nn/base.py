@@ -1092,6 +1092,17 @@ class Recurrent(Module):
             self.__dict__["_lean"] = lean
         return lean
 
+    def freeze(self, precision: str = "fp32") -> Any:
+        """An inference-only copy of this module with its weights packed once
+        (gru_cy.nn.frozen): ``frozen(x, hx=None, lengths=None)`` and
+        ``frozen.step(x_t, hx=None)`` as this module's calls. ``precision``:
+        "fp32" (the module's float type; the same bits as the module),
+        "bf16" or "int8" (float32 modules). Later changes to the module do
+        not reach it."""
+        from gru_cy.nn.frozen import FrozenRecurrent
+
+        return FrozenRecurrent(self, precision)
+
     def _kernel_infer(self, x, h0):
         """The lean path of __call__ (unidirectional, no lengths): (out, h_n)
         or None when the general path is needed."""

@@ -256,6 +256,15 @@ class Linear(_Layer):
         """x (..., in_features) -> y (..., out_features), the module's dtype."""
         return self._forward(self._input(x))[0]
 
+    def freeze(self, precision: str = "fp32") -> Any:
+        """An inference-only copy with the weight packed once
+        (gru_cy.nn.frozen): ``frozen(x)`` as this layer's call. ``precision``:
+        "fp32" (the same bits as the layer), "bf16" or "int8" (float32
+        layers). Later changes to the layer do not reach it."""
+        from gru_cy.nn.frozen import FrozenLinear
+
+        return FrozenLinear(self, precision)
+
     forward = __call__
 
     def forward_train(self, x: ArrayLike) -> tuple[NDArray[Any], LayerTape]:
