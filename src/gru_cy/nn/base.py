@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
     from typing_extensions import Self
 
+    from gru_cy.nn.frozen import FrozenRecurrent
+
 from gru_cy.kernels import _core
 
 _INT32_MAX = 2**31 - 1
@@ -1092,7 +1094,7 @@ class Recurrent(Module):
             self.__dict__["_lean"] = lean
         return lean
 
-    def freeze(self, precision: str = "fp32") -> Any:
+    def freeze(self, precision: str = "fp32") -> FrozenRecurrent:
         """An inference-only copy of this module with its weights packed once
         (gru_cy.nn.frozen): ``frozen(x, hx=None, lengths=None)`` and
         ``frozen.step(x_t, hx=None)`` as this module's calls. ``precision``:

@@ -21,6 +21,8 @@ from gru_cy.nn.base import (
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+    from gru_cy.nn.frozen import FrozenLinear
+
 
 class IndexError_(ValueError, IndexError):
     """An id outside the embedding table: a ValueError (as the error
@@ -256,7 +258,7 @@ class Linear(_Layer):
         """x (..., in_features) -> y (..., out_features), the module's dtype."""
         return self._forward(self._input(x))[0]
 
-    def freeze(self, precision: str = "fp32") -> Any:
+    def freeze(self, precision: str = "fp32") -> FrozenLinear:
         """An inference-only copy with the weight packed once
         (gru_cy.nn.frozen): ``frozen(x)`` as this layer's call. ``precision``:
         "fp32" (the same bits as the layer), "bf16" or "int8" (float32
