@@ -404,9 +404,6 @@ static const q_kernels k_i8_portable = {Q_A_S8, 1, {1, 1, 1, 1}, 0, prep_portabl
 #define TGT_VNNI __attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma")))
 #define TGT_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,avx2,fma")))
 
-Q_PREP(prep_avx2, TGT_AVX2)
-Q_PREP(prep_avx512, TGT_AVX512)
-
 #include "rc_qgemm_impl.h"
 
 static const q_kernels k_bf16_native = {Q_A_BF16, 12, {4, 4, 2, 1}, 0, prep_avx512,

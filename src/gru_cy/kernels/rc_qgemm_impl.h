@@ -20,6 +20,169 @@
  *                     vpmaddwd: pairs of k per 32-bit lane, summed in the
  *                     epilogue; 3 rows x 16 columns per pass */
 
+/* ---- converting the activations ---------------------------------------------------- */
+
+/* prep_portable's results (the scalar definitions of rc_qgemm.c), a vector
+ * at a time: the largest |x| is exact in any order, the conversions are
+ * elementwise; rows with strides other than 1 go to prep_portable. */
+
+TGT_AVX512 static RC_ALWAYS_INLINE __m512i bf16_bits16(__m512i u)
+{
+    const __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_and_si512(
+        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb)),
+        _mm512_set1_epi32((int)0xFFFF0000u));
+    const __m512i quiet = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)),
+                                           _mm512_set1_epi32((int)0xFFFF0000u));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7F800000)),
+                              quiet);
+    return _mm512_mask_mov_epi32(
+        r, _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(0x00800000)),
+        _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
+}
+
+TGT_AVX512 static void prep_avx512(int kind, const float *a, ptrdiff_t sam, ptrdiff_t sak,
+                                   int rows, int K, int Kp, void *scr, ptrdiff_t lds,
+                                   float *rscale)
+{
+    if (sak != 1 || kind == Q_A_S16 || kind == Q_A_S8) {
+        prep_portable(kind, a, sam, sak, rows, K, Kp, scr, lds, rscale);
+        return;
+    }
+    for (int i = 0; i < rows; i++) {
+        const float *x = a + (ptrdiff_t)i * sam;
+        char *row = (char *)scr + (ptrdiff_t)i * lds;
+        if (kind == Q_A_BF16 || kind == Q_A_F32) {
+            for (int k = 0; k < K; k += 16) {
+                const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF
+                                                : (__mmask16)((1u << (K - k)) - 1u);
+                const __m512i r = bf16_bits16(_mm512_maskz_loadu_epi32(m, x + k));
+                if (kind == Q_A_BF16)
+                    _mm256_mask_storeu_epi16((uint16_t *)row + k, m,
+                                             _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+                else
+                    _mm512_mask_storeu_epi32((uint32_t *)row + k, m, r);
+            }
+            for (int k = K; k < Kp; k++) {
+                if (kind == Q_A_BF16)
+                    ((uint16_t *)row)[k] = 0;
+                else
+                    ((uint32_t *)row)[k] = 0;
+            }
+            continue;
+        }
+        /* int8 (the VNNI kernel's q + 128) */
+        __m512 vmax = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+        for (int k = 0; k < K; k += 16) {
+            const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (K - k)) - 1u);
+            const __m512i mag = _mm512_and_si512(_mm512_maskz_loadu_epi32(m, x + k),
+                                                 _mm512_set1_epi32(0x7FFFFFFF));
+            bad |= _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7F7FFFFF));
+            vmax = _mm512_max_ps(vmax, _mm512_castsi512_ps(mag));
+        }
+        float inv;
+        rscale[i] = row_scale(_mm512_reduce_max_ps(vmax), bad != 0, &inv);
+        uint8_t *d = (uint8_t *)row;
+        if (inv == 0.0f) {
+            memset(d, 128, (size_t)Kp);
+            continue;
+        }
+        const __m512 vinv = _mm512_set1_ps(inv);
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+        for (int k = 0; k < K; k += 16) {
+            const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (K - k)) - 1u);
+            const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), vinv);
+            __m512i q = _mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi),
+                                 _mm512_set1_epi32(128));
+            _mm_mask_storeu_epi8(d + k, m, _mm512_cvtepi32_epi8(q));
+        }
+        for (int k = K; k < Kp; k++)
+            d[k] = 128;
+    }
+}
+
+TGT_AVX2 static void prep_avx2(int kind, const float *a, ptrdiff_t sam, ptrdiff_t sak,
+                               int rows, int K, int Kp, void *scr, ptrdiff_t lds,
+                               float *rscale)
+{
+    if (sak != 1 || (kind != Q_A_F32 && kind != Q_A_S16)) {
+        prep_portable(kind, a, sam, sak, rows, K, Kp, scr, lds, rscale);
+        return;
+    }
+    const int K8 = K - K % 8;
+    for (int i = 0; i < rows; i++) {
+        const float *x = a + (ptrdiff_t)i * sam;
+        char *row = (char *)scr + (ptrdiff_t)i * lds;
+        if (kind == Q_A_F32) {
+            uint32_t *d = (uint32_t *)row;
+            const __m256i absm = _mm256_set1_epi32(0x7FFFFFFF), top = _mm256_set1_epi32((int)0xFFFF0000u);
+            for (int k = 0; k < K8; k += 8) {
+                const __m256i u = _mm256_loadu_si256((const __m256i *)(x + k));
+                const __m256i mag = _mm256_and_si256(u, absm);
+                const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+                __m256i r = _mm256_and_si256(
+                    _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb)), top);
+                const __m256i quiet = _mm256_and_si256(
+                    _mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), top);
+                /* magnitudes are below 2^31: signed compares order them */
+                r = _mm256_blendv_epi8(r, quiet,
+                                       _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7F800000)));
+                r = _mm256_blendv_epi8(
+                    r, _mm256_andnot_si256(absm, u),
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), mag));
+                _mm256_storeu_si256((__m256i *)(d + k), r);
+            }
+            for (int k = K8; k < K; k++)
+                d[k] = bf16_bits(f2u(x[k]));
+            for (int k = K; k < Kp; k++)
+                d[k] = 0;
+            continue;
+        }
+        __m256 vmax = _mm256_setzero_ps();
+        __m256i bad = _mm256_setzero_si256();
+        const __m256i absm = _mm256_set1_epi32(0x7FFFFFFF);
+        for (int k = 0; k < K8; k += 8) {
+            const __m256i mag = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + k)),
+                                                 absm);
+            bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7F7FFFFF)));
+            vmax = _mm256_max_ps(vmax, _mm256_castsi256_ps(mag));
+        }
+        float lanes[8], amax = 0.0f;
+        _mm256_storeu_ps(lanes, vmax);
+        for (int l = 0; l < 8; l++)
+            amax = lanes[l] > amax ? lanes[l] : amax;
+        int tail_bad;
+        const float tail_max = row_amax(x + K8, 1, K - K8, &tail_bad);
+        amax = tail_max > amax ? tail_max : amax;
+        float inv;
+        rscale[i] = row_scale(amax, tail_bad || !_mm256_testz_si256(bad, bad), &inv);
+        int16_t *d = (int16_t *)row;
+        if (inv == 0.0f) {
+            memset(d, 0, (size_t)Kp * sizeof(int16_t));
+            continue;
+        }
+        const __m256 vinv = _mm256_set1_ps(inv);
+        const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        for (int k = 0; k < K8; k += 8) {
+            __m256 y = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            y = _mm256_min_ps(_mm256_max_ps(y, lo), hi);
+            const __m256i q = _mm256_cvttps_epi32(y);
+            _mm_storeu_si128((__m128i *)(d + k), _mm_packs_epi32(_mm256_castsi256_si128(q),
+                                                                 _mm256_extracti128_si256(q, 1)));
+        }
+        for (int k = K8; k < K; k++)
+            d[k] = (int16_t)quantize(x[k], inv);
+        for (int k = K; k < Kp; k++)
+            d[k] = 0;
+    }
+}
+
 /* The tile cases every 12-row kernel instantiates: (rows, panels). */
 #define Q_CASES12                                                              \
     Q_CASE(1, 1) Q_CASE(2, 1) Q_CASE(3, 1) Q_CASE(4, 1) Q_CASE(5, 1)           \
