@@ -57,7 +57,7 @@ def native(str precision):
     return bool(rc_q_native(fmt))
 
 
-def _aligned_bytes(Py_ssize_t nbytes):
+cdef object _aligned_bytes(Py_ssize_t nbytes):
     """A uint8 array of nbytes starting on a 64-byte boundary."""
     import numpy as np
     buf = np.empty(nbytes + 64, dtype=np.uint8)
@@ -309,6 +309,9 @@ cdef class FrozenLayers:
             self.bs[k][0] = _opt(six[2], "b_ih", dt, G * hidden_size)
             self.bs[k][1] = _opt(six[3], "b_hh", dt, G * hidden_size)
             self.bs[k][2] = _opt(six[5], "b2", dt, P)
+
+    def __reduce__(self):
+        raise TypeError("FrozenLayers holds pointers: pickle the frozen module instead")
 
     cdef int layer_into(self, rc_layer *Lk, int k):
         if k >= self.L:
