@@ -497,3 +497,32 @@ def test_estimator_inference_precision():
         reg.fit(X, X[:, -1, 0])
     with pytest.raises(ValueError, match="float32"):
         reg.predict(X)
+
+
+# ---- whole exported models ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", QUANT)
+@pytest.mark.parametrize("name", ["session_tagger_bilstm_torchscript", "session_text_gru_torchscript",
+                                  "session_speech_conv_lstm_torchscript",
+                                  "session_tagger_packed_torchscript"])
+def test_sessions_at_lower_precision(name, precision):
+    """InferenceSession(precision=...) runs the recurrent nodes frozen: close to fp32."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", name + ".onnx")
+    rng = np.random.default_rng(23)
+    fp32 = gru_cy.InferenceSession(path)
+    low = gru_cy.InferenceSession(path, precision=precision)
+    assert low.precision == precision
+    feed = {}
+    for i in fp32.get_inputs():
+        shape = [d if isinstance(d, int) else {"batch": 3, "time": 9}.get(d, 3) for d in i.shape]
+        if i.name == "lengths":
+            feed[i.name] = np.array([9, 4, 6][:shape[0]], np.int64)
+        elif i.type == "tensor(int64)":
+            feed[i.name] = rng.integers(0, 5, shape).astype(np.int64)
+        else:
+            feed[i.name] = rng.standard_normal(shape).astype(np.float32)
+    for a, b in zip(low.run(None, feed), fp32.run(None, feed)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=0.05 * max(1.0, np.abs(b).max()))
+        assert not np.array_equal(a, b) or b.dtype != np.float32 or b.size == 0
