@@ -320,6 +320,19 @@ def test_native_says_how_the_products_run():
         _core.native("fp16")
 
 
+
+def test_info_says_whether_bf16_and_int8_are_native():
+    from gru_cy.__main__ import _precision_info
+
+    for name in ISAS:
+        with isa(name):
+            line = _precision_info()
+            assert ("bf16 native" in line) == _core.native("bf16")
+            assert ("int8 native" in line) == _core.native("int8")
+            if name == "portable":
+                assert "bf16 emulated" in line and "int8 without" in line
+
+
 # ---- error against float32 -----------------------------------------------------------------
 
 
@@ -526,3 +539,16 @@ def test_sessions_at_lower_precision(name, precision):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_allclose(a, b, rtol=0, atol=0.05 * max(1.0, np.abs(b).max()))
         assert not np.array_equal(a, b) or b.dtype != np.float32 or b.size == 0
+
+
+class MyGRU(gru_cy.GRU):
+    """A user's subclass: its frozen copy keeps the class."""
+
+
+def test_a_subclass_freezes_as_itself():
+    m = MyGRU(4, 9, seed=0)
+    f = m.freeze("int8")
+    assert f.module_type is MyGRU
+    x = np.random.default_rng(24).standard_normal((3, 2, 4)).astype(np.float32)
+    g = pickle.loads(pickle.dumps(f))
+    assert g.module_type is MyGRU and same(g(x), f(x))

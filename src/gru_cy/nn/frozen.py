@@ -88,10 +88,9 @@ class FrozenRecurrent:
                    for arrays, row_names in zip(row, name_row)]
                   for row, name_row in zip(weights, names)]
         attrs = {k: v for k, v in module.__dict__.items() if k not in _DROPPED}
-        self._setup(type(module)._kind, attrs, frozen)
+        self._setup(type(module), attrs, frozen)
 
-    def _setup(self, kind: str, attrs: dict[str, Any], weights: list[Any]) -> None:
-        cls = MODULES[kind]
+    def _setup(self, cls: type, attrs: dict[str, Any], weights: list[Any]) -> None:
         # The module's own driver (checks, layouts, lengths, layers and
         # directions) on a private instance without parameters, whose kernel
         # calls get the packed weights.
@@ -105,7 +104,7 @@ class FrozenRecurrent:
             lean.use_frozen(_core.FrozenLayers(
                 tuple(spec._six(row[0]) for row in weights), spec._cell, spec._core_P(),
                 spec.input_size, spec.hidden_size, spec.dtype.name))
-        self._kind = kind
+        self._cls = cls
         self._attrs = attrs
         self._weights = weights
         self._spec = spec
@@ -138,7 +137,7 @@ class FrozenRecurrent:
     @property
     def module_type(self) -> type:
         """The class of the module it was frozen from."""
-        return MODULES[self._kind]
+        return self._cls
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -155,12 +154,12 @@ class FrozenRecurrent:
         return f"FrozenRecurrent({self._spec!r}, precision={self.precision!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"kind": self._kind, "attrs": self._attrs, "precision": self.precision,
+        return {"cls": self._cls, "attrs": self._attrs, "precision": self.precision,
                 "weights": self._weights}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.precision = state["precision"]
-        self._setup(state["kind"], state["attrs"], state["weights"])
+        self._setup(state["cls"], state["attrs"], state["weights"])
 
 
 class FrozenLinear:
