@@ -103,16 +103,20 @@ def test_fp32_is_the_module_bit_for_bit(cell, dtype):
             assert same(f(x, None, lengths), m(x, None, lengths))
 
 
-def test_fp32_blas_backend_is_the_module_bit_for_bit():
+def test_blas_backend():
+    """fp32: the module's bits under the BLAS backend too; bf16 / int8 products stay gru_cy's."""
     rng = np.random.default_rng(2)
     m = gru_cy.LSTM(6, 40, num_layers=2, proj_size=9, seed=0)
     f = m.freeze()
     x = rng.standard_normal((9, 3, 6)).astype(np.float32)
+    low = {p: (m.freeze(p), m.freeze(p)(x)) for p in QUANT}
     before = gru_cy.get_backend()
     try:
         gru_cy.set_backend("blas")
         assert same(f(x), m(x))
         assert same(f.step(x[0]), m.step(x[0]))
+        for frozen, want in low.values():
+            assert same(frozen(x), want)
     finally:
         gru_cy.set_backend(before)
 
