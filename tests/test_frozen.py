@@ -17,6 +17,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gru_cy
 from gru_cy.kernels import _core
@@ -163,6 +165,23 @@ def test_products_are_the_model_bit_for_bit(name, precision):
             # init: the product added into C
             C0 = rng.standard_normal((M, N)).astype(np.float32)
             assert same(_core.qgemm(A, pw, c=C0.copy(), init=True), C0 + want)
+
+
+@pytest.mark.parametrize("name", ISAS)
+@pytest.mark.parametrize("precision", QUANT)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(M=st.integers(1, 30), K=st.integers(1, 200), N=st.integers(1, 150),
+       cut=st.floats(0, 1), width=st.floats(0, 1), scale=st.sampled_from([1e-20, 1e-3, 1, 1e15]),
+       seed=st.integers(0, 2**16))
+def test_products_random_shapes(name, precision, M, K, N, cut, width, scale, seed):
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((M, K)) * scale).astype(np.float32)
+    W = (rng.standard_normal((N, K)) * rng.uniform(0.1, 10, (N, 1))).astype(np.float32)
+    j0 = min(N - 1, int(cut * N))
+    n = max(1, int(width * (N - j0)))
+    pw = _core.PackedWeight(W, precision)
+    with isa(name), np.errstate(all="ignore"):
+        assert same(_core.qgemm(A, pw, j0, n), rq.matmul(precision)(A, W)[:, j0:j0 + n])
 
 
 @pytest.mark.parametrize("name", ISAS)
