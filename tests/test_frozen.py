@@ -575,3 +575,16 @@ def test_a_subclass_freezes_as_itself():
     x = np.random.default_rng(24).standard_normal((3, 2, 4)).astype(np.float32)
     g = pickle.loads(pickle.dumps(f))
     assert g.module_type is MyGRU and same(g(x), f(x))
+
+
+@pytest.mark.parametrize("precision", QUANT)
+def test_products_with_long_rows(precision):
+    """Rows too long for the products' stack block take a heap block: the same arithmetic."""
+    rng = np.random.default_rng(25)
+    A = rng.standard_normal((14, 40001)).astype(np.float32)
+    W = rng.standard_normal((5, 40001)).astype(np.float32)
+    pw = _core.PackedWeight(W, precision)
+    want = rq.matmul(precision)(A, W)
+    for name in ISAS:
+        with isa(name):
+            assert same(_core.qgemm(A, pw), want), name

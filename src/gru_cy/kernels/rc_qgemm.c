@@ -473,7 +473,8 @@ void rc_qgemm(const rc_qmat *q, int M, int K, int j0, int n, const float *a, ptr
         return;
     const q_kernels *ks = q_pick(q->format);
     const ptrdiff_t lds = round_up((ptrdiff_t)q->Kp * q_a_size(ks->kind), 64);
-    _Alignas(64) char stack[Q_STACK_BYTES];
+    char stack_bytes[Q_STACK_BYTES + 64];
+    char *const stack = (char *)(((uintptr_t)stack_bytes + 63) & ~(uintptr_t)63);
     float rscale[Q_MAX_BLOCK_ROWS];
     char *scr = stack;
     int mb = (int)(Q_STACK_BYTES / (lds > 0 ? lds : 64));
