@@ -481,6 +481,12 @@ def test_errors():
     with pytest.raises(ValueError, match="shape"):
         _core.forward(_core.GRU, 1, 0, x, out, ((np.zeros((1, 8), np.float32),),),
                       ((pw, pw, None, None, None, None),), None, (False,), (None,))
+    with pytest.raises(ValueError, match="inference only"):
+        _core.backward(_core.GRU, 1, 0, x, out, (np.zeros_like(x),),
+                       ((np.zeros((1, 8), np.float32),),),
+                       ((pw, pw, None, None, None, None),),
+                       ((np.zeros((24, 5), np.float32), np.zeros((24, 8), np.float32), None,
+                         None, None, None),), None, (False,), (np.zeros(1000, np.float32),))
     with pytest.raises(ValueError, match="float32 inputs"):
         _core.forward(_core.GRU, 1, 0, x.astype(np.float64), out.astype(np.float64),
                       ((np.zeros((1, 8)),),),

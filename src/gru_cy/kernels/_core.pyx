@@ -462,6 +462,8 @@ def backward(int cell, int flags, int P, object x, object dout, tuple dxs, tuple
     if (D < 1 or D > MAX_DIRS or len(dxs) != D or len(dstates) != D or len(weights) != D
             or len(grads) != D or len(tapes) != D):
         raise ValueError("backward: one of each argument per direction")
+    if any(type(w) is PackedWeight for ws in weights for w in ws):
+        raise ValueError("backward: packed weights are for inference only")
     if not isinstance(x, cnp.ndarray):
         raise TypeError("backward: x must be an ndarray")
     xa = <cnp.ndarray>x
