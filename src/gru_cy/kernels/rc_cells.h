@@ -48,7 +48,8 @@ typedef struct {
      * packing it again. */
     const void *packed;
     /* The weight packed as bfloat16 or int8 (rc_qgemm.h; forward only,
-     * float32 only), or NULL; packed and p are then not read. */
+     * float32 only), or NULL. With it, p only has to be non-NULL and
+     * packed is not read. */
     const struct rc_qmat *q;
 } rc_weight;
 

@@ -50,8 +50,9 @@ typedef struct {
     const void *raw;
     ptrdiff_t raw_ld;
     int raw_trans;
-    /* Weights packed as bfloat16 or int8 (rc_qgemm.h), or NULL: then
-     * rc_gemm runs rc_qgemm on them (float32 A and C only). */
+    /* Non-NULL for weights packed as bfloat16 or int8 (rc_qgemm.h): rc_gemm
+     * then hands the product to rc_qgemm (float32 A and C, k0 = 0 and the
+     * whole of K; init 1 adds the product into C). */
     const struct rc_qmat *q;
 } rc_bmat;
 
