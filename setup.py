@@ -38,10 +38,11 @@ else:
     # attributes and chosen at run time (kernels/rc_gemm.c, rc_cells.c).
     # -g0 overrides the -g that Python's own CFLAGS usually carry.
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
-    # -ffp-contract=fast: the products' multiply-add chains are fused
-    # multiply-adds on the AVX2 and AVX-512 paths whatever the C standard
-    # mode (an ISO mode would turn contraction off).
-    compile_args += ["-fno-math-errno", "-ffp-contract=fast", "-Wno-unused-function",
+    # -ffp-contract=off: no compiler fuses a * b + c on its own. The fused
+    # multiply-adds the kernels need are written out (intrinsics, fma()), so
+    # the bits do not depend on a compiler's contraction rules (clang's
+    # -ffp-contract=fast would even override the pragmas that turn it off).
+    compile_args += ["-fno-math-errno", "-ffp-contract=off", "-Wno-unused-function",
                      "-pthread"]
     if DEBUG:
         compile_args += ["-DGRU_CY_DEBUG=1"]

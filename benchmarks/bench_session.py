@@ -1,6 +1,6 @@
-"""Whole exported models: gru_cy.InferenceSession against ONNX Runtime, one thread.
+"""Whole exported models: gru_cy.InferenceSession against ONNX Runtime, one thread by default.
 
-    python benchmarks/bench_session.py [--quick] [--budget SECONDS] [--tag NAME]
+    python benchmarks/bench_session.py [--quick] [--threads N ...] [--budget SECONDS] [--tag NAME]
 
 Models (PyTorch, exported with torch.onnx.export(dynamo=False), dynamic batch and time;
 each takes its recurrent state as inputs and returns it):
@@ -18,8 +18,13 @@ slows them alike; the median time per call is reported and the ratio ONNX Runtim
 gru_cy time (> 1: gru_cy is faster).
 
 The per-node overhead: a chain of N Add nodes on a (1, 8) tensor, timed at N = 10 and
-N = 200; (t200 - t10) / 190 is what one more node costs a run. Results go to
-benchmarks/results/session-<tag>.json and .md.
+N = 200; (t200 - t10) / 190 is what one more node costs a run. Both runtimes run on
+--threads threads (each count in turn; gru_cy.bench's Threads pins gru_cy's kernels, ONNX
+Runtime gets intra_op_num_threads). The environment records one core's float32 multiply-add
+peak and gru_cy's instruction set; no peak share is given per row, the graphs mixing
+recurrent layers with convolutions, lookups and element-wise work. --quick: 0.5 s per
+measurement. Without onnxruntime or torch (which exports the models) the script says so and
+exits. Results go to benchmarks/results/session-<tag>.json and .md.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import warnings
 
 import numpy as np
 
-from gru_cy.bench import Threads, busy_fraction, environment, ort_session, time_interleaved
+from gru_cy.bench import (Threads, available_peers, busy_fraction, core_peak, describe_run,
+                          environment, ort_session, time_peers)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -136,59 +142,81 @@ def chain_model(n):
     return pb_int(1, 8) + pb_bytes(7, graph) + pb_bytes(8, pb_int(2, 17))
 
 
+def run(threads, budget):
+    """Rows, per-node and per-run costs at one thread count."""
+    import gru_cy
+
+    rows = []
+    for name in ("text", "speech"):
+        data = export(name)
+        ours = gru_cy.InferenceSession(data)
+        theirs = ort_session(data, threads)
+        for mode in ("stream", "batch32"):
+            if mode == "stream":
+                fns = {"gru_cy": streaming_call(ours, name, SPECS[name]["chunk"]),
+                       "onnxruntime": streaming_call(theirs, name, SPECS[name]["chunk"])}
+            else:
+                feeds = feeds_for(name, 32, 100, np.random.default_rng(2))
+                fns = {"gru_cy": lambda f=feeds: ours.run(None, f),
+                       "onnxruntime": lambda f=feeds: theirs.run(None, f)}
+            times = time_peers(fns, budget, threads)
+            rows.append(dict(model=name, mode=mode, threads=threads, gru_cy=times["gru_cy"],
+                             onnxruntime=times["onnxruntime"],
+                             ratio=times["onnxruntime"] / times["gru_cy"],
+                             gru_cy_threads=gru_cy.get_num_threads()))
+            print(f"[{threads}] {name:7s} {mode:8s} gru_cy {times['gru_cy'] * 1e6:10.1f} us   "
+                  f"onnxruntime {times['onnxruntime'] * 1e6:10.1f} us   "
+                  f"ratio {rows[-1]['ratio']:.2f}", flush=True)
+    overhead = {}
+    feeds = {"x": np.zeros((1, 8), np.float32)}
+    for n in (10, 200):
+        data = chain_model(n)
+        ours, theirs = gru_cy.InferenceSession(data), ort_session(data, threads)
+        overhead[n] = time_peers({"gru_cy": lambda s=ours: s.run(None, feeds),
+                                  "onnxruntime": lambda s=theirs: s.run(None, feeds)},
+                                 budget, threads)
+    per_node = {k: (overhead[200][k] - overhead[10][k]) / 190 for k in overhead[10]}
+    per_run = {k: overhead[10][k] - 10 * per_node[k] for k in overhead[10]}
+    print(f"[{threads}] per node: gru_cy {per_node['gru_cy'] * 1e6:.2f} us, onnxruntime "
+          f"{per_node['onnxruntime'] * 1e6:.2f} us; fixed per run: gru_cy "
+          f"{per_run['gru_cy'] * 1e6:.2f} us, onnxruntime "
+          f"{per_run['onnxruntime'] * 1e6:.2f} us")
+    return rows, per_node, per_run, {str(k): v for k, v in overhead.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short timings")
+    parser.add_argument("--threads", type=int, nargs="*", default=[1],
+                        help="thread counts for both runtimes (default 1)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per measurement")
     parser.add_argument("--tag", default="latest")
+    parser.add_argument("--out", default=None, help="prefix of the .json/.md (overrides --tag)")
     args = parser.parse_args(argv)
     budget = args.budget or (0.5 if args.quick else 3.0)
+    missing = {"torch", "onnxruntime", "onnx"} - available_peers()
+    if missing:
+        print(f"not installed: {', '.join(sorted(missing))}; skipped (the models are torch "
+              "exports, ONNX Runtime the peer)")
+        return 0
 
-    import gru_cy
-
-    env = environment()
+    peak = core_peak()
+    env = environment(peak)
     env["busy_before"] = busy_fraction()
-    rows = []
-    with Threads(1):
-        for name in ("text", "speech"):
-            data = export(name)
-            ours = gru_cy.InferenceSession(data)
-            theirs = ort_session(data, 1)
-            for mode in ("stream", "batch32"):
-                if mode == "stream":
-                    fns = {"gru_cy": streaming_call(ours, name, SPECS[name]["chunk"]),
-                           "onnxruntime": streaming_call(theirs, name, SPECS[name]["chunk"])}
-                else:
-                    feeds = feeds_for(name, 32, 100, np.random.default_rng(2))
-                    fns = {"gru_cy": lambda f=feeds: ours.run(None, f),
-                           "onnxruntime": lambda f=feeds: theirs.run(None, f)}
-                times = time_interleaved(fns, budget)
-                rows.append(dict(model=name, mode=mode, gru_cy=times["gru_cy"],
-                                 onnxruntime=times["onnxruntime"],
-                                 ratio=times["onnxruntime"] / times["gru_cy"]))
-                print(f"{name:7s} {mode:8s} gru_cy {times['gru_cy'] * 1e6:10.1f} us   "
-                      f"onnxruntime {times['onnxruntime'] * 1e6:10.1f} us   "
-                      f"ratio {rows[-1]['ratio']:.2f}", flush=True)
-        overhead = {}
-        feeds = {"x": np.zeros((1, 8), np.float32)}
-        for n in (10, 200):
-            data = chain_model(n)
-            ours, theirs = gru_cy.InferenceSession(data), ort_session(data, 1)
-            times = time_interleaved({"gru_cy": lambda s=ours: s.run(None, feeds),
-                                       "onnxruntime": lambda s=theirs: s.run(None, feeds)},
-                                      budget)
-            overhead[n] = times
-        per_node = {k: (overhead[200][k] - overhead[10][k]) / 190 for k in overhead[10]}
-        per_run = {k: overhead[10][k] - 10 * per_node[k] for k in overhead[10]}
-        print(f"per node: gru_cy {per_node['gru_cy'] * 1e6:.2f} us, onnxruntime "
-              f"{per_node['onnxruntime'] * 1e6:.2f} us; fixed per run: gru_cy "
-              f"{per_run['gru_cy'] * 1e6:.2f} us, onnxruntime "
-              f"{per_run['onnxruntime'] * 1e6:.2f} us")
+    print(describe_run(env))
+    rows, per_node, per_run, chain = [], {}, {}, {}
+    for threads in args.threads:
+        with Threads(threads):
+            r, per_node[threads], per_run[threads], chain[threads] = run(threads, budget)
+            rows += r
     env["busy_after"] = busy_fraction()
-    result = dict(environment=env, rows=rows, per_node=per_node, per_run=per_run,
-                  chain={str(k): v for k, v in overhead.items()})
-    os.makedirs(RESULTS, exist_ok=True)
-    base = os.path.join(RESULTS, f"session-{args.tag}")
+    # per_node/per_run/chain: by thread count (JSON keys are strings)
+    result = dict(environment=env, threads=args.threads, budget_seconds=budget, rows=rows,
+                  per_node={str(k): v for k, v in per_node.items()},
+                  per_run={str(k): v for k, v in per_run.items()},
+                  chain={str(k): v for k, v in chain.items()})
+    base = args.out or os.path.join(RESULTS, f"session-{args.tag}")
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
     with open(base + ".json", "w") as f:
         json.dump(result, f, indent=1)
     with open(base + ".md", "w") as f:
@@ -199,17 +227,23 @@ def main(argv=None):
 
 def markdown(result):
     env = result["environment"]
-    lines = [f"InferenceSession vs ONNX Runtime {env.get('onnxruntime')}, 1 thread, "
-             f"{env.get('cpu')}, {env.get('date')} (median time per call; ratio = ONNX "
-             f"Runtime / gru_cy, > 1: gru_cy faster)", "",
-             "| model | mode | gru_cy | ONNX Runtime | ratio |", "|---|---|---|---|---|"]
+    lines = [f"InferenceSession vs ONNX Runtime {env.get('onnxruntime')}, threads "
+             f"{result['threads']}, {env.get('cpu')}, {env.get('date')} (median time per "
+             f"call; ratio = ONNX Runtime / gru_cy, > 1: gru_cy faster). "
+             f"{describe_run(env)}", "",
+             "| threads | model | mode | gru_cy | ONNX Runtime | ratio |",
+             "|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['model']} | {r['mode']} | {r['gru_cy'] * 1e6:.1f} us | "
-                     f"{r['onnxruntime'] * 1e6:.1f} us | {r['ratio']:.2f} |")
-    pn, pr = result["per_node"], result["per_run"]
-    lines += ["", f"Per node of a run: gru_cy {pn['gru_cy'] * 1e6:.2f} us, ONNX Runtime "
-              f"{pn['onnxruntime'] * 1e6:.2f} us; fixed cost of a run: gru_cy "
-              f"{pr['gru_cy'] * 1e6:.2f} us, ONNX Runtime {pr['onnxruntime'] * 1e6:.2f} us.", ""]
+        lines.append(f"| {r['threads']} | {r['model']} | {r['mode']} | {r['gru_cy'] * 1e6:.1f} us"
+                     f" | {r['onnxruntime'] * 1e6:.1f} us | {r['ratio']:.2f} |")
+    lines.append("")
+    for threads in result["threads"]:
+        pn, pr = result["per_node"][str(threads)], result["per_run"][str(threads)]
+        lines.append(f"{threads} thread(s): per node of a run: gru_cy {pn['gru_cy'] * 1e6:.2f} "
+                     f"us, ONNX Runtime {pn['onnxruntime'] * 1e6:.2f} us; fixed cost of a run: "
+                     f"gru_cy {pr['gru_cy'] * 1e6:.2f} us, ONNX Runtime "
+                     f"{pr['onnxruntime'] * 1e6:.2f} us.")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,14 +1,19 @@
 """The full side-by-side GRU benchmark, with JSON, plot and README table.
 
-    python benchmarks/runbench.py [--threads 1 2] [--budget 2] [--quick]
+    python benchmarks/run_bench.py [--threads 1 2] [--budget 2] [--quick] [--name STEM]
 
 Runs gru_cy against the NumPy GRU, torch.nn.GRU and ONNX Runtime on the
 shape grid, the extra rows (float64, bidirectional, 2 layers,
 reset_after=False, variable lengths) and the step() latency row, at each
 thread count; prints the tables; writes benchmarks/results/bench-<date>.json,
 the plot next to it (when matplotlib is installed) and the Markdown table
-used in README.md (bench-<date>.md). The measuring code is the package
-gru_cy.bench (src/gru_cy/bench/), also behind `python -m gru_cy bench`.
+used in README.md (bench-<date>.md). Every gru_cy row carries its share of
+the machine's peak (its GF/s over one core's float32 multiply-add peak times
+the threads); the peak, gru_cy's instruction set, backend and threads and
+OPENBLAS_CORETYPE are in the JSON's environment. The measuring code is the
+package gru_cy.bench (src/gru_cy/bench/), also behind `python -m gru_cy
+bench`. --quick: the quick grid, no extra rows, 0.3 s per measurement
+(well under a minute at one thread).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
-    parser.add_argument("--budget", type=float, default=2.0,
-                        help="seconds of timing per case, mode and thread count")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timing per case, mode and thread count "
+                             "(default 2, with --quick 0.3)")
     parser.add_argument("--quick", action="store_true", help="the quick grid, no extra rows")
     parser.add_argument("--name", default=None, help="file name stem under results/")
     parser.add_argument("--update", action="store_true",
@@ -40,8 +46,9 @@ def main(argv=None):
                              "idle (other processes skew timings, most of all with 2 threads)")
     args = parser.parse_args(argv)
     grid = bench.QUICK_GRID if args.quick else bench.GRID
+    budget = args.budget if args.budget is not None else (0.3 if args.quick else 2.0)
     doc = bench.run(grid, extras=not args.quick, step=True, threads_list=args.threads,
-                     budget=args.budget, wait_quiet=args.wait_quiet)
+                    budget=budget, wait_quiet=args.wait_quiet)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stem = args.name or f"bench-{datetime.date.today().isoformat()}"
     base = os.path.join(HERE, "results", stem)
@@ -65,7 +72,7 @@ def main(argv=None):
         sys.path.insert(0, HERE)
         import plot_bench
     try:
-        plotbench.plot(doc, base + ".png")
+        plot_bench.plot(doc, base + ".png")
         print(f"wrote {base}.png")
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)")

@@ -10,7 +10,7 @@ copy_checkout() {
             | tar xf - -C "$dest"
     else
         (cd "$SRC" && tar cf - --exclude='*.so' --exclude='*.pyd' --exclude=build \
-            --exclude='*.egg-info' --exclude=src/gru_cy/_blas.c --exclude=src/gru_cy/_gru.c .) \
+            --exclude='*.egg-info' --exclude=src/gru_cy/kernels/_core.c .) \
             | tar xf - -C "$dest"
     fi
 }

@@ -7,12 +7,14 @@
 #   release optimisation, so the checked code is the shipped code) from a copy
 #   of this checkout into a fresh venv, and runs the whole suite with the ASan
 #   runtime preloaded into the (uninstrumented) Python. Every heap overflow,
-#   use after free or double free in the extensions stops the run with a
+#   use after free or double free in the extension (gru_cy.kernels._core: the
+#   Cython entry points and the C core, kernels/rc_*.c) stops the run with a
 #   report. About three minutes.
 # valgrind: valgrind memcheck over a representative subset of the suite
-#   (kernels, BLAS shim, reference parity, error paths, IEEE, threads, a
-#   few property examples) against a normal release build; also catches reads
-#   of uninitialised memory, which ASan does not. About fifteen minutes.
+#   (the kernels' products, reference parity, error paths, IEEE, threads,
+#   workspaces, step(), the golden files, a few property examples) against a
+#   normal release build; also catches reads of uninitialised memory, which
+#   ASan does not. About fifteen minutes.
 #
 # Both run Python with PYTHONMALLOC=malloc so that every object goes through
 # the checked allocator, OpenBLAS single-threaded, and GRU_CY_MEMCHECK=MODE,
@@ -51,10 +53,15 @@ if [ "$MODE" = asan ]; then
         || { tail -n 40 "$WORK/build.log"; echo "ASan build failed"; exit 1; }
     LIBASAN=$(gcc -print-file-name=libasan.so)
     [ -e "$LIBASAN" ] || { echo "libasan.so not found (gcc -print-file-name)"; exit 1; }
-    # The extensions must really be instrumented.
-    for so in "$WORK"/venv/lib/python3*/site-packages/gru_cy/_*.so; do
+    # The extension must really be instrumented (and be there: a glob that
+    # matches nothing would otherwise check nothing).
+    found=0
+    for so in "$WORK"/venv/lib/python3*/site-packages/gru_cy/kernels/_core*.so; do
+        [ -e "$so" ] || continue
+        found=$((found + 1))
         grep -q "__asan_report" "$so" || { echo "$so is not instrumented"; exit 1; }
     done
+    [ "$found" -ge 1 ] || { echo "gru_cy/kernels/_core*.so not found in the venv"; exit 1; }
     cd "$WORK/outside"
     rc=0
     LD_PRELOAD="$LIBASAN" \
@@ -72,11 +79,11 @@ command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install va
 "$PY" -m pip install "$WORK/src" >"$WORK/build.log" 2>&1 \
     || { tail -n 40 "$WORK/build.log"; echo "build failed"; exit 1; }
 if [ $# -eq 0 ]; then
-    set -- "$SRC/tests/test_blas.py" "$SRC/tests/test_vs_reference.py" \
+    set -- "$SRC/tests/test_products.py" "$SRC/tests/test_vs_reference.py" \
            "$SRC/tests/test_errors.py" "$SRC/tests/test_ieee.py" \
            "$SRC/tests/test_threads.py" "$SRC/tests/test_properties.py" \
-           "$SRC/tests/test_golden.py"
-    [ -e "$SRC/tests/test_step.py" ] && set -- "$@" "$SRC/tests/test_step.py"
+           "$SRC/tests/test_golden.py" "$SRC/tests/test_step.py" \
+           "$SRC/tests/test_workspace.py"
     # The large-layer thread tests do ~100 full training runs: hours under valgrind.
     set -- "$@" -k "not large_bidirectional"
 fi

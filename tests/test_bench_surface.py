@@ -1,7 +1,9 @@
 """The benchmark package (gru_cy.bench) is split by concern (cases, timing, peers,
 report, runner) behind one public surface, and the scripts in benchmarks/ use that
 surface only: every name they take from gru_cy.bench is public (listed in its
-__all__) and exists. Nothing here times anything."""
+__all__) and exists. The yardstick of every table (a row's share of one core's
+multiply-add peak times the threads) and what the environment records about
+how gru_cy ran are checked on given numbers: nothing here times anything."""
 
 import ast
 import glob
@@ -49,3 +51,37 @@ def test_benchmark_scripts_use_the_public_surface():
     assert used, "no script uses gru_cy.bench"
     bad = {name: files for name, files in used.items() if name not in bench.__all__}
     assert not bad, f"benchmark scripts use names outside gru_cy.bench's public surface: {bad}"
+
+
+def test_peak_share_is_gflops_over_peak_times_threads():
+    assert bench.peak_share(50.0, 100.0, 1) == 0.5
+    assert bench.peak_share(50.0, 100.0, 2) == 0.25
+    # float64: a vector multiply-add holds half as many lanes
+    assert bench.peak_share(25.0, 100.0, 1, "float64") == 0.5
+    assert bench.peak_share(None, 100.0, 1) is None
+    assert bench.peak_share(50.0, None, 1) is None
+
+
+def test_environment_records_how_gru_cy_ran(monkeypatch):
+    from gru_cy.kernels import _core
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    env = bench.environment(peak=100.0)
+    assert env["fma_peak_gflops"] == 100.0
+    assert env["openblas_coretype"] == "Haswell"
+    assert env["gru_cy_isa"] == _core.isa()
+    assert env["gru_cy_backend"] in ("gru_cy", "blas")
+    assert env["gru_cy_threads"] >= 1
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert bench.environment()["openblas_coretype"] is None
+
+
+def test_tables_show_the_share_of_peak():
+    row = dict(case="T=2 B=1 I=4 H=4", mode="forward", threads=2, seconds=1e-3, gflops=20.0,
+               ratio=1.0, peak_share=0.1)
+    doc = dict(environment=dict(fma_peak_gflops=100.0), threads=[2], notes=[],
+               results=[dict(row, peer="gru_cy"), dict(row, peer="torch", ratio=3.0)])
+    md = bench.format_markdown(doc)
+    assert "% of peak" in md and "| 10% |" in md and "3.00x" in md
+    text = bench.format_table(doc["results"], 2)
+    assert "10%" in text and "floor" not in text

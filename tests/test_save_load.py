@@ -133,6 +133,20 @@ def test_zip_features_python_cannot_read(saved, tmp_path):
             gru_cy.load(tmp_path / name)
 
 
+def test_an_encrypted_member_is_a_value_error(saved, tmp_path):
+    """A member whose "encrypted" flag is set (general-purpose bit 0, in the central directory
+    and the local header): zipfile would raise RuntimeError asking for a password."""
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    for header, offset in ((b"PK\x01\x02", 8), (b"PK\x03\x04", 6)):
+        at = data.index(header)
+        data[at + offset] |= 0x1
+    bad = tmp_path / "encrypted.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="encrypted"):
+        gru_cy.load(bad)
+
+
 def _write_npz(path, **arrays):
     np.savez(path, **arrays)
     return path

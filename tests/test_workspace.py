@@ -1,7 +1,8 @@
-"""The kernels' workspaces: each extension keeps the block its last call
-released and hands it to the next call (rc_work_alloc in _layout.c). A
-reused block holds whatever the previous call left in it, of any shape or
-type; no result may depend on that. Each call below is repeated after other
+"""The kernels' workspaces and tapes: the extension keeps the workspace its
+last call released and the tape block the last freed tape held, and hands
+them to the next call (rc_work.c). A reused block holds whatever the
+previous call left in it, of any shape or type; no result may depend on
+that. Each call below is repeated after other
 calls that filled the cached block with their own data, and must give the
 same bits as the first time.
 
@@ -78,3 +79,38 @@ def test_uneven_lengths_after_a_larger_call():
     assert same_bits(out1, out2)
     for b, n in enumerate(lengths):
         assert not out2[n:, b].any()
+
+
+def test_a_freed_tape_block_serves_the_next_tape():
+    from gru_cy.kernels import _core
+    a = _core.tape_empty(1000, np.float32)
+    where = a.ctypes.data
+    assert where % 64 == 0 and a.dtype == np.float32 and a.shape == (1000,)
+    del a
+    b = _core.tape_empty(300, np.float64)               # smaller: the same block
+    assert b.ctypes.data == where
+    c = _core.tape_empty(10, np.float32)                # the slot is empty now
+    assert c.ctypes.data != where
+    with pytest.raises(TypeError):
+        _core.tape_empty(10, np.int32)
+    with pytest.raises(ValueError):
+        _core.tape_empty(-1, np.float32)
+
+
+def test_training_with_uneven_lengths_on_a_reused_tape():
+    # The tape rows of padded times must be zeros for the weight gradients
+    # even when the tape block last held another call's numbers.
+    m = gru_cy.GRU(5, 9, num_layers=2, bidirectional=True, seed=0)
+    x = np.random.default_rng(2).standard_normal((10, 4, 5)).astype(np.float32)
+    lengths = np.array([10, 3, 7, 1])
+
+    def grads():
+        m.zero_grad()
+        out, _, tape = m.forward_train(x, None, lengths)
+        dx, _ = m.backward(tape, np.ones_like(out))
+        return [dx] + [m.grads[k].copy() for k in sorted(m.grads)]
+
+    first = grads()
+    _disturb("GRU", {})
+    for a, b in zip(first, grads()):
+        assert same_bits(a, b)

@@ -14,7 +14,7 @@ import numpy as np
 from gru_cy._reference import numpy_layer_backward, numpy_layer_forward
 
 __all__ = ["NumpyPeer", "GruCyPeer", "TorchPeer", "OrtPeer", "Unsupported", "available_peers",
-           "gemm_floor_seconds", "onnx_gru_model", "torch_onnx_model", "ort_session"]
+           "onnx_gru_model", "torch_onnx_model", "ort_session"]
 
 
 # the NumPy peer: a plain vectorised GRU (forward for every configuration,
@@ -83,32 +83,6 @@ class GruCyPeer:
     def train(self):
         out, h_n, tape = self.gru.forward_train(self.x, self.h0, lengths=self.lengths)
         return self.gru.backward(tape, self.dout)
-
-
-def gemm_floor_seconds(case, params, x, repeats):
-    """Median seconds of the BLAS calls gru_cy makes for this case (all layers
-    and directions, full lengths)."""
-    from gru_cy.kernels import _gru
-    from gru_cy.nn.base import CHUNK_ELEMENTS
-
-    dt = np.dtype(case.dtype)
-    result = {}
-    for mode in case.modes:
-        total = 0.0
-        layer_in = x
-        for k in range(case.num_layers):
-            for d in range(case.D):
-                sfx = f"_l{k}" + ("_reverse" if d else "")
-                _, chunk = _gru.plan(case.T, case.B, case.H, True, d == 1, CHUNK_ELEMENTS,
-                                     mode == "train")
-                times = _gru.gemm_floor(layer_in, params["weight_ih" + sfx],
-                                        params["weight_hh" + sfx], chunk, case.reset_after,
-                                        mode == "train", repeats)
-                total += float(np.median(times))
-            if k + 1 < case.num_layers:
-                layer_in = np.zeros((case.T, case.B, case.D * case.H), dt)
-        result[mode] = total
-    return result
 
 
 # ---------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import numpy as np
 from gru_cy._reference import numpy_layer_forward
 from gru_cy.bench.cases import GRID, PEERS, QUICK_GRID, STEP_SHAPE, Case, extra_cases, grid_cases
 from gru_cy.bench.peers import (
-    GruCyPeer, NumpyPeer, OrtPeer, TorchPeer, Unsupported, available_peers, gemm_floor_seconds,
-    onnx_gru_model, ort_session, torch_onnx_model,
+    GruCyPeer, NumpyPeer, OrtPeer, TorchPeer, Unsupported, available_peers, onnx_gru_model,
+    ort_session, torch_onnx_model,
 )
-from gru_cy.bench.report import environment, print_report
+from gru_cy.bench.report import core_peak, environment, peak_share, print_report
 from gru_cy.bench.timing import (
     Threads, blas_threads_controllable, busy_fraction, time_peers, wait_until_quiet,
 )
@@ -41,8 +41,11 @@ def make_inputs(case):
     return params, x, h0, dout, case.lengths()
 
 
-def run_case(case, threads, budget, peers, notes):
-    """Rows (dicts) for one case at one thread count."""
+def run_case(case, threads, budget, peers, notes, peak=None):
+    """Rows (dicts) for one case at one thread count; peak: core_peak()'s
+    GF/s, for each row's share of it (peak_share)."""
+    import gru_cy
+
     params, x, h0, dout, lengths = make_inputs(case)
     objs = {}
     for name in peers:
@@ -74,17 +77,16 @@ def run_case(case, threads, budget, peers, notes):
             continue
         medians = time_peers(fns, budget, threads)
         rows.append(dict(mode=mode, medians=medians))
-    floor = gemm_floor_seconds(case, params, x, repeats=7 if case.T * case.B > 1000 else 31)
     out = []
     for row in rows:
         mode, medians = row["mode"], row["medians"]
         ours = medians["gru_cy"]
         for name, sec in medians.items():
+            gflops = case.flops(mode) / sec / 1e9
             out.append(dict(case=case.label, config=asdict(case), threads=threads, mode=mode,
-                            peer=name, seconds=sec, gflops=case.flops(mode) / sec / 1e9,
-                            ratio=sec / ours,
-                            floor_seconds=floor[mode] if name == "gru_cy" else None,
-                            floor_fraction=floor[mode] / ours if name == "gru_cy" else None))
+                            peer=name, seconds=sec, gflops=gflops, ratio=sec / ours,
+                            peak_share=peak_share(gflops, peak, threads, case.dtype),
+                            gru_cy_threads=gru_cy.get_num_threads()))
     return out
 
 
@@ -152,7 +154,7 @@ def run_step(threads, budget, peers, notes, B=STEP_SHAPE[0], I=STEP_SHAPE[1], H=
     ours = medians["gru_cy"]
     return [dict(case=label, config=dict(B=B, I=I, H=H), threads=threads, mode="step", peer=name,
                  seconds=sec, calls_per_second=1.0 / sec, ratio=sec / ours, gflops=None,
-                 floor_seconds=None, floor_fraction=None)
+                 peak_share=None, gru_cy_threads=gru_cy.get_num_threads())
             for name, sec in medians.items()]
 
 
@@ -160,7 +162,10 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout, w
     """Run the benchmark; returns the result document (JSON-ready).
 
     wait_quiet > 0: before each case, wait up to that many seconds for the
-    machine to be idle; every row records how busy the machine was then."""
+    machine to be idle; every row records how busy the machine was then.
+    One core's multiply-add peak (core_peak) is measured once, first, and
+    recorded in the environment (fma_peak_gflops); every timed row carries
+    its share of peak x threads (peak_share)."""
     avail = available_peers()
     notes = set()
     active = []
@@ -177,13 +182,14 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout, w
     cases = grid_cases(grid) + (extra_cases() if extras else [])
     rows = []
     busy_before = busy_fraction()
+    peak = core_peak()
     for threads in threads_list:
         with Threads(threads):
             for case in cases:
                 print(f"  [{threads} thread{'s' if threads > 1 else ''}] {case.label} ...",
                       file=log, flush=True)
                 busy = wait_until_quiet(wait_quiet, log) if wait_quiet else None
-                new = run_case(case, threads, budget, active, notes)
+                new = run_case(case, threads, budget, active, notes, peak)
                 for r in new:
                     r["machine_busy"] = busy
                 rows += new
@@ -193,7 +199,7 @@ def run(grid, extras, step, threads_list, budget, peers=PEERS, log=sys.stdout, w
                 for r in new:
                     r["machine_busy"] = busy
                 rows += new
-    env = environment()
+    env = environment(peak)
     env["machine_busy_before"] = busy_before
     env["machine_busy_after"] = busy_fraction()
     return dict(environment=env, threads=threads_list, budget_seconds=budget,

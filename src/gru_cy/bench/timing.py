@@ -1,8 +1,10 @@
 """Timing for the benchmarks: every library pinned to the same number of
 threads, peers taking turns call by call, and how busy the machine is.
 
-NumPy is the only dependency; threadpoolctl, when installed, pins the BLAS
-libraries (else only SciPy's OpenBLAS, gru_cy's, is pinned).
+NumPy is the only dependency. gru_cy's own kernels are pinned with
+gru_cy.set_num_threads; threadpoolctl, when installed, pins the BLAS
+libraries (else only SciPy's OpenBLAS, the one gru_cy's BLAS backend calls,
+is pinned).
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ __all__ = ["Threads", "blas_threads_controllable", "time_interleaved", "time_pee
 
 
 class Threads:
-    """Pin every library to n threads for the duration of a with block."""
+    """Pin every library to n threads for the duration of a with block:
+    gru_cy's kernels, the BLAS libraries, torch's intra-op pool."""
 
     def __init__(self, n):
         self.n = n
         self._limits = None
+        self._gru_cy_threads = None
 
     def __enter__(self):
+        import gru_cy
+
+        self._gru_cy_threads = gru_cy.get_num_threads()
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
@@ -36,13 +43,16 @@ class Threads:
 
             self._limits = threadpool_limits(limits=self.n)
         else:
-            # Without threadpoolctl, SciPy's OpenBLAS (gru_cy's BLAS) can still be set.
+            # Without threadpoolctl, SciPy's OpenBLAS (the BLAS backend's) can still be set.
             from gru_cy._threads import _openblas_threads
 
             blas = _openblas_threads()
             if blas:
                 self.scipy_blas = (blas, blas[0]())
                 blas[1](self.n)
+        # gru_cy's own pool (threadpoolctl limits it too when it lists gru_cy;
+        # set it here whatever threadpoolctl does).
+        gru_cy.set_num_threads(self.n)
         # Import the peers now: a torch imported later inside the block would
         # keep its default thread count (every core).
         available_peers()
@@ -53,8 +63,12 @@ class Threads:
         return self
 
     def __exit__(self, *exc):
+        import gru_cy
+
         if self._limits is not None:
             self._limits.restore_original_limits()
+        if self._gru_cy_threads is not None:
+            gru_cy.set_num_threads(self._gru_cy_threads)
         if self.scipy_blas is not None:
             blas, threads = self.scipy_blas
             blas[1](threads)

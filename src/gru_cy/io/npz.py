@@ -229,6 +229,10 @@ def _load_npz(f, source, cls):
             raise ValueError(f"{source}: unreadable archive directory: {exc}") from exc
         if len(set(names)) != len(names):
             raise ValueError(f"{source}: the archive lists a member twice")
+        encrypted = [info.filename for info in zf.infolist() if info.flag_bits & 0x1]
+        if encrypted:
+            raise ValueError(f"{source}: encrypted members {encrypted} (gru_cy's save() writes "
+                             f"none, and load() takes no password)")
         bad = [n for n in names if not n.endswith(".npy")]
         if bad:
             raise ValueError(f"{source}: unexpected members {bad} (a .npz holds only .npy arrays)")

@@ -12,9 +12,11 @@ F-contiguous (W^T row-major: the products read it in place, nothing is
 packed): results are the same bits either way.
 """
 
+cimport cython
 cimport numpy as cnp
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
+from cpython.ref cimport Py_INCREF
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 import time
@@ -51,6 +53,12 @@ cdef extern from "rc_gemm.h" nogil:
     void rc_set_backend(int blas)
     void rc_set_blas(rc_sgemm_t s, rc_dgemm_t d)
     long long rc_fma_chains(long long rounds, double *sink)
+
+cdef extern from "rc_work.h" nogil:
+    enum:
+        RC_BLOCK_TAPE
+    void *rc_block_alloc(int kind, size_t bytes)
+    void rc_block_free(int kind, void *w)
 
 cdef extern from "rc_pool.h" nogil:
     int gru_cy_get_num_threads()
@@ -331,6 +339,43 @@ def tape_size(int cell, int flags, int P, int T, int B, int I, int H):
     L.H = H
     L.P = P
     return rc_tape_elems(&L)
+
+
+@cython.auto_pickle(False)
+cdef class _TapeBlock:
+    """The memory under a tape_empty array: back to the tape slot (rc_work.h)
+    when the array goes."""
+    cdef void *p
+
+    def __dealloc__(self):
+        if self.p != NULL:
+            rc_block_free(RC_BLOCK_TAPE, self.p)
+            self.p = NULL
+
+
+def tape_empty(Py_ssize_t n, object dtype):
+    """np.empty(n, dtype) (float32 or float64) for a training tape, on a block
+    that goes back to the kernels' tape slot when the array is freed, so that
+    the next tape of that size or less reuses it instead of fresh pages."""
+    import numpy as np
+    cdef object dt = np.dtype(dtype)
+    cdef int typenum = dt.num
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError("tape_empty: float32 or float64")
+    if n < 0:
+        raise ValueError("tape_empty: n must be >= 0")
+    cdef size_t nbytes = <size_t>n * <size_t>dt.itemsize
+    cdef _TapeBlock blk = _TapeBlock.__new__(_TapeBlock)
+    with nogil:
+        blk.p = rc_block_alloc(RC_BLOCK_TAPE, nbytes if nbytes > 0 else 64)
+    if blk.p == NULL:
+        raise MemoryError()
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(1, dims, typenum, blk.p)
+    cnp.PyArray_SetBaseObject(arr, blk)     # steals a reference
+    Py_INCREF(blk)
+    return arr
 
 
 def split(int cell, int flags, int P, int T, int B, int I, int H, int threads, str dtype="float32"):

@@ -72,7 +72,7 @@ typedef struct {
     rc_bmat f_ih, f_hh, f_2, b_ih, b_hh, b_2;
     int pk[6];
     /* Backward: the inputs of the weight gradients as B operands (rows by
-     * time or step), for gradients stored row-major: x, the tape's state
+     * time), for gradients stored row-major: x, the tape's state
      * before each step, the GRU's r * h, the input of the second product. */
     rc_bmat gx[4];
     int gx_tail[4];
@@ -269,8 +269,14 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 #undef MADD
 
 #if RC_X86
+/* Each instruction set's instances under its target (GCC's pragma; clang
+ * gives every function in the region the attribute). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 #define A(x) x##_avx2
 #define MADF(a, b, c) __builtin_fmaf((a), (b), (c))
 #define MADD(a, b, c) __builtin_fma((a), (b), (c))
@@ -298,10 +304,14 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 #undef SIGMOID
 #undef TANH
 #undef A
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))), apply_to = function)
+#else
 #pragma GCC pop_options
-
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#endif
 #define A(x) x##_avx512
 #include "rc_activations_impl.h"
 #define T float
@@ -329,7 +339,11 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 #undef A
 #undef MADF
 #undef MADD
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 typedef void (*rc_loop_fn)(rc_ctx *cx, int lr);
@@ -372,7 +386,7 @@ static void rc_dims(const rc_layer *L, int *G, int *R, int *P2)
     *R = *P2 ? *P2 : L->H;
 }
 
-/* The tape: each array's width, column kind and place (rows by step). */
+/* The tape: each array's width, column kind and place (rows by time). */
 static ptrdiff_t tape_layout(const rc_layer *L, ptrdiff_t *off, ptrdiff_t *ld, int *kind)
 {
     int G, R, P2;

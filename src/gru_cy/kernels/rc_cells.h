@@ -9,10 +9,11 @@
  *
  * Sequence b runs over its first len_b steps: forward t = 0 .. len_b - 1,
  * reverse t = len_b - 1 .. 0. Step s handles time t = s (forward) or
- * t = len_b - 1 - s (reverse) of each sequence still running. Arrays of
- * the input side (x, out, dout, dx, the input gate gradients) are indexed
- * by time, rows t * B + b; the tape and the recurrent gate gradients by
- * step, rows s * B + b (rows of finished sequences hold zeros there).
+ * t = len_b - 1 - s (reverse) of each sequence still running. Arrays with
+ * a row per time and sequence (x, out, dout, dx, the tape, the gates'
+ * gradients) are indexed by time, rows t * B + b (rows of padded times
+ * hold zeros in the tape and the gradients); what one step's product reads
+ * lives in per-step buffers, rows b.
  *
  * Every product is rc_gemm's (one multiply-add chain per element) and the
  * gate math of a row never reads another row, so a sequence's results do

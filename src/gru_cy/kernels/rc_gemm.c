@@ -8,6 +8,11 @@
 #include "rc_gemm.h"
 #include "rc_qgemm.h"
 
+#if RC_X86
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* Without -ftrapping-math GCC if-converts and vectorises freely; exception
@@ -224,14 +229,18 @@ PORTABLE_GEMM(double, 16)
 #define ISA avx2
 #define T float
 #define KN(x) RC_PK_NAME(x, _f32_, ISA)
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #include "rc_gemm_impl.h"
 #undef T
 #undef KN
+#undef VFMA
 #define T double
 #define KN(x) RC_PK_NAME(x, _f64_, ISA)
+#define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #include "rc_gemm_impl.h"
 #undef T
 #undef KN
+#undef VFMA
 #undef TGT
 #undef VB
 #undef MR
@@ -256,14 +265,18 @@ PORTABLE_GEMM(double, 16)
 #define ISA avx512
 #define T float
 #define KN(x) RC_PK_NAME(x, _f32_, ISA)
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #include "rc_gemm_impl.h"
 #undef T
 #undef KN
+#undef VFMA
 #define T double
 #define KN(x) RC_PK_NAME(x, _f64_, ISA)
+#define VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #include "rc_gemm_impl.h"
 #undef T
 #undef KN
+#undef VFMA
 #undef TGT
 #undef VB
 #undef MR
@@ -280,15 +293,29 @@ static int rc_backend_now = 0;
 static rc_sgemm_t rc_sgemm;
 static rc_dgemm_t rc_dgemm;
 
+/* From the CPU's own answer (cpuid) and the operating system's (xgetbv:
+ * which register states it saves): AVX2 needs AVX2, FMA and the YMM state;
+ * AVX-512 needs F, VL, DQ and BW (what the kernels are compiled for) and
+ * the opmask and ZMM states as well. */
 int rc_cpu_isa(void)
 {
     int isa = RC_ISA_PORTABLE;
 #if RC_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-        isa = RC_ISA_AVX512;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    unsigned a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return isa;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx)
+        return isa;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const unsigned long long xcr0 = ((unsigned long long)hi << 32) | lo;
+    if ((xcr0 & 0x6) != 0x6 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return isa;
+    if (((b >> 5) & 1) && fma)
         isa = RC_ISA_AVX2;
+    const int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    if (isa == RC_ISA_AVX2 && f && dq && bw && vl && (xcr0 & 0xe6) == 0xe6)
+        isa = RC_ISA_AVX512;
 #endif
     return isa;
 }

@@ -7,6 +7,8 @@
  *   NPS(m)   panels per tile when the whole product has m < MR rows
  *   KN_CASES the (rows, panels) tiles instantiated
  *   TGT      the function attribute that selects the instruction set
+ *   VFMA     a * b + c, vectors of T, one rounding (explicit: no
+ *            compiler's contraction rules decide the products' bits)
  * A tile holds MR x (NPS * NR / VL) accumulator vectors in registers; it
  * walks k once, each accumulator lane one chain of multiply-adds. */
 
@@ -63,9 +65,10 @@ KN(tile)(const int mr, const int np, const int at, int K, const T *RC_RESTRICT a
 #pragma GCC unroll 16
         for (int i = 0; i < mr; i++) {
             const T ai = at ? a[(ptrdiff_t)k * sa + i] : a[i * sa + k];
+            const KN(vec) av = ai - (KN(vec)){0};    /* ai in every lane (-0 too) */
 #pragma GCC unroll 16
             for (int v = 0; v < np * NV_; v++)
-                acc[i][v] += ai * wv[v];
+                acc[i][v] = VFMA(av, wv[v], acc[i][v]);
         }
     }
     if (whole) {
@@ -200,9 +203,10 @@ TGT static __attribute__((unused)) T KN(fma_chains)(long long rounds)
     a0 = m; a1 = m + d; a2 = a1 + d; a3 = a2 + d; a4 = a3 + d; a5 = a4 + d;
     a6 = a5 + d; a7 = a6 + d; a8 = a7 + d; a9 = a8 + d; a10 = a9 + d; a11 = a10 + d;
     for (long long r = 0; r < rounds; r++) {
-        a0 = a0 * m + d; a1 = a1 * m + d; a2 = a2 * m + d; a3 = a3 * m + d;
-        a4 = a4 * m + d; a5 = a5 * m + d; a6 = a6 * m + d; a7 = a7 * m + d;
-        a8 = a8 * m + d; a9 = a9 * m + d; a10 = a10 * m + d; a11 = a11 * m + d;
+        a0 = VFMA(a0, m, d); a1 = VFMA(a1, m, d); a2 = VFMA(a2, m, d); a3 = VFMA(a3, m, d);
+        a4 = VFMA(a4, m, d); a5 = VFMA(a5, m, d); a6 = VFMA(a6, m, d); a7 = VFMA(a7, m, d);
+        a8 = VFMA(a8, m, d); a9 = VFMA(a9, m, d); a10 = VFMA(a10, m, d);
+        a11 = VFMA(a11, m, d);
     }
     KN(vec) s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11));
     T t = 0;

@@ -125,7 +125,7 @@ void S(forward)(rc_ctx *cx, int lr)
     hb[1] = (T *)cx->hb1;
     T *gi = (T *)cx->gi, *gh = (T *)cx->gh, *sc = (T *)cx->sc, *sc2 = (T *)cx->sc2;
     const T *bsum = (const T *)cx->bsum, *b2 = (const T *)cx->b2, *zeros = (const T *)cx->zeros;
-    /* The tape arrays, rows by step (rc_cells.c: tape_layout). */
+    /* The tape arrays, rows by time (rc_cells.c: tape_layout). */
     T *tp[RC_TAPE_ARRAYS];
     for (int k = 0; k < RC_TAPE_ARRAYS; k++)
         tp[k] = train && cx->tape_off[k] >= 0 ? (T *)L->tape + cx->tape_off[k] : NULL;

@@ -1,6 +1,9 @@
 /* The thread pool of rc_pool.h, on POSIX threads. Without them (MSVC) every
  * job runs on the calling thread alone. */
 
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L     /* clock_gettime, sigset_t in a strict C mode too */
+#endif
 #include "rc_pool.h"
 
 struct rc_team {

@@ -1023,9 +1023,13 @@ class Recurrent(Module):
         return tuple(s[i] for s in states)
 
     def _alloc_saved(self, T, B):
-        """One layer-direction's training tape."""
-        return empty(_core.tape_size(self._cell, self._core_flags(), self._core_P(), T, B, 0,
-                                     self.hidden_size), self.dtype)
+        """One layer-direction's training tape (on the kernels' tape block, which
+        the next forward_train reuses once this tape is freed)."""
+        n = _core.tape_size(self._cell, self._core_flags(), self._core_P(), T, B, 0,
+                            self.hidden_size)
+        if _POISON:
+            return empty(n, self.dtype)
+        return _core.tape_empty(n, self.dtype)
 
     def _kernel_layer(self, out, states, k, x, weights, lengths, full, saved):
         """Layer k, every direction at once: out (T, B, D * W) written (its
