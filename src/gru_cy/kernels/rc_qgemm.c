@@ -24,6 +24,7 @@
 #include "rc_qgemm.h"
 
 #if RC_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -419,17 +420,25 @@ static const q_kernels k_i8_avx2 = {Q_A_S16, 3, {1, 1, 1, 1}, 0, prep_avx2, tile
 
 static int cpu_bf16 = -1, cpu_vnni = -1;
 
+/* The CPU's AVX512_BF16 and AVX512-VNNI (cpuid leaf 7); used only when the
+ * instruction set is AVX-512, whose choice checked the OS saves the
+ * registers. */
 static void q_cpu(void)
 {
     if (cpu_bf16 >= 0)
         return;
+    int bf16 = 0, vnni = 0;
 #if RC_X86
-    __builtin_cpu_init();
-    cpu_bf16 = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
-    cpu_vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-#else
-    cpu_bf16 = cpu_vnni = 0;
+    unsigned a, b, c, d;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        const unsigned subleaves = a;
+        vnni = (c >> 11) & 1;
+        if (subleaves >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d))
+            bf16 = (a >> 5) & 1;
+    }
 #endif
+    cpu_vnni = vnni;
+    cpu_bf16 = bf16;
 }
 
 static const q_kernels *q_pick(int format)
