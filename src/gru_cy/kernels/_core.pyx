@@ -717,13 +717,11 @@ cdef class Lean:
         cdef object h0 = hx, c0 = None
         cdef cnp.npy_intp dims[3]
         cdef rc_layer Ls[MAX_LEAN_LAYERS]
-        cdef tuple row
         cdef list keep = []
         cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(xa), seq = <Py_ssize_t>T * B * R
         cdef Py_ssize_t RB = <Py_ssize_t>R * B, HB = <Py_ssize_t>H * B
         cdef char *bufs = NULL
         cdef int rc = 0, nthreads = gru_cy_get_num_threads()
-        cdef int G = self.G
         if lstm and hx is not None:
             if type(hx) is not tuple or len(<tuple>hx) != 2:
                 return None
