@@ -70,11 +70,11 @@ def ext(name, sources):
 
 
 # One extension: the Cython entry points and the C core (products, thread
-# pool, the cells' time loops, the workspace cache).
+# pool, the cells' time loops, the workspace cache, the bf16 / int8 products).
 K = "src/gru_cy/kernels/"
 extensions = [
     ext("gru_cy.kernels._core", [K + "_core.pyx", K + "rc_gemm.c", K + "rc_pool.c",
-                                 K + "rc_cells.c", K + "rc_work.c"]),
+                                 K + "rc_cells.c", K + "rc_work.c", K + "rc_qgemm.c"]),
 ]
 
 setup(

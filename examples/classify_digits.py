@@ -8,9 +8,12 @@ against logistic regression on the flattened pixels and the same network
 batch size) trained by a PyTorch loop when torch is installed.
 
     pip install "gru_cy[examples]"     # scikit-learn, statsmodels
-    python examples/classify_digits.py [--epochs 30]
+    python examples/classify_digits.py [--epochs 30] [--precision fp32|bf16|int8|all]
 
 Both libraries run on one thread, so that the times compare like with like.
+--precision also scores the trained classifier with its network frozen at
+bf16 and/or int8 (inference_precision): accuracy, and how many test
+predictions differ from float32's.
 """
 
 import os
@@ -76,6 +79,8 @@ def train_torch(X_train, y_train, X_test, epochs, seed=0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="digits as 8-step sequences")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8", "all"],
+                    help="also score the classifier at this inference precision")
     args = ap.parse_args(argv)
 
     digits = load_digits()
@@ -112,6 +117,24 @@ def main(argv=None):
         print(f"{name:<36} {acc:13.4f} {secs:8.2f}s")
     if len(rows) == 3:
         print(f"\ngru_cy trains {rows[2][2] / rows[1][2]:.1f}x faster than the PyTorch loop")
+    if args.precision != "fp32":
+        score_precisions(clf, X_test, y_test,
+                         ["bf16", "int8"] if args.precision == "all" else [args.precision])
+
+
+def score_precisions(clf, X_test, y_test, precisions):
+    """The trained classifier's test accuracy with its network frozen at each precision."""
+    clf.set_params(inference_precision="fp32")
+    base = clf.predict(X_test)
+    print(f"\n{'inference precision':<20} {'test accuracy':>13} {'predictions changed':>20}")
+    print(f"{'fp32':<20} {np.mean(base == y_test):13.4f} {0:>20}")
+    for precision in precisions:
+        clf.set_params(inference_precision=precision)
+        pred = clf.predict(X_test)
+        changed = int(np.sum(pred != base))
+        print(f"{precision:<20} {np.mean(pred == y_test):13.4f} "
+              f"{f'{changed} of {len(pred)}':>20}")
+    clf.set_params(inference_precision="fp32")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ Linear(32 -> 1), Adam, MSE, same epochs and batch size) trained by a PyTorch
 loop when torch is installed. RMSE is in sunspot numbers.
 
     pip install "gru_cy[examples]"     # scikit-learn, statsmodels
-    python examples/forecast_sunspots.py [--epochs 150]
+    python examples/forecast_sunspots.py [--epochs 150] [--precision fp32|bf16|int8|all]
 
 Both libraries run on one thread, so that the times compare like with like.
+--precision also scores the trained regressor with its network frozen at
+bf16 and/or int8 (inference_precision): RMSE, and the largest change of a
+forecast against float32's.
 """
 
 import os
@@ -81,6 +84,8 @@ def train_torch(X_train, y_train, X_test, epochs, seed=0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="one-step-ahead sunspot forecasts")
     ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8", "all"],
+                    help="also score the regressor at this inference precision")
     args = ap.parse_args(argv)
 
     series = sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float64)
@@ -117,6 +122,16 @@ def main(argv=None):
         print(f"{name:<32} {err:9.2f} {secs:8.2f}s")
     if len(rows) == 3:
         print(f"\ngru_cy trains {rows[2][2] / rows[1][2]:.1f}x faster than the PyTorch loop")
+    if args.precision != "fp32":
+        base = reg.predict(X_test) * std + mean
+        print(f"\n{'inference precision':<20} {'test RMSE':>9} {'largest change (sunspots)':>26}")
+        print(f"{'fp32':<20} {rmse(reg.predict(X_test)):9.2f} {0.0:26.3f}")
+        for precision in ["bf16", "int8"] if args.precision == "all" else [args.precision]:
+            reg.set_params(inference_precision=precision)
+            pred = reg.predict(X_test)
+            change = float(np.abs(pred * std + mean - base).max())
+            print(f"{precision:<20} {rmse(pred):9.2f} {change:26.3f}")
+        reg.set_params(inference_precision="fp32")
 
 
 if __name__ == "__main__":

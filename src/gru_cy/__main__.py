@@ -65,6 +65,18 @@ def _time_per_step(T=100, B=8, I=64, H=128, repeats=5):
     return best_f / T, best_t / T
 
 
+def _precision_info():
+    """How freeze(precision="bf16" / "int8") runs here: on the CPU's own
+    instruction, or without it (the same bits, about float32's speed)."""
+    from gru_cy.kernels import _core
+
+    bf16 = ("bf16 native (AVX512_BF16)" if _core.native("bf16") else
+            "bf16 emulated (no AVX512_BF16 here: the same bits, about fp32's speed)")
+    int8 = ("int8 native (AVX512-VNNI)" if _core.native("int8") else
+            "int8 without AVX512-VNNI (the same bits, about fp32's speed)")
+    return f"{bf16}; {int8}"
+
+
 def info(out=sys.stdout):
     import scipy
 
@@ -88,6 +100,7 @@ def info(out=sys.stdout):
     else:
         print("products: SciPy's BLAS (gru_cy.set_backend('blas')); gru_cy's threads: 1",
               file=out)
+    print(f"frozen inference: {_precision_info()}", file=out)
     print(f"BLAS (SciPy's, for the BLAS backend): {blas}; threads: "
           f"{threads if threads is not None else 'unknown'}", file=out)
     ok = True

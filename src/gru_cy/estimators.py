@@ -166,6 +166,7 @@ class _RNNBase(BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "dtype": "no_validation",
+        "inference_precision": [StrOptions({"fp32", "bf16", "int8"})],
     }
 
     def __init__(self, cell: str = "gru", hidden_size: int = 64, num_layers: int = 1,
@@ -177,7 +178,7 @@ class _RNNBase(BaseEstimator):
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  random_state: int | np.random.RandomState | None = None,
                  verbose: bool | int = False, warm_start: bool = False,
-                 dtype: DTypeLike = np.float32) -> None:
+                 dtype: DTypeLike = np.float32, inference_precision: str = "fp32") -> None:
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -198,6 +199,7 @@ class _RNNBase(BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.dtype = dtype
+        self.inference_precision = inference_precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -454,6 +456,7 @@ class _RNNBase(BaseEstimator):
         modules.append(gru_cy.Linear(D * int(self.hidden_size), n_outputs, dtype=dtype,
                                      seed=int(seeds[2])))
         self.network_ = modules
+        self.__dict__.pop("_frozen_parts", None)
         self._optimizer = gru_cy.optim.Adam(modules, lr=float(self.learning_rate_init))
         self._order_rng = np.random.default_rng(int(seeds[3]))
         self.loss_curve_ = []
@@ -470,9 +473,29 @@ class _RNNBase(BaseEstimator):
         net = self.network_
         return (net[0] if len(net) == 3 else None), net[-2], net[-1]
 
-    def _forward(self, data, train):
-        """Logits / predictions (B, k) and, when train, what backward needs."""
-        emb, cell, lin = self._parts()
+    def _inference_parts(self):
+        """(embedding or None, cell, linear) as predict runs them: the fitted
+        modules at inference_precision="fp32"; frozen copies of the cell and
+        the linear layer at "bf16" or "int8" (made at the first prediction
+        and kept until the network is trained again)."""
+        precision = self.inference_precision
+        if isinstance(precision, str) and precision == "fp32":
+            return self._parts()
+        if not isinstance(precision, str) or precision not in ("bf16", "int8"):
+            raise ValueError(f"The 'inference_precision' parameter of {type(self).__name__} "
+                             "must be a str among {'fp32', 'bf16', 'int8'}. Got "
+                             f"{precision!r} instead.")
+        cached = self.__dict__.get("_frozen_parts")
+        if cached is None or cached[0] != precision:
+            emb, cell, lin = self._parts()
+            cached = (precision, (emb, cell.freeze(precision), lin.freeze(precision)))
+            self.__dict__["_frozen_parts"] = cached
+        return cached[1]
+
+    def _forward(self, data, train, parts=None):
+        """Logits / predictions (B, k) and, when train, what backward needs
+        (parts: the modules to run, _parts() by default)."""
+        emb, cell, lin = parts or self._parts()
         x, lengths = data.time_major()
         tape_emb = None
         if emb is not None:
@@ -588,6 +611,7 @@ class _RNNBase(BaseEstimator):
                 for i, module in enumerate(self.network_) for name, p in module.params.items()}
 
     def _set_weights(self, weights):
+        self.__dict__.pop("_frozen_parts", None)
         for i, module in enumerate(self.network_):
             for name, p in module.params.items():
                 p[...] = weights[f"{i}.{name}"]
@@ -649,6 +673,8 @@ class _RNNBase(BaseEstimator):
         restored (early stopping) and, when max_iter epochs ran without
         converging, a ConvergenceWarning says so (not for partial_fit).
         """
+        # The weights change: predictions at bf16 / int8 freeze them anew.
+        self.__dict__.pop("_frozen_parts", None)
         early = validate is not None
         bs = self._batch_size(n)
         bar = self._progress(epochs)
@@ -761,18 +787,23 @@ class _RNNBase(BaseEstimator):
             if score is not False and score is not None:
                 print(f"Validation score: {score:.6f}")
 
-    def _predict_raw(self, data):
-        """Network outputs (n, k), in chunks of samples."""
+    def _predict_raw(self, data, frozen=False):
+        """Network outputs (n, k), in chunks of samples; frozen: at
+        inference_precision (predict), else the fitted float modules
+        (the validation scores while fitting)."""
+        modules = self._inference_parts() if frozen else None
         n = len(data)
         if n <= _PREDICT_CHUNK:
-            return self._forward(data, False)[0]
-        parts = [self._forward(data.take(np.arange(s, min(s + _PREDICT_CHUNK, n))), False)[0]
+            return self._forward(data, False, modules)[0]
+        parts = [self._forward(data.take(np.arange(s, min(s + _PREDICT_CHUNK, n))), False,
+                               modules)[0]
                  for s in range(0, n, _PREDICT_CHUNK)]
         return np.concatenate(parts)
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_best_weights", None)
+        state.pop("_frozen_parts", None)
         return state
 
 
@@ -784,7 +815,11 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     "gru", "lstm", "rnn" or "jordan" (one layer, one direction: its output,
     of width hidden_size, is the state the pooling reads); ``pooling``: "last" (each
     sequence's final state, both directions), "mean" or "max" over the valid
-    steps. Fitted attributes: ``classes_``, ``n_features_in_``,
+    steps. ``inference_precision``: "fp32" (default), "bf16" or "int8": the
+    precision predict, predict_proba and score run the network at (frozen
+    copies of the cell and the output layer, gru_cy.nn.frozen; training
+    and the validation scores of early stopping stay in ``dtype``).
+    Fitted attributes: ``classes_``, ``n_features_in_``,
     ``loss_curve_``, ``n_iter_``, ``validation_scores_``,
     ``best_validation_score_``, ``network_`` (the trained modules).
     """
@@ -869,7 +904,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     def predict_log_proba(self, X: _X) -> NDArray[np.float64]:
         """Logarithms of the class probabilities (a log-softmax of the logits)."""
         check_is_fitted(self, "network_")
-        logits = self._predict_raw(self._check_X(X)).astype(np.float64)
+        logits = self._predict_raw(self._check_X(X), frozen=True).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits
@@ -877,7 +912,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     def predict(self, X: _X) -> NDArray[Any]:
         """Predicted labels."""
         check_is_fitted(self, "network_")
-        return self.classes_[self._predict_raw(self._check_X(X)).argmax(axis=1)]
+        return self.classes_[self._predict_raw(self._check_X(X), frozen=True).argmax(axis=1)]
 
     def score(self, X: _X, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Mean accuracy on (X, y), as scikit-learn's classifiers define it."""
@@ -952,7 +987,8 @@ class RNNRegressor(RegressorMixin, _RNNBase):
     def predict(self, X: _X) -> NDArray[np.float64]:
         """Predicted targets, (n,) or (n, k) as y was at fit."""
         check_is_fitted(self, "network_")
-        return self._decode_y(self._predict_raw(self._check_X(X)).astype(np.float64))
+        return self._decode_y(self._predict_raw(self._check_X(X), frozen=True)
+                              .astype(np.float64))
 
     def score(self, X: _X, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """R² of the predictions, as scikit-learn's regressors define it."""

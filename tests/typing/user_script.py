@@ -95,6 +95,12 @@ def recurrent_modules(x: Array) -> None:
     y_t, y = jordan.step(x[0], y=y_n)
     print(out.shape, dx.shape, dy0.shape, y_t.shape, y.shape, jordan.output_size)
 
+    fast = gru.freeze(precision="int8")          # frozen inference
+    out, h_n = fast(x, hx=h0, lengths=None)
+    y_t, h_t = fast.step(x[0], hx=h_n)
+    head = gru_cy.Linear(16, 2, seed=4).freeze("bf16")
+    print(out.shape, y_t.shape, head(y_t).shape, fast.precision, fast.nbytes)
+
 
 def cells(x: Array) -> None:
     cell = gru_cy.GRUCell(3, 6, seed=0)

@@ -81,6 +81,7 @@ cdef extern from "rc_cells.h" nogil:
         const void *p
         int fortran
         const void *packed
+        const void *q
     ctypedef struct rc_layer:
         int cell, dtype, flags
         int T, B, In, H, P
@@ -113,6 +114,9 @@ cdef extern from "rc_cells.h" nogil:
     void rc_set_poison(int on)
     void rc_split(const rc_layer *L, int threads, int *row_groups, int *unit_groups)
     void rc_force_split(int row_groups, int unit_groups, double min_work)
+
+# Packed (frozen) weights: fp32, bf16, int8.
+include "_frozen.pxi"
 
 GRU = RC_GRU
 LSTM = RC_LSTM
@@ -244,11 +248,16 @@ cdef inline const void *_opt(object o, str name, int dtype, Py_ssize_t size) exc
 
 cdef inline int _weight(rc_weight *w, object o, str name, int dtype, int rows, int cols,
                         bint write) except -1:
-    """A weight (rows, cols), C- or F-contiguous."""
+    """A weight (rows, cols), C- or F-contiguous, or a PackedWeight of that
+    shape (forward only)."""
     w.p = NULL
     w.fortran = 0
+    w.packed = NULL
+    w.q = NULL
     if o is None:
         return 0
+    if type(o) is PackedWeight:
+        return (<PackedWeight>o)._into(w, name, dtype, rows, cols, write)
     if not isinstance(o, cnp.ndarray):
         raise TypeError(f"{name}: expected an ndarray, got {type(o).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray>o
@@ -426,10 +435,13 @@ def forward(int cell, int flags, int P, object x, object out, tuple states, tupl
     T, B, I = xa.shape[0], xa.shape[1], xa.shape[2]
     _arr(x, "x", dtype, 0, False)
     w0 = (<tuple>weights[0])[1]
-    if not isinstance(w0, cnp.ndarray) or (<cnp.ndarray>w0).ndim != 2:
-        raise ValueError("forward: w_hh must be a 2-D array")
     G = 3 if cell == RC_GRU else (4 if cell == RC_LSTM else 1)
-    H = (<cnp.ndarray>w0).shape[0] // G
+    if type(w0) is PackedWeight:
+        H = (<PackedWeight>w0).N // G
+    elif not isinstance(w0, cnp.ndarray) or (<cnp.ndarray>w0).ndim != 2:
+        raise ValueError("forward: w_hh must be a 2-D array")
+    else:
+        H = (<cnp.ndarray>w0).shape[0] // G
     _dims(cell, H, P, &G, &R)
     oa = _arr(out, "out", dtype, 0, True)
     if oa.ndim != 3 or oa.shape[0] != T or oa.shape[1] != B or oa.shape[2] < D * R:
@@ -495,6 +507,8 @@ def backward(int cell, int flags, int P, object x, object dout, tuple dxs, tuple
     if (D < 1 or D > MAX_DIRS or len(dxs) != D or len(dstates) != D or len(weights) != D
             or len(grads) != D or len(tapes) != D):
         raise ValueError("backward: one of each argument per direction")
+    if any(type(w) is PackedWeight for ws in weights for w in ws):
+        raise ValueError("backward: packed weights are for inference only")
     if not isinstance(x, cnp.ndarray):
         raise TypeError("backward: x must be an ndarray")
     xa = <cnp.ndarray>x
@@ -626,6 +640,8 @@ cdef class Lean:
     cdef tuple names
     cdef int cell, flags, P, n_in, H, L, typenum, dtype, G, R
     cdef bint reverse
+    # Frozen weights (FrozenLayers) in place of the lookups in params, or None.
+    cdef object frozen
 
     def __init__(self, int cell, int flags, int P, tuple names, int input_size,
                  int hidden_size, int typenum, bint reverse):
@@ -643,6 +659,56 @@ cdef class Lean:
         if self.L < 1 or self.L > MAX_LEAN_LAYERS:
             raise ValueError("Lean: 1 to 64 layers")
 
+    def use_frozen(self, FrozenLayers layers):
+        """Run on these frozen weights from now on instead of looking the
+        parameters up (frozen modules: the params argument is then unused)."""
+        self.frozen = layers
+
+    cdef int _layer_weights(self, rc_layer *Lk, int k, dict params, list keep):
+        """Layer k's weights and biases from params into Lk (references kept
+        alive in keep): 1, or 0 when one is not what the kernels take."""
+        if self.frozen is not None:
+            return (<FrozenLayers>self.frozen).layer_into(Lk, k)
+        cdef int G = self.G, H = self.H, R = self.R, typenum = self.typenum
+        cdef tuple row = <tuple>self.names[k]
+        w_ih = params.get(row[0])
+        w_hh = params.get(row[1])
+        if (not _is_weight(w_ih, typenum, G * H, self.n_in if k == 0 else R)
+                or not _is_weight(w_hh, typenum, G * H, R)):
+            return 0
+        b_ih = b_hh = w2 = b2 = None
+        if row[2] is not None:
+            b_ih = params.get(row[2])
+            if not _is_weight(b_ih, typenum, G * H, 0):
+                return 0
+        if row[3] is not None:
+            b_hh = params.get(row[3])
+            if not _is_weight(b_hh, typenum, G * H, 0):
+                return 0
+        if row[4] is not None:
+            w2 = params.get(row[4])
+            if not _is_weight(w2, typenum, self.P, H):
+                return 0
+        if row[5] is not None:
+            b2 = params.get(row[5])
+            if not _is_weight(b2, typenum, self.P, 0):
+                return 0
+        keep.append((w_ih, w_hh, b_ih, b_hh, w2, b2))
+        Lk.w_ih.p = cnp.PyArray_DATA(<cnp.ndarray>w_ih)
+        Lk.w_ih.fortran = not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>w_ih)
+        Lk.w_hh.p = cnp.PyArray_DATA(<cnp.ndarray>w_hh)
+        Lk.w_hh.fortran = not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>w_hh)
+        if w2 is not None:
+            Lk.w2.p = cnp.PyArray_DATA(<cnp.ndarray>w2)
+            Lk.w2.fortran = not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>w2)
+        if b_ih is not None:
+            Lk.b_ih = cnp.PyArray_DATA(<cnp.ndarray>b_ih)
+        if b_hh is not None:
+            Lk.b_hh = cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+        if b2 is not None:
+            Lk.b2 = cnp.PyArray_DATA(<cnp.ndarray>b2)
+        return 1
+
     cdef object _run(self, cnp.ndarray xa, object hx, dict params, int T, int B, int s_ndim,
                      int y_ndim, cnp.npy_intp *y_dims):
         cdef int L = self.L, k, R = self.R, H = self.H, typenum = self.typenum
@@ -651,13 +717,11 @@ cdef class Lean:
         cdef object h0 = hx, c0 = None
         cdef cnp.npy_intp dims[3]
         cdef rc_layer Ls[MAX_LEAN_LAYERS]
-        cdef tuple row
         cdef list keep = []
         cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(xa), seq = <Py_ssize_t>T * B * R
         cdef Py_ssize_t RB = <Py_ssize_t>R * B, HB = <Py_ssize_t>H * B
         cdef char *bufs = NULL
         cdef int rc = 0, nthreads = gru_cy_get_num_threads()
-        cdef int G = self.G
         if lstm and hx is not None:
             if type(hx) is not tuple or len(<tuple>hx) != 2:
                 return None
@@ -669,30 +733,8 @@ cdef class Lean:
             return None
         for k in range(L):
             memset(&Ls[k], 0, sizeof(rc_layer))
-            row = <tuple>self.names[k]
-            w_ih = params.get(row[0])
-            w_hh = params.get(row[1])
-            if (not _is_weight(w_ih, typenum, G * H, self.n_in if k == 0 else R)
-                    or not _is_weight(w_hh, typenum, G * H, R)):
+            if not self._layer_weights(&Ls[k], k, params, keep):
                 return None
-            b_ih = b_hh = w2 = b2 = None
-            if row[2] is not None:
-                b_ih = params.get(row[2])
-                if not _is_weight(b_ih, typenum, G * H, 0):
-                    return None
-            if row[3] is not None:
-                b_hh = params.get(row[3])
-                if not _is_weight(b_hh, typenum, G * H, 0):
-                    return None
-            if row[4] is not None:
-                w2 = params.get(row[4])
-                if not _is_weight(w2, typenum, self.P, H):
-                    return None
-            if row[5] is not None:
-                b2 = params.get(row[5])
-                if not _is_weight(b2, typenum, self.P, 0):
-                    return None
-            keep.append((w_ih, w_hh, b_ih, b_hh, w2, b2))
             Ls[k].cell = self.cell
             Ls[k].dtype = self.dtype
             Ls[k].flags = self.flags
@@ -702,19 +744,6 @@ cdef class Lean:
             Ls[k].H = H
             Ls[k].P = self.P if (self.cell == RC_LSTM or self.cell == RC_JORDAN) else 0
             Ls[k].reverse = self.reverse
-            Ls[k].w_ih.p = cnp.PyArray_DATA(<cnp.ndarray>w_ih)
-            Ls[k].w_ih.fortran = not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>w_ih)
-            Ls[k].w_hh.p = cnp.PyArray_DATA(<cnp.ndarray>w_hh)
-            Ls[k].w_hh.fortran = not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>w_hh)
-            if w2 is not None:
-                Ls[k].w2.p = cnp.PyArray_DATA(<cnp.ndarray>w2)
-                Ls[k].w2.fortran = not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>w2)
-            if b_ih is not None:
-                Ls[k].b_ih = cnp.PyArray_DATA(<cnp.ndarray>b_ih)
-            if b_hh is not None:
-                Ls[k].b_hh = cnp.PyArray_DATA(<cnp.ndarray>b_hh)
-            if b2 is not None:
-                Ls[k].b2 = cnp.PyArray_DATA(<cnp.ndarray>b2)
         dims[0] = L
         dims[1] = B
         dims[2] = R

@@ -1,9 +1,9 @@
 /* Vectorisable sigmoid and tanh for the gate loops, instantiated by
  * rc_cells.c once per instruction set with:
  *   A(name)          this instantiation's name for name
- *   MADF(a, b, c)    a * b + c in float: one fused multiply-add on the
- *   MADD(a, b, c)    AVX2 and AVX-512 paths, a multiply and an add on the
- *                    portable one (double: MADD)
+ *   MADF(a, b, c)    a * b + c in float: one fused multiply-add (an FMA
+ *   MADD(a, b, c)    instruction on the AVX2 and AVX-512 paths, C99's fmaf
+ *                    on the portable one; double: MADD)
  * Written out as fused operations where they are wanted, they are the same
  * operations in every copy of a loop (vector body, scalar remainder): the
  * file they are compiled in lets the compiler contract nothing else.

@@ -234,11 +234,13 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 /* ---- the loops, per element type and instruction set ----------------------------- */
 
 /* Each instruction set's activations (A: their names; MADF / MADD: its
- * multiply-add, fused where the set has FMA) and loops, for float and
- * double. */
+ * multiply-add, fused on every set: C99's fmaf / fma on the portable one, a
+ * single instruction where the CPU has one, so that the gates give the same
+ * bits under every instruction set and frozen int8 inference, whose
+ * products are exact integers, does too) and loops, for float and double. */
 #define A(x) x##_portable
-#define MADF(a, b, c) ((a) * (b) + (c))
-#define MADD(a, b, c) ((a) * (b) + (c))
+#define MADF(a, b, c) fmaf((a), (b), (c))
+#define MADD(a, b, c) fma((a), (b), (c))
 #include "rc_activations_impl.h"
 #define T float
 #define DT RC_F32
@@ -552,8 +554,9 @@ static void rc_plan(rc_ctx *cx, rc_layer *L, int backward, int max_threads, rc_c
         const int K = Ks[k], N = Ns[k];
         if (N == 0 || ws[k].p == NULL)
             continue;
-        if (!backward && ws[k].packed != NULL) {
+        if (!backward && (ws[k].packed != NULL || ws[k].q != NULL)) {
             rc_bmat_describe(L->dtype, fs[k], 1, K, N, ws[k].p, K, (void *)ws[k].packed, NULL);
+            fs[k]->q = ws[k].q;
             cx->pk[k] = 0;
         } else if (!backward) {
             /* forward: B = W^T (K x N) */

@@ -48,6 +48,10 @@ typedef struct {
      * the packing between calls (a cache, frozen weights) spares the call
      * packing it again. */
     const void *packed;
+    /* The weight packed as bfloat16 or int8 (rc_qgemm.h; forward only,
+     * float32 only), or NULL. With it, p only has to be non-NULL and
+     * packed is not read. */
+    const struct rc_qmat *q;
 } rc_weight;
 
 /* Elements rc_pack_weight writes for an (N, K) weight. */

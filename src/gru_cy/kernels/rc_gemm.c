@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rc_gemm.h"
+#include "rc_qgemm.h"
 
 #if RC_X86
 #include <cpuid.h>
@@ -112,6 +113,7 @@ void rc_bmat_describe(int dtype, rc_bmat *b, int trans, int K, int N, const void
     b->raw = src;
     b->raw_ld = ld;
     b->raw_trans = trans;
+    b->q = NULL;
     if (trans || packed != NULL) {
         b->p = packed;
         b->pstride = (ptrdiff_t)K * nr;
@@ -407,6 +409,10 @@ void rc_gemm(int dtype, int M, int K, int j0, int n, const void *a, ptrdiff_t sa
         return;
     if (M == 1)
         sam = sak == 1 ? K : 1;   /* one row: the row stride plays no part */
+    if (b->q != NULL) {
+        rc_qgemm(b->q, M, K, j0, n, (const float *)a, sam, sak, init, (float *)c, ldc);
+        return;
+    }
     if (rc_backend_now) {
         gemm_blas(dtype, M, K, j0, n, a, sam, sak, b, k0, init, c, ldc);
         return;

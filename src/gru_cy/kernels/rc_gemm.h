@@ -50,6 +50,10 @@ typedef struct {
     const void *raw;
     ptrdiff_t raw_ld;
     int raw_trans;
+    /* Non-NULL for weights packed as bfloat16 or int8 (rc_qgemm.h): rc_gemm
+     * then hands the product to rc_qgemm (float32 A and C, k0 = 0 and the
+     * whole of K; init 1 adds the product into C). */
+    const struct rc_qmat *q;
 } rc_bmat;
 
 /* Elements rc_pack writes for a K x N matrix (an upper bound for float and

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
     from typing_extensions import Self
 
+    from gru_cy.nn.frozen import FrozenRecurrent
+
 from gru_cy.kernels import _core
 
 _INT32_MAX = 2**31 - 1
@@ -1095,6 +1097,17 @@ class Recurrent(Module):
                               self.go_backwards)
             self.__dict__["_lean"] = lean
         return lean
+
+    def freeze(self, precision: str = "fp32") -> FrozenRecurrent:
+        """An inference-only copy of this module with its weights packed once
+        (gru_cy.nn.frozen): ``frozen(x, hx=None, lengths=None)`` and
+        ``frozen.step(x_t, hx=None)`` as this module's calls. ``precision``:
+        "fp32" (the module's float type; the same bits as the module),
+        "bf16" or "int8" (float32 modules). Later changes to the module do
+        not reach it."""
+        from gru_cy.nn.frozen import FrozenRecurrent
+
+        return FrozenRecurrent(self, precision)
 
     def _kernel_infer(self, x, h0):
         """The lean path of __call__ (unidirectional, no lengths): (out, h_n)

@@ -21,6 +21,8 @@ from gru_cy.nn.base import (
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+    from gru_cy.nn.frozen import FrozenLinear
+
 
 class IndexError_(ValueError, IndexError):
     """An id outside the embedding table: a ValueError (as the error
@@ -255,6 +257,15 @@ class Linear(_Layer):
     def __call__(self, x: ArrayLike) -> NDArray[Any]:
         """x (..., in_features) -> y (..., out_features), the module's dtype."""
         return self._forward(self._input(x))[0]
+
+    def freeze(self, precision: str = "fp32") -> FrozenLinear:
+        """An inference-only copy with the weight packed once
+        (gru_cy.nn.frozen): ``frozen(x)`` as this layer's call. ``precision``:
+        "fp32" (the same bits as the layer), "bf16" or "int8" (float32
+        layers). Later changes to the layer do not reach it."""
+        from gru_cy.nn.frozen import FrozenLinear
+
+        return FrozenLinear(self, precision)
 
     forward = __call__
 

@@ -73,8 +73,7 @@ class InferenceSession:
     ``path_or_bytes``: a path, a file object or the model's bytes (external data
     is read from the model's folder, so give a path for such models).
     ``precision``: "fp32"; "bf16" or "int8" run the recurrent nodes on frozen
-    modules of that precision where this gru_cy has them (NotImplementedError
-    otherwise). The options ONNX Runtime's constructor takes (``sess_options``,
+    modules of that precision (module.freeze; float32 models). The options ONNX Runtime's constructor takes (``sess_options``,
     ``providers``, ``provider_options``) are accepted and ignored, so that a
     script switches by changing its import; an ONNX Runtime SessionOptions
     object given positionally is taken for sess_options.
