@@ -1,8 +1,8 @@
 """The one place that decides what ``InferenceSession(..., precision=...)`` means.
 
-"fp32" runs everything in the model's own float type. "bf16" and "int8" ask
-the recurrent nodes to run on frozen modules with weights packed at that
-precision (``module.freeze(precision=...)``); when the recurrent module classes
+"fp32" runs everything in the model's own float type (the recurrent nodes on
+modules frozen at that type). "bf16" and "int8" ask the recurrent nodes to
+run on frozen modules with weights packed at that precision (``module.freeze(precision=...)``); when the recurrent module classes
 of this gru_cy have no such method, asking for them raises NotImplementedError
 whatever the model holds. The other products (MatMul, Gemm, Conv) run at the
 model's precision whatever is asked.
@@ -36,7 +36,9 @@ def check_precision(precision):
 
 
 def recurrent_runner(module, precision):
-    """What runs a recurrent node: the module itself (fp32) or its frozen form."""
-    if precision == "fp32":
-        return module
+    """What runs a recurrent node: the module frozen at that precision. A
+    session's weights never change, so even at "fp32" (the module's own type,
+    the same bits as the module) the frozen form pays: it packs the weights
+    once, where the module packs them at every call (a streaming model's
+    one-step calls spent most of their time there)."""
     return module.freeze(precision=precision)
