@@ -442,6 +442,7 @@ def test_default_is_the_cores_this_process_may_use():
     assert 1 <= n <= (os.cpu_count() or n)
     env = dict(os.environ)
     env.pop("GRU_CY_NUM_THREADS", None)
+    env.pop("OMP_NUM_THREADS", None)
     assert int(_run_python("import gru_cy; print(gru_cy.get_num_threads())", env)) == n
     if hasattr(os, "sched_setaffinity"):
         # Restricted to one core: one thread.
@@ -454,9 +455,29 @@ def test_the_environment_variable_sets_the_default():
     import os
 
     env = dict(os.environ, GRU_CY_NUM_THREADS="3")
+    env.pop("OMP_NUM_THREADS", None)
     assert _run_python("import gru_cy; print(gru_cy.get_num_threads())", env) == "3"
     env["GRU_CY_NUM_THREADS"] = "1"
     assert _run_python("import gru_cy; print(gru_cy.get_num_threads())", env) == "1"
+    env["OMP_NUM_THREADS"] = "5"               # gru_cy's own variable comes first
+    assert _run_python("import gru_cy; print(gru_cy.get_num_threads())", env) == "1"
+
+
+def test_omp_num_threads_sets_the_default_without_gru_cys_own():
+    # As Dask's nanny starts each worker process with OMP_NUM_THREADS=1.
+    import os
+
+    from gru_cy._threads import available_cores
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("GRU_CY_NUM_THREADS", None)
+    assert _run_python("import gru_cy; print(gru_cy.get_num_threads())", env) == "1"
+    env["OMP_NUM_THREADS"] = "4096"            # never more than the cores
+    assert int(_run_python("import gru_cy; print(gru_cy.get_num_threads())", env)) == \
+        available_cores()
+    env["OMP_NUM_THREADS"] = "lots"            # ignored
+    assert int(_run_python("import gru_cy; print(gru_cy.get_num_threads())", env)) == \
+        available_cores()
 
 
 def test_threadpoolctl_lists_and_limits_gru_cy():

@@ -5,8 +5,9 @@ The kernels run each call on a pool of threads of their own (C, in
 gru_cy.kernels): a layer's work splits along the rows of the batch and along
 the units, each output element computed by one thread, so results do not
 depend on the thread count. By default a call may use every core this
-process may run on (its CPU affinity and cgroup CPU quota);
-GRU_CY_NUM_THREADS sets another default, set_num_threads(n) changes it at
+process may run on (its CPU affinity and cgroup CPU quota), or
+OMP_NUM_THREADS when that is set (as Dask's nanny sets it for each worker
+process); GRU_CY_NUM_THREADS sets another default, set_num_threads(n) changes it at
 run time and threadpoolctl's threadpool_limits limits it as it limits BLAS
 and OpenMP (gru_cy registers a controller for itself with threadpoolctl
 when that is installed: threadpool_info() lists it with user_api
@@ -64,14 +65,18 @@ def _cgroup_quota():
 
 
 def _default_threads():
-    env = os.environ.get("GRU_CY_NUM_THREADS", "").strip()
-    if env:
+    """GRU_CY_NUM_THREADS, else OMP_NUM_THREADS (the variable process managers
+    such as Dask's nanny set to share the cores out among processes; PyTorch
+    reads it too), else the cores this process may use. A value that is not
+    a positive integer is ignored."""
+    for name in ("GRU_CY_NUM_THREADS", "OMP_NUM_THREADS"):
+        env = os.environ.get(name, "").strip()
         try:
-            n = int(env)
+            n = int(env) if env else 0
         except ValueError:
             n = 0
         if n >= 1:
-            return n
+            return min(n, available_cores()) if name == "OMP_NUM_THREADS" else n
     return available_cores()
 
 
