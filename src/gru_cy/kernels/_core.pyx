@@ -341,6 +341,24 @@ def tape_size(int cell, int flags, int P, int T, int B, int I, int H):
     return rc_tape_elems(&L)
 
 
+cdef const long long *_lengths(object lengths, int T, int B, str who) except? NULL:
+    """The entries of lengths (None: NULL), checked: C-contiguous int64, B of
+    them, each in 0 .. T."""
+    if lengths is None:
+        return NULL
+    if (not isinstance(lengths, cnp.ndarray)
+            or cnp.PyArray_TYPE(<cnp.ndarray>lengths) != cnp.NPY_INT64
+            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>lengths)
+            or cnp.PyArray_SIZE(<cnp.ndarray>lengths) != B):
+        raise ValueError(f"{who}: lengths must be C-contiguous int64 with B entries")
+    cdef const long long *p = <const long long *>cnp.PyArray_DATA(<cnp.ndarray>lengths)
+    cdef int b
+    for b in range(B):
+        if p[b] < 0 or p[b] > T:
+            raise ValueError(f"{who}: lengths out of range")
+    return p
+
+
 @cython.auto_pickle(False)
 cdef class _TapeBlock:
     """The memory under a tape_empty array: back to the tape slot (rc_work.h)
@@ -422,7 +440,7 @@ def forward(int cell, int flags, int P, object x, object out, tuple states, tupl
     """
     cdef int D = len(reverses), d, dtype, T, B, I, H, G, R
     cdef rc_layer Ls[MAX_DIRS]
-    cdef cnp.ndarray xa, oa, la, ha, ca
+    cdef cnp.ndarray xa, oa, ha, ca
     cdef int rc = 0
     if D < 1 or D > MAX_DIRS or len(states) != D or len(weights) != D or len(tapes) != D:
         raise ValueError("forward: one state, weight tuple and tape per direction")
@@ -446,18 +464,7 @@ def forward(int cell, int flags, int P, object x, object out, tuple states, tupl
     oa = _arr(out, "out", dtype, 0, True)
     if oa.ndim != 3 or oa.shape[0] != T or oa.shape[1] != B or oa.shape[2] < D * R:
         raise ValueError(f"forward: out must be ({T}, {B}, >= {D * R})")
-    cdef const long long *len_p = NULL
-    if lengths is not None:
-        if (not isinstance(lengths, cnp.ndarray)
-                or cnp.PyArray_TYPE(<cnp.ndarray>lengths) != cnp.NPY_INT64
-                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>lengths)
-                or cnp.PyArray_SIZE(<cnp.ndarray>lengths) != B):
-            raise ValueError("forward: lengths must be C-contiguous int64 with B entries")
-        la = <cnp.ndarray>lengths
-        len_p = <const long long *>cnp.PyArray_DATA(la)
-        for d in range(B):
-            if len_p[d] < 0 or len_p[d] > T:
-                raise ValueError("forward: lengths out of range")
+    cdef const long long *len_p = _lengths(lengths, T, B, "forward")
     if T == 0 or B == 0:
         return
     for d in range(D):
@@ -502,7 +509,7 @@ def backward(int cell, int flags, int P, object x, object dout, tuple dxs, tuple
     cdef int D = len(reverses), d, dtype, T, B, I, H, G, R
     cdef rc_layer Ls[MAX_DIRS]
     cdef rc_layer Lg
-    cdef cnp.ndarray xa, da, la
+    cdef cnp.ndarray xa, da
     cdef int rc = 0
     if (D < 1 or D > MAX_DIRS or len(dxs) != D or len(dstates) != D or len(weights) != D
             or len(grads) != D or len(tapes) != D):
@@ -526,18 +533,7 @@ def backward(int cell, int flags, int P, object x, object dout, tuple dxs, tuple
     da = _arr(dout, "dout", dtype, 0, False)
     if da.ndim != 3 or da.shape[0] != T or da.shape[1] != B or da.shape[2] < D * R:
         raise ValueError(f"backward: dout must be ({T}, {B}, >= {D * R})")
-    cdef const long long *len_p = NULL
-    if lengths is not None:
-        if (not isinstance(lengths, cnp.ndarray)
-                or cnp.PyArray_TYPE(<cnp.ndarray>lengths) != cnp.NPY_INT64
-                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>lengths)
-                or cnp.PyArray_SIZE(<cnp.ndarray>lengths) != B):
-            raise ValueError("backward: lengths must be C-contiguous int64 with B entries")
-        la = <cnp.ndarray>lengths
-        len_p = <const long long *>cnp.PyArray_DATA(la)
-        for d in range(B):
-            if len_p[d] < 0 or len_p[d] > T:
-                raise ValueError("backward: lengths out of range")
+    cdef const long long *len_p = _lengths(lengths, T, B, "backward")
     if T == 0 or B == 0:
         return
     for d in range(D):

@@ -169,6 +169,32 @@ static void rc_sync_layer(rc_ctx *cx)
 
 /* Shared set-up before a layer's loop: the panels of the packed operands
  * (split over the layer's threads) and, forward, the bias sums. */
+/* The bias each gate column adds (4H entries, zeros beyond the gates):
+ * b_ih + b_hh; the Jordan network's b_ih; the reset_after GRU keeps b_in
+ * (columns 2H .. 3H) and b_hn (3H .. 4H) apart. */
+#define BIAS_SUMS(T)                                                          \
+static void bias_sums_##T(const rc_layer *L, int GH, T *bs)                   \
+{                                                                             \
+    const int H = L->H;                                                       \
+    const T *bi = (const T *)L->b_ih, *bh = (const T *)L->b_hh;               \
+    memset(bs, 0, (size_t)4 * H * sizeof(T));                                \
+    if (L->cell == RC_JORDAN) {                                               \
+        if (bi)                                                               \
+            memcpy(bs, bi, (size_t)H * sizeof(T));                            \
+    } else if (bi) {                                                          \
+        for (int j = 0; j < GH; j++)                                          \
+            bs[j] = bi[j] + bh[j];                                            \
+        if (L->cell == RC_GRU && (L->flags & 1))                              \
+            for (int j = 2 * H; j < 3 * H; j++) {                             \
+                bs[j] = bi[j];                                                \
+                bs[H + j] = bh[j];                                            \
+            }                                                                 \
+    }                                                                         \
+}
+BIAS_SUMS(float)
+BIAS_SUMS(double)
+#undef BIAS_SUMS
+
 static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 {
     const rc_layer *L = cx->L;
@@ -195,40 +221,10 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
         return;
     memset(cx->zeros, 0, (size_t)imax(cx->P2, 1) * (L->dtype == RC_F32 ? 4 : 8));
     /* The bias sums (rank 0; read after the layer's barrier). */
-    const int H = L->H, GH = cx->GH;
-    if (L->dtype == RC_F32) {
-        float *bs = (float *)cx->bsum;
-        const float *bi = (const float *)L->b_ih, *bh = (const float *)L->b_hh;
-        memset(bs, 0, (size_t)4 * H * sizeof(float));
-        if (L->cell == RC_JORDAN) {
-            if (bi)
-                memcpy(bs, bi, (size_t)H * sizeof(float));
-        } else if (bi) {
-            for (int j = 0; j < GH; j++)
-                bs[j] = bi[j] + bh[j];
-            if (L->cell == RC_GRU && (L->flags & 1))
-                for (int j = 2 * H; j < 3 * H; j++) {
-                    bs[j] = bi[j];
-                    bs[H + j] = bh[j];
-                }
-        }
-    } else {
-        double *bs = (double *)cx->bsum;
-        const double *bi = (const double *)L->b_ih, *bh = (const double *)L->b_hh;
-        memset(bs, 0, (size_t)4 * H * sizeof(double));
-        if (L->cell == RC_JORDAN) {
-            if (bi)
-                memcpy(bs, bi, (size_t)H * sizeof(double));
-        } else if (bi) {
-            for (int j = 0; j < GH; j++)
-                bs[j] = bi[j] + bh[j];
-            if (L->cell == RC_GRU && (L->flags & 1))
-                for (int j = 2 * H; j < 3 * H; j++) {
-                    bs[j] = bi[j];
-                    bs[H + j] = bh[j];
-                }
-        }
-    }
+    if (L->dtype == RC_F32)
+        bias_sums_float(L, cx->GH, (float *)cx->bsum);
+    else
+        bias_sums_double(L, cx->GH, (double *)cx->bsum);
 }
 
 /* ---- the loops, per element type and instruction set ----------------------------- */
