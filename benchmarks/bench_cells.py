@@ -5,7 +5,8 @@
 Per cell and shape: one step of inference (``cell(x_t, hx)``; torch under no_grad) and one
 step of training (``forward_train`` + ``backward`` with the gradients of x_t, hx and every
 parameter; torch: the cell's forward with x_t and hx requiring gradients, then
-``backward``). Every peer gets the same weights and inputs, runs in this process pinned to the
+``backward``), and one step of the cell frozen at fp32 (``cell.freeze()``: the same bits,
+the weights packed once instead of at every call). Every peer gets the same weights and inputs, runs in this process pinned to the
 same number of threads, and the peers take turns call by call (gru_cy.bench's interleaved
 timer), so a noisy machine slows them alike; medians are reported. Ratios are torch's time
 divided by gru_cy's (> 1: gru_cy is faster). The targets of the cells (10x at B=1, H=64 and
@@ -87,11 +88,16 @@ def run_shape(name, B, I, H, budget, threads, peak):
             out.backward(tdh)
         return xg.grad
 
+    frozen = ours.freeze("fp32")
+    for a, b in zip(frozen(x, hx) if lstm else (frozen(x, hx),), got if lstm else (got,)):
+        assert np.array_equal(a, b), f"{name}: the frozen cell differs from the cell"
+
     rows = []
     for mode, fns in (("forward", {"gru_cy": lambda: ours(x, hx), "torch": torch_forward}),
-                      ("train", {"gru_cy": ours_train, "torch": torch_train})):
+                      ("train", {"gru_cy": ours_train, "torch": torch_train}),
+                      ("frozen", {"gru_cy": lambda: frozen(x, hx), "torch": torch_forward})):
         times = time_peers(fns, budget, threads)
-        gf = flops(name, B, I, H, mode) / times["gru_cy"] / 1e9
+        gf = flops(name, B, I, H, "train" if mode == "train" else "forward") / times["gru_cy"] / 1e9
         rows.append(dict(cell=name, B=B, I=I, H=H, mode=mode, threads=threads, seconds=times,
                          ratio=times["torch"] / times["gru_cy"], gflops=gf,
                          peak_share=peak_share(gf, peak, threads),
@@ -104,7 +110,7 @@ def format_table(rows):
     lines = [f"{'cell':<9} {'thr':>3} {'B':>3} {'I':>4} {'H':>4} {'mode':<8} {'gru_cy':>10} "
              f"{'peak':>5} {'torch':>10} {'torch x':>8} {'target':>7}", "-" * 82]
     for r in rows:
-        target = targets.get((r["B"], r["I"], r["H"])) if r["mode"] == "forward" else None
+        target = targets.get((r["B"], r["I"], r["H"])) if r["mode"] != "train" else None
         lines.append(f"{r['cell']:<9} {r['threads']:>3} {r['B']:>3} {r['I']:>4} {r['H']:>4} "
                      f"{r['mode']:<8} {fmt_seconds(r['seconds']['gru_cy']):>10} "
                      f"{fmt_share(r['peak_share']):>5} "

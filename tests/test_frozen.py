@@ -594,3 +594,95 @@ def test_products_with_long_rows(precision):
     for name in ISAS:
         with isa(name):
             assert same(_core.qgemm(A, pw), want), name
+
+
+# -- the one-step cells ---------------------------------------------------------------------
+
+CELL_CLASSES = {"gru": gru_cy.GRUCell, "lstm": gru_cy.LSTMCell, "rnn": gru_cy.RNNCell}
+
+
+def cell_and_module(name, I, H, dtype=np.float32, bias=True, seed=0):
+    """A cell and a one-layer module with the same weights."""
+    cell = CELL_CLASSES[name](I, H, bias=bias, dtype=dtype, seed=seed)
+    module = {"gru": gru_cy.GRU, "lstm": gru_cy.LSTM, "rnn": gru_cy.RNN}[name](
+        I, H, bias=bias, dtype=dtype)
+    for k in cell.params:
+        module.params[k + "_l0"][...] = cell.params[k]
+    return cell, module
+
+
+@pytest.mark.parametrize("name", list(CELL_CLASSES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_frozen_cell_fp32_is_the_cell_bit_for_bit(name, dtype, bias):
+    rng = np.random.default_rng(3)
+    cell, _ = cell_and_module(name, 21, 37, dtype, bias)
+    frozen = cell.freeze()
+    assert frozen.precision == "fp32" and frozen.module_type is type(cell)
+    assert frozen.dtype == cell.dtype and frozen.hidden_size == 37 and frozen.bias == bias
+    for B in (1, 3, 40):
+        x = rng.standard_normal((B, 21)).astype(dtype)
+        h = rng.standard_normal((B, 37)).astype(dtype)
+        hx = (h, rng.standard_normal((B, 37)).astype(dtype)) if name == "lstm" else h
+        assert same(frozen(x), cell(x))
+        assert same(frozen(x, hx), cell(x, hx))
+        # The general path: lists, another dtype, unbatched input.
+        assert same(frozen(x.tolist(), hx), cell(x.tolist(), hx))
+        assert same(frozen(x.astype(np.float16), hx), cell(x.astype(np.float16), hx))
+    assert same(frozen(x[0]), cell(x[0]))
+
+
+@pytest.mark.parametrize("name", list(CELL_CLASSES))
+@pytest.mark.parametrize("precision", QUANT)
+def test_frozen_cell_is_the_frozen_module_step(name, precision):
+    """At bf16 and int8 a frozen cell gives the bits of a frozen one-layer
+    module's step() with the same weights, step after step."""
+    rng = np.random.default_rng(4)
+    cell, module = cell_and_module(name, 19, 45)
+    fc, fm = cell.freeze(precision), module.freeze(precision)
+    x = rng.standard_normal((6, 5, 19)).astype(np.float32)
+    state, mstate = None, None
+    for t in range(x.shape[0]):
+        state = fc(x[t], state)
+        _, mstate = fm.step(x[t], mstate)
+        if name == "lstm":
+            assert same(state, (mstate[0][0], mstate[1][0]))
+        else:
+            assert same(state, mstate[0])
+    # ... and stays near the float32 cell.
+    ref = cell(x[0])
+    got = fc(x[0])
+    for a, b in zip(ref if name == "lstm" else (ref,), got if name == "lstm" else (got,)):
+        assert np.max(np.abs(a - b)) < (0.05 if precision == "int8" else 0.02)
+
+
+@pytest.mark.parametrize("precision", ["fp32"] + QUANT)
+def test_frozen_cell_pickles_and_is_independent_of_the_cell(precision):
+    rng = np.random.default_rng(5)
+    cell = gru_cy.LSTMCell(16, 24, seed=1)
+    frozen = cell.freeze(precision)
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    before = frozen(x)
+    for p in cell.params.values():
+        p *= 0.5
+    assert same(frozen(x), before)
+    again = pickle.loads(pickle.dumps(frozen))
+    assert same(again(x), before) and again.precision == precision
+    assert frozen.nbytes > 0 and "precision=" in repr(frozen)
+
+
+def test_frozen_cell_errors():
+    cell = gru_cy.GRUCell(8, 12)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        cell.freeze("fp16")
+    with pytest.raises(ValueError, match="needs a float32"):
+        gru_cy.RNNCell(8, 12, dtype=np.float64).freeze("int8")
+    frozen = cell.freeze("int8")
+    with pytest.raises(ValueError, match="inconsistent input_size"):
+        frozen(np.zeros((2, 9), np.float32))
+    with pytest.raises(ValueError, match="batch size"):
+        frozen(np.zeros((2, 8), np.float32), np.zeros((3, 12), np.float32))
+    with pytest.raises(AttributeError):
+        frozen.params
+    with pytest.raises(AttributeError):
+        frozen.forward_train

@@ -123,6 +123,10 @@ def cells(x: Array) -> None:
     r2, rtape = rcell.forward_train(x[1], r)
     rdx, rdh = rcell.backward(rtape, None)
 
+    fcell = cell.freeze("int8")                  # frozen one-step inference
+    fh = fcell(x[0], h)
+    print(fh.shape, fcell.precision, fcell.nbytes, fcell.hidden_size)
+
     copy = gru_cy.GRUCell.from_torch(cell.state_dict())     # a state dict needs no torch
     assert np.array_equal(copy(x[0]), cell(x[0]))
     if has("torch"):

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
     from typing_extensions import Self
 
+    from gru_cy.nn.frozen import FrozenCell
+
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -240,6 +242,16 @@ class _Cell(Module):
     def to_torch(self, *, dtype: DTypeLike | None = None) -> Any:
         """An equivalent ``torch.nn`` cell."""
         return IO_HOOKS["cell_to_torch"](self, dtype=dtype)
+
+    def freeze(self, precision: str = "fp32") -> FrozenCell:
+        """An inference-only copy of this cell with its weights packed once
+        (gru_cy.nn.frozen): ``frozen(x_t, hx=None)`` as this cell's call.
+        ``precision``: "fp32" (the cell's float type; the same bits as the
+        cell), "bf16" or "int8" (float32 cells). Later changes to the cell do
+        not reach it."""
+        from gru_cy.nn.frozen import FrozenCell
+
+        return FrozenCell(self, precision)
 
     # -- presentation -----------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 
 ``m.freeze(precision)`` returns an inference-only object with the module's
 calls (``__call__(x, hx=None, lengths=None)`` and ``step(x_t, hx=None)``
-for the recurrent modules, ``__call__(x)`` for Linear), their argument
+for the recurrent modules, ``__call__(x_t, hx=None)`` for the cells,
+``__call__(x)`` for Linear), their argument
 checks, shapes and semantics (batch_first, unbatched input, lengths,
 bidirectional and stacked layers). Later changes to the module do not
 reach it; it is picklable and may be called from several threads at once.
@@ -152,6 +153,97 @@ class FrozenRecurrent:
 
     def __repr__(self) -> str:
         return f"FrozenRecurrent({self._spec!r}, precision={self.precision!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cls": self._cls, "attrs": self._attrs, "precision": self.precision,
+                "weights": self._weights}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.precision = state["precision"]
+        self._setup(state["cls"], state["attrs"], state["weights"])
+
+
+_NO_PARAMS: dict[str, Any] = {}
+
+
+class FrozenCell:
+    """A one-step cell (GRUCell, LSTMCell, RNNCell) frozen for inference at
+    one precision (see the module docstring). Made by ``cell.freeze``.
+
+    ``frozen(x_t, hx=None)`` is the cell's ``__call__``: the next state h
+    ((h, c) for the LSTM cell), with the cell's checks and shapes
+    (``input_size``, ``hidden_size``, ``bias`` readable as attributes). At
+    "fp32" the same bits as the cell; a call skips the packing of the
+    weights that the cell does at each call, which is most of a call's time
+    at small batches.
+    """
+
+    def __init__(self, cell: Any, precision: str = "fp32") -> None:
+        self.precision = check_precision(precision, cell.dtype, type(cell).__name__)
+        weights = tuple(None if n is None else _freeze_array(cell._param(n), precision, n)
+                        for n in cell._names())
+        attrs = {k: v for k, v in cell.__dict__.items() if k not in _DROPPED}
+        self._setup(type(cell), attrs, weights)
+
+    def _setup(self, cls: type, attrs: dict[str, Any], weights: tuple[Any, ...]) -> None:
+        # The cell's own calls on a private instance without parameters: the
+        # lean path runs the frozen weights, the general path (conversions,
+        # errors) looks them up by name.
+        spec = object.__new__(cls)
+        spec.__dict__.update(attrs)
+        spec.__dict__["params"] = {}
+        spec.__dict__["grads"] = {}
+        by_name = {n: w for n, w in zip(spec._names(), weights) if n is not None}
+        spec.__dict__["_param"] = by_name.__getitem__
+        lean = spec._lean_cached()
+        lean.use_frozen(_core.FrozenLayers(
+            (spec._six(weights),), spec._cell, spec._core_P(), spec.input_size,
+            spec.hidden_size, spec.dtype.name))
+        # One-state cells: the lean path straight from __call__ (one Python
+        # frame less; the cell's own __call__ does the same).
+        self._lean = lean if spec._state_count == 1 else None
+        self._cls = cls
+        self._attrs = attrs
+        self._weights = weights
+        self._spec = spec
+
+    def __call__(self, x_t: ArrayLike, hx: Any = None) -> Any:
+        """The next state, as the cell's ``__call__``."""
+        if self._lean is not None and type(hx) is np.ndarray:
+            result = self._lean.step(x_t, hx[None], _NO_PARAMS)
+            if result is not None:
+                return result[0]
+        return self._spec(x_t, hx)
+
+    forward = __call__
+
+    def __getattr__(self, name: str) -> Any:
+        # The configuration (input_size, hidden_size, bias, ...).
+        if name.startswith("_") or name in ("params", "grads"):
+            raise AttributeError(name)
+        try:
+            return self._attrs[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+    @property
+    def module_type(self) -> type:
+        """The class of the cell it was frozen from."""
+        return self._cls
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The type of its inputs and results: the cell's."""
+        return self._spec.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed weights and the biases."""
+        return sum(0 if a is None else a.nbytes for a in self._weights)
+
+    def __repr__(self) -> str:
+        return f"FrozenCell({self._spec!r}, precision={self.precision!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         return {"cls": self._cls, "attrs": self._attrs, "precision": self.precision,
