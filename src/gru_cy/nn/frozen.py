@@ -70,7 +70,66 @@ def _freeze_array(a: NDArray[Any] | None, precision: str, name: str) -> Any:
     return aligned_copy(np.ascontiguousarray(a))
 
 
-class FrozenRecurrent:
+class _Frozen:
+    """What the frozen recurrent modules and cells share: a private instance
+    of the module's class without parameters (``_spec``) whose calls run the
+    frozen weights, the configuration read as attributes, pickling."""
+
+    precision: str
+    _cls: type
+    _attrs: dict[str, Any]
+    _weights: Any
+    _spec: Any
+
+    def _setup(self, cls: type, attrs: dict[str, Any], weights: Any) -> None:
+        raise NotImplementedError
+
+    def _bind(self, cls: type, attrs: dict[str, Any], weights: Any) -> Any:
+        """The private instance (its params and grads empty), remembered with
+        what made it."""
+        spec: Any = object.__new__(cls)
+        spec.__dict__.update(attrs)
+        spec.__dict__["params"] = {}
+        spec.__dict__["grads"] = {}
+        self._cls = cls
+        self._attrs = attrs
+        self._weights = weights
+        self._spec = spec
+        return spec
+
+    def __getattr__(self, name: str) -> Any:
+        # The configuration (input_size, hidden_size, batch_first, ...).
+        if name.startswith("_") or name in ("params", "grads"):
+            raise AttributeError(name)
+        try:
+            return self._attrs[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+    @property
+    def module_type(self) -> type:
+        """The class of the module it was frozen from."""
+        return self._cls
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The type of its inputs and results: the module's."""
+        return self._spec.dtype
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._spec!r}, precision={self.precision!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cls": self._cls, "attrs": self._attrs, "precision": self.precision,
+                "weights": self._weights}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.precision = state["precision"]
+        self._setup(state["cls"], state["attrs"], state["weights"])
+
+
+class FrozenRecurrent(_Frozen):
     """A recurrent module (GRU, LSTM, RNN, Jordan) frozen for inference at
     one precision (see the module docstring). Made by ``module.freeze``.
 
@@ -95,20 +154,13 @@ class FrozenRecurrent:
         # The module's own driver (checks, layouts, lengths, layers and
         # directions) on a private instance without parameters, whose kernel
         # calls get the packed weights.
-        spec = object.__new__(cls)
-        spec.__dict__.update(attrs)
-        spec.__dict__["params"] = {}
-        spec.__dict__["grads"] = {}
+        spec = self._bind(cls, attrs, weights)
         spec.__dict__["_weights"] = lambda: weights
         if not spec.bidirectional and len(weights) <= 64:
             lean = spec._lean_obj()
             lean.use_frozen(_core.FrozenLayers(
                 tuple(spec._six(row[0]) for row in weights), spec._cell, spec._core_P(),
                 spec.input_size, spec.hidden_size, spec.dtype.name))
-        self._cls = cls
-        self._attrs = attrs
-        self._weights = weights
-        self._spec = spec
 
     # -- the module's calls ----------------------------------------------------
 
@@ -123,50 +175,17 @@ class FrozenRecurrent:
         """One time step as the module's ``step``: (y_t, state)."""
         return self._spec.step(x_t, hx)
 
-    # -- what it is -------------------------------------------------------------
-
-    def __getattr__(self, name: str) -> Any:
-        # The configuration (input_size, hidden_size, batch_first, ...).
-        if name.startswith("_") or name in ("params", "grads"):
-            raise AttributeError(name)
-        try:
-            return self._attrs[name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__!r} object has no attribute {name!r}") from None
-
-    @property
-    def module_type(self) -> type:
-        """The class of the module it was frozen from."""
-        return self._cls
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """The type of its inputs and results: the module's."""
-        return self._spec.dtype
-
     @property
     def nbytes(self) -> int:
         """Bytes of the packed weights and the biases."""
         return sum(0 if a is None else a.nbytes
                    for row in self._weights for arrays in row for a in arrays)
 
-    def __repr__(self) -> str:
-        return f"FrozenRecurrent({self._spec!r}, precision={self.precision!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"cls": self._cls, "attrs": self._attrs, "precision": self.precision,
-                "weights": self._weights}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.precision = state["precision"]
-        self._setup(state["cls"], state["attrs"], state["weights"])
-
 
 _NO_PARAMS: dict[str, Any] = {}
 
 
-class FrozenCell:
+class FrozenCell(_Frozen):
     """A one-step cell (GRUCell, LSTMCell, RNNCell) frozen for inference at
     one precision (see the module docstring). Made by ``cell.freeze``.
 
@@ -189,10 +208,7 @@ class FrozenCell:
         # The cell's own calls on a private instance without parameters: the
         # lean path runs the frozen weights, the general path (conversions,
         # errors) looks them up by name.
-        spec = object.__new__(cls)
-        spec.__dict__.update(attrs)
-        spec.__dict__["params"] = {}
-        spec.__dict__["grads"] = {}
+        spec = self._bind(cls, attrs, weights)
         by_name = {n: w for n, w in zip(spec._names(), weights) if n is not None}
         spec.__dict__["_param"] = by_name.__getitem__
         lean = spec._lean_cached()
@@ -202,10 +218,6 @@ class FrozenCell:
         # One-state cells: the lean path straight from __call__ (one Python
         # frame less; the cell's own __call__ does the same).
         self._lean = lean if spec._state_count == 1 else None
-        self._cls = cls
-        self._attrs = attrs
-        self._weights = weights
-        self._spec = spec
 
     def __call__(self, x_t: ArrayLike, hx: Any = None) -> Any:
         """The next state, as the cell's ``__call__``."""
@@ -217,41 +229,10 @@ class FrozenCell:
 
     forward = __call__
 
-    def __getattr__(self, name: str) -> Any:
-        # The configuration (input_size, hidden_size, bias, ...).
-        if name.startswith("_") or name in ("params", "grads"):
-            raise AttributeError(name)
-        try:
-            return self._attrs[name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__!r} object has no attribute {name!r}") from None
-
-    @property
-    def module_type(self) -> type:
-        """The class of the cell it was frozen from."""
-        return self._cls
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """The type of its inputs and results: the cell's."""
-        return self._spec.dtype
-
     @property
     def nbytes(self) -> int:
         """Bytes of the packed weights and the biases."""
         return sum(0 if a is None else a.nbytes for a in self._weights)
-
-    def __repr__(self) -> str:
-        return f"FrozenCell({self._spec!r}, precision={self.precision!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"cls": self._cls, "attrs": self._attrs, "precision": self.precision,
-                "weights": self._weights}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.precision = state["precision"]
-        self._setup(state["cls"], state["attrs"], state["weights"])
 
 
 class FrozenLinear:
