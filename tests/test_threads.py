@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gru_cy
-from helpers import same_bits
+from helpers import THREAD_SPLITS, same_bits, threads
 
 N_THREADS = 8
 
@@ -419,6 +419,31 @@ def test_own_threads_give_the_one_thread_results():
     assert _core.pool_workers() >= 1, "set_num_threads(2) started no worker"
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn", "jordan"])
+@pytest.mark.parametrize("lengths", [[40, 39, 3, 2, 1, 1, 1, 1, 1], [40, 40, 40, 40, 40, 40, 1, 1, 1],
+                                     [40, 30, 20, 10, 9, 8, 7, 6, 5]])
+def test_row_groups_balanced_by_length_give_the_one_thread_results(cell, lengths):
+    """With sorted lengths the row groups share the work rather than the rows (a group of
+    long sequences gets fewer rows), down to one row a group; which thread computes a row
+    changes no bit of it, forward or backward."""
+    make = {"gru": lambda: gru_cy.GRU(12, 40, seed=1),
+            "lstm": lambda: gru_cy.LSTM(12, 40, proj_size=7, seed=1),
+            "rnn": lambda: gru_cy.RNN(12, 40, seed=1),
+            "jordan": lambda: gru_cy.Jordan(12, 40, 5, seed=1)}[cell]
+    x = np.random.default_rng(2).standard_normal((40, len(lengths), 12)).astype(np.float32)
+    results = []
+    for n, rows, units in THREAD_SPLITS:
+        m = make()
+        with threads(n, rows, units):
+            out, state, tape = m.forward_train(x, lengths=lengths)
+            dx = m.backward(tape, out)[0]
+            inferred = m(x, lengths=lengths)[0]
+        results.append([out, dx, inferred] + [m.grads[k].copy() for k in sorted(m.grads)])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert same_bits(a, b)
 
 
 # ---- the kernels' thread pool ---------------------------------------------------------------

@@ -139,14 +139,47 @@ static void rc_block(int N, int n, int lr, int dtype, int *j0, int *j1)
     *j1 = imin(N, (int)((long long)np * (lr + 1) / n) * nr);
 }
 
+/* Row group g's first row. Equal shares of the rows; with sorted lengths
+ * (the rows still running are the first ones) equal shares of the work
+ * instead, a row weighing the input projection of every step plus its own
+ * steps of the recurrent product, so that the group of the short sequences
+ * does not idle while the long ones run. Every group keeps one row or more
+ * (rc_split gives at most B groups). Which thread computes a row changes no
+ * bit of it. */
+static int rc_row_bound(const rc_ctx *cx, int g)
+{
+    const rc_layer *L = cx->L;
+    const int B = L->B, n = cx->n_rg;
+    if (g <= 0)
+        return 0;
+    if (g >= n)
+        return B;
+    if (!cx->prefix || L->lengths == NULL || n > B)
+        return (int)((long long)B * g / n);
+    const double wi = (double)cx->max_len * L->In, wh = (double)cx->R;
+    double total = 0.0, acc = 0.0;
+    for (int b = 0; b < B; b++)
+        total += wi + wh * (double)L->lengths[b];
+    const double target = total * g / n;
+    int b = 0;
+    while (b < B) {
+        const double w = wi + wh * (double)L->lengths[b];
+        if (acc + 0.5 * w > target)
+            break;
+        acc += w;
+        b++;
+    }
+    return imin(imax(b, g), B - (n - g));
+}
+
 static rc_range rc_thread_range(const rc_ctx *cx, int lr)
 {
     const rc_layer *L = cx->L;
     rc_range r;
     const int rgi = lr / cx->n_ug, ug = lr % cx->n_ug;
     r.group = rgi;
-    r.b0 = (int)((long long)L->B * rgi / cx->n_rg);
-    r.b1 = (int)((long long)L->B * (rgi + 1) / cx->n_rg);
+    r.b0 = rc_row_bound(cx, rgi);
+    r.b1 = rc_row_bound(cx, rgi + 1);
     rc_block(L->H, cx->n_ug, ug, L->dtype, &r.u0, &r.u1);
     if (cx->P2)
         rc_block(cx->P2, cx->n_ug, ug, L->dtype, &r.q0, &r.q1);
