@@ -215,16 +215,23 @@ class FrozenCell(_Frozen):
         lean.use_frozen(_core.FrozenLayers(
             (spec._six(weights),), spec._cell, spec._core_P(), spec.input_size,
             spec.hidden_size, spec.dtype.name))
-        # One-state cells: the lean path straight from __call__ (one Python
-        # frame less; the cell's own __call__ does the same).
-        self._lean = lean if spec._state_count == 1 else None
+        # The lean path straight from __call__ (one Python frame less; the
+        # cell's own __call__ does the same).
+        self._lean = lean
+        self._pair = spec._state_count == 2
 
     def __call__(self, x_t: ArrayLike, hx: Any = None) -> Any:
         """The next state, as the cell's ``__call__``."""
-        if self._lean is not None and type(hx) is np.ndarray:
-            result = self._lean.step(x_t, hx[None], _NO_PARAMS)
+        if not self._pair:
+            if type(hx) is np.ndarray:
+                result = self._lean.step(x_t, hx[None], _NO_PARAMS)
+                if result is not None:
+                    return result[0]
+        elif (type(hx) is tuple and len(hx) == 2 and type(hx[0]) is np.ndarray
+                and type(hx[1]) is np.ndarray):
+            result = self._lean.step(x_t, (hx[0][None], hx[1][None]), _NO_PARAMS)
             if result is not None:
-                return result[0]
+                return result[0], result[1][1][0]
         return self._spec(x_t, hx)
 
     forward = __call__
