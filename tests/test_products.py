@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gru_cy.kernels import _core
+from helpers import same_bits
 
 ISAS = [name for name in ("portable", "avx2", "avx512")
         if ("portable", "avx2", "avx512").index(name)
@@ -66,13 +67,41 @@ SHAPES = [(1, 1, 1), (1, 64, 192), (3, 33, 70), (12, 17, 32), (13, 5, 96), (40, 
 
 
 @pytest.mark.parametrize("M,K,N", SHAPES)
-@pytest.mark.parametrize("pack", [False, True])
-def test_float32_is_the_promised_chain(isa, M, K, N, pack):
+@pytest.mark.parametrize("form", ["packed", "in place", "transposed in place"])
+def test_float32_is_the_promised_chain(isa, M, K, N, form):
+    """W^T packed, W^T given as a row-major matrix and read in place, or W read in place
+    transposed (one-step calls: 8 x 8 blocks transposed in registers): the same chains."""
     rng = np.random.default_rng(M * 1000 + K)
     A, W = _data(rng, M, K, N, np.float32)
-    C = _core.gemm(A, W, True, pack=pack)
+    if form == "in place":
+        C = _core.gemm(A, np.ascontiguousarray(W.T), False)
+    else:
+        C = _core.gemm(A, W, True, pack=form == "packed", in_place=form != "packed")
     want = chain32(A, W.T, fused=isa != "portable")
     assert np.array_equal(C.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_in_place_is_the_packed_product(isa, dtype):
+    """W read in place transposed, on random shapes, column ranges, blocks of k and
+    continued chains, gives the bits of the packed product."""
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        M, K, N = int(rng.integers(1, 7)), int(rng.integers(0, 70)), int(rng.integers(1, 80))
+        W = rng.standard_normal((N, K)).astype(dtype)
+        j0 = int(rng.integers(0, N))
+        n = int(rng.integers(1, N - j0 + 1))
+        k0 = int(rng.integers(0, K + 1))
+        KK = int(rng.integers(0, K - k0 + 1))
+        A = rng.standard_normal((M, KK)).astype(dtype)
+        init = bool(rng.integers(0, 2))
+        C0 = rng.standard_normal((M, n)).astype(dtype)
+        want = _core.gemm(A, W, True, j0, n, C0.copy(), init, True, k0, KK)
+        got = _core.gemm(A, W, True, j0, n, C0.copy(), init, False, k0, KK, in_place=True)
+        assert same_bits(got, want), (M, K, N, j0, n, k0, KK, init)
+        got_t = _core.gemm(np.ascontiguousarray(A.T), W, True, j0, n, C0.copy(), init, False,
+                           k0, KK, a_trans=True, in_place=True)
+        assert same_bits(got_t, want)
 
 
 @pytest.mark.parametrize("M,K,N", [(5, 40, 70), (13, 600, 33)])

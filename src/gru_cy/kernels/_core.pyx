@@ -44,6 +44,8 @@ cdef extern from "rc_gemm.h" nogil:
     Py_ssize_t rc_tail_elems(int K)
     void rc_bmat_init(int dtype, rc_bmat *b, int trans, int K, int N, const void *src,
                       Py_ssize_t ld, void *packed, void *tail)
+    void rc_bmat_transposed(int dtype, rc_bmat *b, int K, int N, const void *src, Py_ssize_t ld)
+    int rc_gemm_transposed_fast(int dtype)
     void rc_gemm(int dtype, int M, int K, int j0, int n, const void *a, Py_ssize_t sam,
                  Py_ssize_t sak, const rc_bmat *b, int k0, int init, void *c, Py_ssize_t ldc)
     int rc_isa()
@@ -844,10 +846,12 @@ cdef class Lean:
 # ---- the products, for the tests and for other layers ------------------------------------
 
 def gemm(object a, object w, bint trans_w, int j0=0, int n=-1, object c=None, bint init=False,
-         bint pack=False, int k0=0, int K=-1, bint a_trans=False):
+         bint pack=False, int k0=0, int K=-1, bint a_trans=False, bint in_place=False):
     """C[:, :n] (=|+=) A @ W'[k0:k0 + K, j0:j0 + n] on gru_cy's kernels (or
     the BLAS backend), W' = W.T when trans_w else W; A (M, K) or, a_trans,
-    given as A^T (K, M). pack: pack W' first (same bits). Returns C."""
+    given as A^T (K, M). pack: pack W' first (same bits). in_place with
+    trans_w: W' read in place, as one-step calls read it (same bits).
+    Returns C."""
     cdef cnp.ndarray aa = <cnp.ndarray>a, wa = <cnp.ndarray>w, ca
     cdef int dtype = _dtype_of(aa)
     _arr(a, "a", dtype, 0, False)
@@ -875,8 +879,11 @@ def gemm(object a, object w, bint trans_w, int j0=0, int n=-1, object c=None, bi
     tail = np.zeros(rc_tail_elems(Kt) + 16, a.dtype)
     cdef rc_bmat b
     cdef void *pp = NULL if packed is None else cnp.PyArray_DATA(<cnp.ndarray>packed)
-    rc_bmat_init(dtype, &b, trans_w, Kt, N, cnp.PyArray_DATA(wa), wa.shape[1], pp,
-                 cnp.PyArray_DATA(<cnp.ndarray>tail))
+    if trans_w and in_place:
+        rc_bmat_transposed(dtype, &b, Kt, N, cnp.PyArray_DATA(wa), wa.shape[1])
+    else:
+        rc_bmat_init(dtype, &b, trans_w, Kt, N, cnp.PyArray_DATA(wa), wa.shape[1], pp,
+                     cnp.PyArray_DATA(<cnp.ndarray>tail))
     cdef Py_ssize_t lda = aa.shape[1]
     with nogil:
         rc_gemm(dtype, M, K, j0, n, cnp.PyArray_DATA(aa), 1 if a_trans else lda,

@@ -587,6 +587,12 @@ static void rc_plan(rc_ctx *cx, rc_layer *L, int backward, int max_threads, rc_c
             rc_bmat_describe(L->dtype, fs[k], 1, K, N, ws[k].p, K, (void *)ws[k].packed, NULL);
             fs[k]->q = ws[k].q;
             cx->pk[k] = 0;
+        } else if (!backward && T == 1 && B <= 2 && !ws[k].fortran
+                   && rc_gemm_transposed_fast(L->dtype)) {
+            /* forward, one step of a few rows: each product is made once,
+             * so W^T is read in place rather than packed (the same chains) */
+            rc_bmat_transposed(L->dtype, fs[k], K, N, ws[k].p, K);
+            cx->pk[k] = 0;
         } else if (!backward) {
             /* forward: B = W^T (K x N) */
             const int pack = !ws[k].fortran || big;

@@ -2,6 +2,7 @@
  * AVX2 + FMA and AVX-512 kernels (x86-64, GCC or clang), the choice of
  * instruction set and the BLAS backend. */
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +115,7 @@ void rc_bmat_describe(int dtype, rc_bmat *b, int trans, int K, int N, const void
     b->raw_ld = ld;
     b->raw_trans = trans;
     b->q = NULL;
+    b->tr = 0;
     if (trans || packed != NULL) {
         b->p = packed;
         b->pstride = (ptrdiff_t)K * nr;
@@ -286,6 +288,180 @@ PORTABLE_GEMM(double, 16)
 
 #endif
 
+/* ---- B stored transposed, read in place ------------------------------------- */
+
+void rc_bmat_transposed(int dtype, rc_bmat *b, int K, int N, const void *src, ptrdiff_t ld)
+{
+    (void)dtype;
+    memset(b, 0, sizeof(*b));
+    b->K = K;
+    b->N = N;
+    b->p = src;
+    b->ld = ld;
+    b->raw = src;
+    b->raw_ld = ld;
+    b->raw_trans = 1;
+    b->tr = 1;
+}
+
+/* Any element type and instruction set, one element at a time: the chain of
+ * that instruction set (fused on AVX2 and AVX-512, a multiply then an add on
+ * the portable path). */
+#define TRANSPOSED_SCALAR(T, FMA_)                                                \
+static void gemm_tr_scalar_##T(int M, int K, int j0, int n, const T *a, ptrdiff_t sam, \
+                               ptrdiff_t sak, const T *w, ptrdiff_t ldw, int k0,  \
+                               int init, T *c, ptrdiff_t ldc, int fused)          \
+{                                                                                 \
+    for (int i = 0; i < M; i++)                                                   \
+        for (int j = 0; j < n; j++) {                                             \
+            const T *wj = w + (ptrdiff_t)(j0 + j) * ldw + k0;                     \
+            const T *ai = a + (ptrdiff_t)i * sam;                                 \
+            T acc = init ? c[(ptrdiff_t)i * ldc + j] : (T)0;                      \
+            if (fused)                                                            \
+                for (int k = 0; k < K; k++)                                       \
+                    acc = FMA_(ai[(ptrdiff_t)k * sak], wj[k], acc);               \
+            else                                                                  \
+                for (int k = 0; k < K; k++)                                       \
+                    acc += ai[(ptrdiff_t)k * sak] * wj[k];                        \
+            c[(ptrdiff_t)i * ldc + j] = acc;                                      \
+        }                                                                         \
+}
+TRANSPOSED_SCALAR(float, fmaf)
+TRANSPOSED_SCALAR(double, fma)
+#undef TRANSPOSED_SCALAR
+
+#if RC_X86
+/* R rows of A times 8 * NB columns of B: per block of 8 columns and 8 k, the
+ * 8 x 8 block of W transposed in registers (interleave pairs of rows, then
+ * pairs of pairs, then halves) gives B's rows k .. k + 7 for those columns,
+ * which go into the rows' chains in order of k; the NB blocks' chains are
+ * independent, so that their multiply-adds overlap. The k past the last
+ * block of 8 go one at a time, in the same chains. */
+__attribute__((target("avx2,fma"))) static RC_ALWAYS_INLINE void
+tr_tile(const int R, const int NB, int K, const float *RC_RESTRICT a, ptrdiff_t sam,
+        ptrdiff_t sak, const float *RC_RESTRICT w, ptrdiff_t ldw, int init,
+        float *RC_RESTRICT c, ptrdiff_t ldc)
+{
+    __m256 acc[2][4];
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++)
+            acc[r][b] = init ? _mm256_loadu_ps(c + (ptrdiff_t)r * ldc + 8 * b)
+                             : _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        for (int b = 0; b < NB; b++) {
+            const float *wb = w + (ptrdiff_t)8 * b * ldw + k;
+            const __m256 r0 = _mm256_loadu_ps(wb), r1 = _mm256_loadu_ps(wb + ldw);
+            const __m256 r2 = _mm256_loadu_ps(wb + 2 * ldw), r3 = _mm256_loadu_ps(wb + 3 * ldw);
+            const __m256 r4 = _mm256_loadu_ps(wb + 4 * ldw), r5 = _mm256_loadu_ps(wb + 5 * ldw);
+            const __m256 r6 = _mm256_loadu_ps(wb + 6 * ldw), r7 = _mm256_loadu_ps(wb + 7 * ldw);
+            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+            const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+            __m256 col[8];
+            col[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+            col[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+            col[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+            col[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+            col[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+            col[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+            col[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+            col[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+            for (int r = 0; r < R; r++) {
+                const float *ar = a + (ptrdiff_t)r * sam + (ptrdiff_t)k * sak;
+                for (int q = 0; q < 8; q++)
+                    acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(ar[(ptrdiff_t)q * sak]), col[q],
+                                                acc[r][b]);
+            }
+        }
+    }
+    for (; k < K; k++)
+        for (int b = 0; b < NB; b++) {
+            const float *wb = w + (ptrdiff_t)8 * b * ldw + k;
+            const __m256 col = _mm256_setr_ps(wb[0], wb[ldw], wb[2 * ldw], wb[3 * ldw],
+                                              wb[4 * ldw], wb[5 * ldw], wb[6 * ldw], wb[7 * ldw]);
+            for (int r = 0; r < R; r++)
+                acc[r][b] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(a[(ptrdiff_t)r * sam + (ptrdiff_t)k * sak]), col, acc[r][b]);
+        }
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++)
+            _mm256_storeu_ps(c + (ptrdiff_t)r * ldc + 8 * b, acc[r][b]);
+}
+
+/* Rows in pairs (a last single row alone), columns in groups of 32 (16 for
+ * a pair), then of 8, then one at a time. */
+__attribute__((target("avx2,fma"))) static void
+gemm_tr_f32_avx2(int M, int K, int j0, int n, const float *a, ptrdiff_t sam, ptrdiff_t sak,
+                 const float *w, ptrdiff_t ldw, int k0, int init, float *c, ptrdiff_t ldc)
+{
+    const float *wj0 = w + (ptrdiff_t)j0 * ldw + k0;
+    for (int i = 0; i < M;) {
+        const int pair = M - i >= 2;
+        const float *ai = a + (ptrdiff_t)i * sam;
+        float *ci = c + (ptrdiff_t)i * ldc;
+        int j = 0;
+        if (pair) {
+            for (; j + 16 <= n; j += 16)
+                tr_tile(2, 2, K, ai, sam, sak, wj0 + (ptrdiff_t)j * ldw, ldw, init, ci + j, ldc);
+            for (; j + 8 <= n; j += 8)
+                tr_tile(2, 1, K, ai, sam, sak, wj0 + (ptrdiff_t)j * ldw, ldw, init, ci + j, ldc);
+        } else {
+            for (; j + 32 <= n; j += 32)
+                tr_tile(1, 4, K, ai, sam, sak, wj0 + (ptrdiff_t)j * ldw, ldw, init, ci + j, ldc);
+            for (; j + 8 <= n; j += 8)
+                tr_tile(1, 1, K, ai, sam, sak, wj0 + (ptrdiff_t)j * ldw, ldw, init, ci + j, ldc);
+        }
+        for (int r = 0; r < 1 + pair; r++)
+            for (int jj = j; jj < n; jj++) {
+                const float *wj = wj0 + (ptrdiff_t)jj * ldw;
+                const float *ar = ai + (ptrdiff_t)r * sam;
+                float acc = init ? ci[(ptrdiff_t)r * ldc + jj] : 0.0f;
+                for (int k = 0; k < K; k++)
+                    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(ar[(ptrdiff_t)k * sak]),
+                                                     _mm_set_ss(wj[k]), _mm_set_ss(acc)));
+                ci[(ptrdiff_t)r * ldc + jj] = acc;
+            }
+        i += 1 + pair;
+    }
+}
+#endif
+
+int rc_gemm_transposed_fast(int dtype)
+{
+#if RC_X86
+    return dtype == RC_F32 && rc_isa() >= RC_ISA_AVX2 && !rc_backend();
+#else
+    (void)dtype;
+    return 0;
+#endif
+}
+
+static void gemm_transposed(int dtype, int M, int K, int j0, int n, const void *a,
+                            ptrdiff_t sam, ptrdiff_t sak, const rc_bmat *b, int k0, int init,
+                            void *c, ptrdiff_t ldc)
+{
+#if RC_X86
+    if (dtype == RC_F32 && rc_isa() >= RC_ISA_AVX2) {
+        gemm_tr_f32_avx2(M, K, j0, n, (const float *)a, sam, sak, (const float *)b->p, b->ld,
+                         k0, init, (float *)c, ldc);
+        return;
+    }
+#endif
+    const int fused = rc_isa() != RC_ISA_PORTABLE;
+    if (dtype == RC_F32)
+        gemm_tr_scalar_float(M, K, j0, n, (const float *)a, sam, sak, (const float *)b->p,
+                             b->ld, k0, init, (float *)c, ldc, fused);
+    else
+        gemm_tr_scalar_double(M, K, j0, n, (const double *)a, sam, sak, (const double *)b->p,
+                              b->ld, k0, init, (double *)c, ldc, fused);
+}
+
 /* ---- instruction set and backend ----------------------------------------- */
 
 static int rc_isa_now = -1;
@@ -415,6 +591,10 @@ void rc_gemm(int dtype, int M, int K, int j0, int n, const void *a, ptrdiff_t sa
     }
     if (rc_backend_now) {
         gemm_blas(dtype, M, K, j0, n, a, sam, sak, b, k0, init, c, ldc);
+        return;
+    }
+    if (b->tr) {
+        gemm_transposed(dtype, M, K, j0, n, a, sam, sak, b, k0, init, c, ldc);
         return;
     }
     switch (rc_isa()) {

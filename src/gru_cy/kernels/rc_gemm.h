@@ -24,6 +24,11 @@
  *     copied once per call into `tail` so that no load reads past the end;
  *   - packed panels (rc_pack): pstride = K * NR, ld = NR, from any matrix
  *     (a transposed one too), when the same B serves many products.
+ * A third, for a product made once (a one-step call's, a few rows of A):
+ *   - a matrix stored transposed read in place (rc_bmat_transposed): B[k, j]
+ *     = raw[j * raw_ld + k]; the float kernel of AVX2 and AVX-512 transposes
+ *     8 x 8 blocks of it in registers on the way to the same chains, so that
+ *     the packing, which would cost more than the product, is skipped.
  *
  * With the BLAS backend (rc_set_backend) the products go to SciPy's BLAS
  * instead, through the raw matrix each rc_bmat also records; the contract
@@ -54,6 +59,8 @@ typedef struct {
      * then hands the product to rc_qgemm (float32 A and C, k0 = 0 and the
      * whole of K; init 1 adds the product into C). */
     const struct rc_qmat *q;
+    /* 1: B is raw transposed, read in place (rc_bmat_transposed). */
+    int tr;
 } rc_bmat;
 
 /* Elements rc_pack writes for a K x N matrix (an upper bound for float and
@@ -75,6 +82,13 @@ static inline ptrdiff_t rc_tail_elems(int K)
  * (rc_packed_elems(K, N) elements) when trans is 1 or packed is not NULL. */
 void rc_bmat_init(int dtype, rc_bmat *b, int trans, int K, int N, const void *src,
                   ptrdiff_t ld, void *packed, void *tail);
+
+/* B = the K x N matrix src[j * ld + k] read in place, for products made
+ * once with few rows of A. Every element keeps the chain it has with the
+ * other forms; the fast path is float on AVX2 and AVX-512
+ * (rc_gemm_transposed_fast says whether it runs). */
+void rc_bmat_transposed(int dtype, rc_bmat *b, int K, int N, const void *src, ptrdiff_t ld);
+int rc_gemm_transposed_fast(int dtype);
 
 /* Panels [p0, p1) of rc_bmat_init's packing only (threads share the work:
  * call rc_bmat_describe first, then each thread packs its panels). */

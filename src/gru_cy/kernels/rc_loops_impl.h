@@ -341,6 +341,7 @@ static void S(weight_grad)(rc_weight g, int Kw, int Nw, int M, const T *x, ptrdi
     bd.raw = d;
     bd.raw_ld = ldd;
     bd.raw_trans = 0;
+    bd.tr = 0;
     bd.q = NULL;
     rc_gemm(DT, Kw, M, j0, j1 - j0, x, 1, ldx, &bd, 0, 1, gp + j0, Nw);
 }
