@@ -292,15 +292,10 @@ PORTABLE_GEMM(double, 16)
 
 void rc_bmat_transposed(int dtype, rc_bmat *b, int K, int N, const void *src, ptrdiff_t ld)
 {
-    (void)dtype;
-    memset(b, 0, sizeof(*b));
-    b->K = K;
-    b->N = N;
+    /* The transposed matrix as the BLAS backend reads it, then in place. */
+    rc_bmat_describe(dtype, b, 1, K, N, src, ld, NULL, NULL);
     b->p = src;
     b->ld = ld;
-    b->raw = src;
-    b->raw_ld = ld;
-    b->raw_trans = 1;
     b->tr = 1;
 }
 
