@@ -267,72 +267,28 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
  * single instruction where the CPU has one, so that the gates give the same
  * bits under every instruction set and frozen int8 inference, whose
  * products are exact integers, does too) and loops, for float and double. */
-#define A(x) x##_portable
+#define ISA_TAG _portable
 #define MADF(a, b, c) fmaf((a), (b), (c))
 #define MADD(a, b, c) fma((a), (b), (c))
-#include "rc_activations_impl.h"
-#define T float
-#define DT RC_F32
-#define SIGMOID A(sigmoidf)
-#define TANH A(tanhf)
-#define S(x) x##_f32_portable
-#include "rc_loops_impl.h"
-#undef S
-#undef T
-#undef DT
-#undef SIGMOID
-#undef TANH
-#define T double
-#define DT RC_F64
-#define SIGMOID A(sigmoid)
-#define TANH A(tanh)
-#define S(x) x##_f64_portable
-#include "rc_loops_impl.h"
-#undef S
-#undef T
-#undef DT
-#undef SIGMOID
-#undef TANH
-#undef A
+#include "rc_isa_impl.h"
+#undef ISA_TAG
 #undef MADF
 #undef MADD
 
 #if RC_X86
 /* Each instruction set's instances under its target (GCC's pragma; clang
  * gives every function in the region the attribute). */
+#define MADF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define MADD(a, b, c) __builtin_fma((a), (b), (c))
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
-#define A(x) x##_avx2
-#define MADF(a, b, c) __builtin_fmaf((a), (b), (c))
-#define MADD(a, b, c) __builtin_fma((a), (b), (c))
-#include "rc_activations_impl.h"
-#define T float
-#define DT RC_F32
-#define SIGMOID A(sigmoidf)
-#define TANH A(tanhf)
-#define S(x) x##_f32_avx2
-#include "rc_loops_impl.h"
-#undef S
-#undef T
-#undef DT
-#undef SIGMOID
-#undef TANH
-#define T double
-#define DT RC_F64
-#define SIGMOID A(sigmoid)
-#define TANH A(tanh)
-#define S(x) x##_f64_avx2
-#include "rc_loops_impl.h"
-#undef S
-#undef T
-#undef DT
-#undef SIGMOID
-#undef TANH
-#undef A
+#define ISA_TAG _avx2
+#include "rc_isa_impl.h"
+#undef ISA_TAG
 #if defined(__clang__)
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))), apply_to = function)
@@ -341,38 +297,16 @@ static void rc_prepare_common(rc_ctx *cx, int lr, int backward)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 #endif
-#define A(x) x##_avx512
-#include "rc_activations_impl.h"
-#define T float
-#define DT RC_F32
-#define SIGMOID A(sigmoidf)
-#define TANH A(tanhf)
-#define S(x) x##_f32_avx512
-#include "rc_loops_impl.h"
-#undef S
-#undef T
-#undef DT
-#undef SIGMOID
-#undef TANH
-#define T double
-#define DT RC_F64
-#define SIGMOID A(sigmoid)
-#define TANH A(tanh)
-#define S(x) x##_f64_avx512
-#include "rc_loops_impl.h"
-#undef S
-#undef T
-#undef DT
-#undef SIGMOID
-#undef TANH
-#undef A
-#undef MADF
-#undef MADD
+#define ISA_TAG _avx512
+#include "rc_isa_impl.h"
+#undef ISA_TAG
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
 #pragma GCC pop_options
 #endif
+#undef MADF
+#undef MADD
 #endif
 
 typedef void (*rc_loop_fn)(rc_ctx *cx, int lr);
