@@ -192,6 +192,23 @@ TGT_AVX2 static void prep_avx2(int kind, const float *a, ptrdiff_t sam, ptrdiff_
     Q_CASE(2, 2) Q_CASE(2, 3) Q_CASE(2, 4)                                     \
     Q_CASE(3, 2) Q_CASE(4, 2) Q_CASE(5, 2) Q_CASE(6, 2)
 
+/* A kernel's entry point: a switch over its tiles, each case calling
+ * Q_KERNEL(rows, panels), which the kernel defines before Q_TILE_ENTRY. */
+#define Q_CASE(m, qn)                                                          \
+    case (m) * 8 + (qn):                                                       \
+        Q_KERNEL(m, qn);                                                       \
+        return;
+#define Q_TILE_ENTRY(TGT_, name, cases)                                        \
+    TGT_ static void name(int mr, int np, const rc_qmat *q, const void *a,     \
+                          ptrdiff_t lds, const float *rscale, int p, int init, \
+                          float *c, ptrdiff_t ldc, int coff, int n)            \
+    {                                                                          \
+        (void)rscale;                                                          \
+        switch (mr * 8 + np) {                                                 \
+            cases                                                              \
+        }                                                                      \
+    }
+
 /* 16 results r into C's columns col .. col + 16 that lie in [0, n) (a
  * masked store: lanes outside are neither read nor written), added into C
  * when init. */
@@ -260,20 +277,9 @@ tile_bf16_native_k(const int mr, const int np, const rc_qmat *q, const void *a, 
         Q_STORE_ROW(acc[i], np, init, c + (ptrdiff_t)i * ldc, coff, n);
 }
 
-#define Q_CASE(m, qn)                                                          \
-    case (m) * 8 + (qn):                                                       \
-        tile_bf16_native_k(m, qn, q, a, lds, p, init, c, ldc, coff, n);        \
-        return;
-TGT_BF16 static void tile_bf16_native(int mr, int np, const rc_qmat *q, const void *a,
-                                      ptrdiff_t lds, const float *rscale, int p, int init,
-                                      float *c, ptrdiff_t ldc, int coff, int n)
-{
-    (void)rscale;
-    switch (mr * 8 + np) {
-        Q_CASES12
-    }
-}
-#undef Q_CASE
+#define Q_KERNEL(m, qn) tile_bf16_native_k(m, qn, q, a, lds, p, init, c, ldc, coff, n)
+Q_TILE_ENTRY(TGT_BF16, tile_bf16_native, Q_CASES12)
+#undef Q_KERNEL
 
 /* ---- bf16 emulated, AVX-512F ---------------------------------------------------- */
 
@@ -318,20 +324,9 @@ tile_bf16_avx512_k(const int mr, const int np, const rc_qmat *q, const void *a, 
         Q_STORE_ROW(acc[i], np, init, c + (ptrdiff_t)i * ldc, coff, n);
 }
 
-#define Q_CASE(m, qn)                                                          \
-    case (m) * 8 + (qn):                                                       \
-        tile_bf16_avx512_k(m, qn, q, a, lds, p, init, c, ldc, coff, n);        \
-        return;
-TGT_AVX512 static void tile_bf16_avx512(int mr, int np, const rc_qmat *q, const void *a,
-                                        ptrdiff_t lds, const float *rscale, int p, int init,
-                                        float *c, ptrdiff_t ldc, int coff, int n)
-{
-    (void)rscale;
-    switch (mr * 8 + np) {
-        Q_CASES12
-    }
-}
-#undef Q_CASE
+#define Q_KERNEL(m, qn) tile_bf16_avx512_k(m, qn, q, a, lds, p, init, c, ldc, coff, n)
+Q_TILE_ENTRY(TGT_AVX512, tile_bf16_avx512, Q_CASES12)
+#undef Q_KERNEL
 
 /* ---- int8, AVX512-VNNI ------------------------------------------------------------ */
 
@@ -386,19 +381,9 @@ tile_i8_vnni_k(const int mr, const int np, const rc_qmat *q, const void *a, ptrd
     }
 }
 
-#define Q_CASE(m, qn)                                                          \
-    case (m) * 8 + (qn):                                                       \
-        tile_i8_vnni_k(m, qn, q, a, lds, rscale, p, init, c, ldc, coff, n);    \
-        return;
-TGT_VNNI static void tile_i8_vnni(int mr, int np, const rc_qmat *q, const void *a,
-                                  ptrdiff_t lds, const float *rscale, int p, int init,
-                                  float *c, ptrdiff_t ldc, int coff, int n)
-{
-    switch (mr * 8 + np) {
-        Q_CASES12
-    }
-}
-#undef Q_CASE
+#define Q_KERNEL(m, qn) tile_i8_vnni_k(m, qn, q, a, lds, rscale, p, init, c, ldc, coff, n)
+Q_TILE_ENTRY(TGT_VNNI, tile_i8_vnni, Q_CASES12)
+#undef Q_KERNEL
 #undef Q_STORE_ROW
 
 /* ---- AVX2 ---------------------------------------------------------------------- */
@@ -468,20 +453,9 @@ tile_bf16_avx2_k(const int mr, const int np, const rc_qmat *q, const void *a, pt
         Q_STORE_ROW8(acc[i], 4 * np, init, c + (ptrdiff_t)i * ldc, coff, n);
 }
 
-#define Q_CASE(m, qn)                                                          \
-    case (m) * 8 + (qn):                                                       \
-        tile_bf16_avx2_k(m, qn, q, a, lds, p, init, c, ldc, coff, n);          \
-        return;
-TGT_AVX2 static void tile_bf16_avx2(int mr, int np, const rc_qmat *q, const void *a,
-                                    ptrdiff_t lds, const float *rscale, int p, int init,
-                                    float *c, ptrdiff_t ldc, int coff, int n)
-{
-    (void)rscale;
-    switch (mr * 8 + np) {
-        Q_CASE(1, 1) Q_CASE(2, 1) Q_CASE(3, 1) Q_CASE(1, 2)
-    }
-}
-#undef Q_CASE
+#define Q_KERNEL(m, qn) tile_bf16_avx2_k(m, qn, q, a, lds, p, init, c, ldc, coff, n)
+Q_TILE_ENTRY(TGT_AVX2, tile_bf16_avx2, Q_CASE(1, 1) Q_CASE(2, 1) Q_CASE(3, 1) Q_CASE(1, 2))
+#undef Q_KERNEL
 
 /* int8: mr rows x 16 columns (half a panel, h), as 4 vectors of 4 columns
  * x 2 pairs of k. */
@@ -554,3 +528,7 @@ TGT_AVX2 static void tile_i8_avx2(int mr, int np, const rc_qmat *q, const void *
         }
 }
 #undef Q_STORE_ROW8
+
+#undef Q_TILE_ENTRY
+#undef Q_CASE
+#undef Q_CASES12
